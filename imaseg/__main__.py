@@ -1,0 +1,5 @@
+import sys
+
+from imaseg.cli import main
+
+sys.exit(main())

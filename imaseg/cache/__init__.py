@@ -1,0 +1,20 @@
+"""The preprocessed cache: writing it (``imaseg preprocess``), patient-grouped splits, reading it back."""
+
+from imaseg.cache.reader import CachedCase, CaseStore, SampleSet, from_slices, to_slices
+from imaseg.cache.split import assign_folds, check_disjoint, patient_groups, split_for_fold
+from imaseg.cache.writer import MANIFEST_NAME, preprocess_dataset, sample_id
+
+__all__ = [
+    "MANIFEST_NAME",
+    "CachedCase",
+    "CaseStore",
+    "SampleSet",
+    "assign_folds",
+    "check_disjoint",
+    "from_slices",
+    "patient_groups",
+    "preprocess_dataset",
+    "sample_id",
+    "split_for_fold",
+    "to_slices",
+]

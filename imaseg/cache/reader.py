@@ -1,0 +1,140 @@
+"""Reading a preprocessed cache: whole cases (for evaluation) and in-memory sample sets (for training)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imaseg.cache.writer import MANIFEST_NAME
+from imaseg.data.errors import DataError
+
+__all__ = ["CachedCase", "CaseStore", "SampleSet", "from_slices", "to_slices"]
+
+SPLITS = ("train", "val", "test", "all")
+
+
+def to_slices(volume: np.ndarray | torch.Tensor, slice_axis: int) -> np.ndarray | torch.Tensor:
+    """``(C, *spatial)`` -> ``(S, C, *plane)``: the slices along spatial axis ``slice_axis`` as a batch."""
+    axis = slice_axis + 1
+    if isinstance(volume, torch.Tensor):
+        return volume.movedim(axis, 0)
+    return np.moveaxis(volume, axis, 0)
+
+
+def from_slices(slices: np.ndarray | torch.Tensor, slice_axis: int) -> np.ndarray | torch.Tensor:
+    """Inverse of :func:`to_slices`: ``(S, C, *plane)`` -> ``(C, *spatial)``."""
+    axis = slice_axis + 1
+    if isinstance(slices, torch.Tensor):
+        return slices.movedim(0, axis)
+    return np.moveaxis(slices, 0, axis)
+
+
+@dataclass
+class CachedCase:
+    """One preprocessed case: image ``(C, *spatial)``, label ``(*spatial)``, grids and metadata."""
+
+    case: str
+    image: np.ndarray
+    label: np.ndarray
+    affine: np.ndarray
+    source_affine: np.ndarray
+    meta: dict
+
+
+@dataclass
+class SampleSet:
+    """Samples held in memory: ``images (N, C, *S)`` float32, ``labels (N, 1, *S)`` uint8, stable ``ids``."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+    cases: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class CaseStore:
+    """Access to a cache folder written by :func:`imaseg.cache.preprocess_dataset`."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(cache_dir)
+        path = self.root / MANIFEST_NAME
+        if not path.is_file():
+            raise DataError(
+                f"{self.root}: no {MANIFEST_NAME}; run `imaseg preprocess --data DIR --out {self.root}` first"
+            )
+        self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        self._by_case = {c["case"]: c for c in self.manifest["cases"]}
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.manifest["num_classes"])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.manifest["in_channels"])
+
+    @property
+    def spatial_dims(self) -> int:
+        return int(self.manifest["spatial_dims"])
+
+    @property
+    def labels(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.manifest["labels"].items()}
+
+    def case_ids(self, split: str = "all", fold: int = 0) -> list[str]:
+        """Case ids of ``split`` (train / val / test / all) in ``fold``."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        if split == "all":
+            return sorted(self._by_case)
+        splits = self.manifest["splits"]
+        if str(fold) not in splits:
+            raise ValueError(f"`fold` must be one of {sorted(map(int, splits))}, got {fold}")
+        return list(splits[str(fold)][split])
+
+    def case_meta(self, case: str) -> dict:
+        if case not in self._by_case:
+            raise KeyError(f"case {case!r} is not in {self.root / MANIFEST_NAME}")
+        return self._by_case[case]
+
+    def load_case(self, case: str) -> CachedCase:
+        meta = self.case_meta(case)
+        path = self.root / meta["file"]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return CachedCase(case, data["image"], data["label"], data["affine"], data["source_affine"], meta)
+        except (OSError, ValueError, KeyError) as error:
+            raise DataError(
+                f"{path}: cached case is unreadable ({error}); rerun `imaseg preprocess`", [path]
+            ) from error
+
+    def samples(self, split: str = "train", fold: int = 0) -> SampleSet:
+        """All samples of ``split`` in memory, in manifest order (2D slices or whole images/volumes)."""
+        images, labels, ids, cases = [], [], [], []
+        for case in self.case_ids(split, fold):
+            cached = self.load_case(case)
+            meta = cached.meta
+            if meta["slice_axis"] is None:
+                images.append(cached.image[None])
+                labels.append(cached.label[None, None])
+            else:
+                index = np.asarray(meta["slice_indices"], dtype=np.int64)
+                images.append(to_slices(cached.image, meta["slice_axis"])[index])
+                labels.append(to_slices(cached.label[None], meta["slice_axis"])[index])
+            ids += meta["sample_ids"]
+            cases += [case] * len(meta["sample_ids"])
+        if not ids:
+            raise DataError(f"{self.root}: split {split!r} of fold {fold} holds no samples")
+        return SampleSet(
+            torch.from_numpy(np.ascontiguousarray(np.concatenate(images))),
+            torch.from_numpy(np.ascontiguousarray(np.concatenate(labels))),
+            ids,
+            cases,
+        )

@@ -1,0 +1,78 @@
+"""``imaseg``: the command line. ``imaseg SUBCOMMAND --help`` explains each step.
+
+imaseg demo-data OUT                         write the synthetic demo data (MSD layout)
+imaseg check DATA_DIR                        integrity check with a per-case table
+imaseg preprocess --data DIR --out CACHE     NIfTI -> cache of model inputs + split manifest
+imaseg train --cache CACHE --out RUN         standard, adversarial or IMA training
+imaseg evaluate --run RUN                    Dice (and HD95) under attack at a grid of budgets
+imaseg report RUN [RUN ...]                  HTML + Markdown robustness report
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from imaseg import __version__
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+
+SUBCOMMANDS = {
+    "demo-data": "imaseg.commands.demo_data",
+    "check": "imaseg.commands.check",
+    "preprocess": "imaseg.commands.preprocess",
+    "train": "imaseg.commands.train",
+    "evaluate": "imaseg.commands.evaluate",
+    "report": "imaseg.commands.report",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imaseg",
+        description=__doc__.split("\n\n", 1)[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"imaseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.configure(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 problems found or bad input, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from imaseg.data.errors import DataError
+    from imaseg.utils.logs import setup_logging
+
+    setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return int(args.handler(args) or 0)
+    except (DataError, FileNotFoundError, ValueError) as error:
+        print(f"imaseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"imaseg {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
