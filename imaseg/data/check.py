@@ -152,7 +152,8 @@ def _check_label(label: NiftiVolume, image: NiftiVolume, info: DatasetInfo, repo
     values, counts = np.unique(array.astype(np.int64), return_counts=True)
     report.label_counts = {int(v): int(c) for v, c in zip(values, counts)}
     declared = set(info.labels)
-    undeclared = sorted(set(report.label_counts) - declared) if declared else sorted(v for v in values if v < 0)
+    negative = sorted(int(v) for v in values if v < 0)  # int(): numpy 2 would print np.int64(-1)
+    undeclared = sorted(set(report.label_counts) - declared) if declared else negative
     if undeclared:
         where = f"dataset.json labels {sorted(declared)}" if declared else "non-negative class indices"
         report.problems.append(

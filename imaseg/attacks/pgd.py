@@ -1,0 +1,203 @@
+"""Projected gradient descent on dense outputs (Madry et al. 2018), for segmentation, 2D and 3D.
+
+Each step: ``delta <- Proj_eps(delta + alpha * dir(grad))`` then clip ``x + delta`` to ``clip_range``,
+with ``dir`` the sign (Linf) or the unit-L2 gradient (L2), per sample. Budgets may differ per sample.
+
+With ``select="best"`` (default) the prediction at every iterate, which the forward pass computes
+anyway, is scored (hard Dice against the label) and each sample keeps its worst iterate, so a longer
+attack with the same seed and step size can never end better for the model than a shorter one; over
+``restarts`` the per-sample worst is kept too. ``select="last"`` returns the final iterate (the usual
+choice inside adversarial training, one forward cheaper). ``record_flips=True`` also records, per
+voxel, the perturbation norm at which its predicted class first left the clean prediction.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from imaseg.attacks.base import Attack, AttackResult
+from imaseg.attacks.geometry import project, random_in_ball, step_direction
+from imaseg.attacks.losses import AttackLoss, build_attack_loss
+from imaseg.metrics.dice import sample_dice
+from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int
+
+__all__ = ["PGD", "keep_worse"]
+
+
+def keep_worse(current: AttackResult, candidate: AttackResult, *, targeted: bool = False) -> AttackResult:
+    """Per sample, the result with the lower Dice (higher when ``targeted``); ties keep ``current``."""
+    better = candidate.dice > current.dice if targeted else candidate.dice < current.dice
+
+    def pick(a, b):
+        if a is None or b is None:
+            return a
+        mask = better.view(-1, *([1] * (a.dim() - 1)))
+        return torch.where(mask, b, a)
+
+    flips = None
+    if current.flip_radius is not None and candidate.flip_radius is not None:
+        flips = torch.minimum(current.flip_radius, candidate.flip_radius)
+    steps = None
+    if current.flip_step is not None and candidate.flip_step is not None:
+        steps = torch.where(candidate.flip_radius < current.flip_radius, candidate.flip_step, current.flip_step)
+    return AttackResult(
+        adversarial=pick(current.adversarial, candidate.adversarial),
+        dice=pick(current.dice, candidate.dice),
+        norm=pick(current.norm, candidate.norm),
+        prediction=pick(current.prediction, candidate.prediction),
+        flip_radius=flips,
+        flip_step=steps,
+        source=pick(current.source, candidate.source),
+    )
+
+
+class PGD(Attack):
+    """PGD for segmentation.
+
+    Args:
+        model, eps, norm, clip_range, seed, generator, autocast_dtype: see :class:`~imaseg.attacks.Attack`.
+        steps: gradient steps.
+        alpha: absolute step size (model-input units); default ``alpha_factor * eps / steps``.
+        alpha_factor: step size as a multiple of ``eps / steps`` when ``alpha`` is not given (2.5).
+        loss: attack loss name (``ce``, ``dice``, ``dice-ce``, ``segpgd``, ``cospgd``) or an
+            :class:`~imaseg.attacks.losses.AttackLoss`.
+        random_start: start from a random point in the ball.
+        restarts: independent random starts; the per-sample worst result is kept.
+        targeted: descend the loss towards ``label`` (then the label is the target map).
+        select: ``"best"`` (worst-case iterate per sample) or ``"last"`` (final iterate).
+        record_flips: record per-voxel flip radii (see :class:`~imaseg.attacks.AttackResult`).
+
+    Example:
+        >>> import torch
+        >>> from imaseg.networks import build_network
+        >>> net = build_network("unet", 2, 1, 3, channels=(4, 8), num_res_units=0)
+        >>> attack = PGD(net, eps=0.5, steps=3, clip_range=(0.0, 1.0))
+        >>> x, y = torch.rand(2, 1, 16, 16), torch.randint(0, 3, (2, 16, 16))
+        >>> adv = attack(x, y)
+        >>> bool(((adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-5).all())
+        True
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        eps: float | torch.Tensor,
+        norm: str = "l2",
+        steps: int = 20,
+        alpha: float | None = None,
+        alpha_factor: float = 2.5,
+        loss: str | AttackLoss = "ce",
+        random_start: bool = True,
+        restarts: int = 1,
+        targeted: bool = False,
+        select: str = "best",
+        record_flips: bool = False,
+        clip_range: tuple[float, float] | None = None,
+        seed: int | None = 0,
+        generator: torch.Generator | None = None,
+        autocast_dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            eps=eps,
+            norm=norm,
+            clip_range=clip_range,
+            seed=seed,
+            generator=generator,
+            autocast_dtype=autocast_dtype,
+        )
+        self.steps = check_positive_int("steps", steps, minimum=0)
+        self.alpha = None if alpha is None else check_non_negative("alpha", alpha)
+        self.alpha_factor = check_non_negative("alpha_factor", alpha_factor)
+        self.loss_fn = build_attack_loss(loss)
+        self.random_start = bool(random_start)
+        self.restarts = check_positive_int("restarts", restarts)
+        self.targeted = bool(targeted)
+        self.select = check_choice("select", select, ("best", "last"))
+        self.record_flips = bool(record_flips)
+
+    def _run(self, x, y, eps, generator) -> AttackResult:
+        result = None
+        for _ in range(self.restarts):
+            path = self._path(x, y, eps, generator)
+            result = path if result is None else keep_worse(result, path, targeted=self.targeted)
+        return result
+
+    def _path(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> AttackResult:
+        steps, norm = self.steps, self.norm
+        shape = (-1, *([1] * (x.dim() - 1)))
+        alpha = (
+            torch.full_like(eps, self.alpha) if self.alpha is not None else self.alpha_factor * eps / max(steps, 1)
+        ).view(shape)
+        track = self.select == "best" or self.restarts > 1
+        record = self.record_flips
+        sign = -1.0 if self.targeted else 1.0
+
+        if self.random_start:
+            delta = random_in_ball(x.shape, eps, norm, generator).to(x.device)
+            delta = self._clip(x, delta)
+        else:
+            delta = torch.zeros_like(x)
+        clean_pred = self._evaluate(x, y)[0] if (record and self.random_start) else None
+
+        best_delta = delta.clone() if track else None
+        best_pred = best_dice = None
+        flip_radius = flip_step = None
+
+        def observe(k: int, current: torch.Tensor, pred: torch.Tensor, num_classes: int) -> None:
+            nonlocal best_delta, best_pred, best_dice, flip_radius, flip_step, clean_pred
+            if record:
+                if clean_pred is None:  # no random start: iterate 0 is the clean input
+                    clean_pred = pred
+                    flip_radius = torch.full(pred.shape, float("inf"), device=x.device)
+                    flip_step = torch.full(pred.shape, -1, dtype=torch.int32, device=x.device)
+                if flip_radius is None:
+                    flip_radius = torch.full(pred.shape, float("inf"), device=x.device)
+                    flip_step = torch.full(pred.shape, -1, dtype=torch.int32, device=x.device)
+                radius = self._norm_of(current).view(-1, *([1] * (pred.dim() - 1))).expand_as(flip_radius)
+                new = (pred != clean_pred) & (flip_step < 0)
+                flip_radius = torch.where(new, radius, flip_radius)
+                flip_step = torch.where(new, torch.full_like(flip_step, k), flip_step)
+            if track:
+                dice = sample_dice(pred, y, num_classes)
+                if best_dice is None:
+                    best_delta, best_pred, best_dice = current.clone(), pred, dice
+                    return
+                better = dice > best_dice if self.targeted else dice < best_dice
+                mask = better.view(shape)
+                best_delta = torch.where(mask, current, best_delta)
+                best_pred = torch.where(better.view(-1, *([1] * (pred.dim() - 1))), pred, best_pred)
+                best_dice = torch.where(better, dice, best_dice)
+
+        for k in range(steps):
+            current = (x + delta).requires_grad_(True)
+            logits = self._logits(current)
+            loss = self.loss_fn(logits, y, step=k, steps=steps, targeted=self.targeted).sum()
+            (grad,) = torch.autograd.grad(loss, current)
+            with torch.no_grad():
+                if track or record:
+                    observe(k, delta, logits.detach().argmax(1), logits.shape[1])
+                delta = delta + alpha * step_direction(sign * grad, norm)
+                delta = self._clip(x, project(delta, eps, norm))
+
+        prediction = dice = None
+        if track or record or steps == 0:
+            with torch.no_grad():
+                logits = self._logits(x + delta)
+                pred = logits.argmax(1)
+                observe(steps, delta, pred, logits.shape[1])
+                if track:
+                    delta, prediction, dice = best_delta, best_pred, best_dice
+                else:
+                    prediction, dice = pred, sample_dice(pred, y, logits.shape[1])
+        adversarial = x + delta
+        return AttackResult(
+            adversarial=adversarial,
+            dice=dice,
+            norm=self._norm_of(delta),
+            prediction=prediction,
+            flip_radius=flip_radius,
+            flip_step=flip_step,
+            source=torch.zeros(x.shape[0], dtype=torch.long, device=x.device),
+        )
