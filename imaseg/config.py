@@ -81,10 +81,11 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         raise ValueError(f"`{name}` must be true or false, got {value!r}")
     if inner in (int, float):
         try:
-            if inner is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return inner(_eval_number(value) if isinstance(value, str) else value)
-        except (TypeError, ValueError):
+            number = _eval_number(value) if isinstance(value, str) else value
+            if isinstance(number, bool) or (inner is int and isinstance(number, float) and not number.is_integer()):
+                raise ValueError  # "2.5" or true for an int field must not become 2 or 1
+            return inner(number)
+        except (TypeError, ValueError, ZeroDivisionError):
             raise ValueError(f"`{name}` must be {inner.__name__}, got {value!r}") from None
     if inner is str:
         return str(value)

@@ -48,9 +48,9 @@ class AttackResult:
     """
 
     adversarial: torch.Tensor
-    dice: torch.Tensor
+    dice: torch.Tensor | None
     norm: torch.Tensor
-    prediction: torch.Tensor
+    prediction: torch.Tensor | None
     flip_radius: torch.Tensor | None = None
     flip_step: torch.Tensor | None = None
     source: torch.Tensor | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,7 @@ class CaseStore:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return CachedCase(case, data["image"], data["label"], data["affine"], data["source_affine"], meta)
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise DataError(
                 f"{path}: cached case is unreadable ({error}); rerun `imaseg preprocess`", [path]
             ) from error

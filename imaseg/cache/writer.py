@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,8 @@ __all__ = ["MANIFEST_NAME", "preprocess_dataset", "sample_id"]
 logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
-_SPLIT_ONLY = {"folds", "val_groups", "group_regex", "group_map", "seed", "keep_empty_slices"}
+# keep_empty_slices is not split-only: the kept slice indices are stored in each case file's meta
+_SPLIT_ONLY = {"folds", "val_groups", "group_regex", "group_map", "seed"}
 
 
 def sample_id(case: str, index: int | None) -> str:
@@ -102,7 +104,7 @@ def _read_case_meta(path: Path, fingerprint: str) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(str(data["meta"]))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
     return meta if meta.get("fingerprint") == fingerprint else None
 

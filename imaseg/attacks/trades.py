@@ -1,0 +1,66 @@
+"""The inner maximisation of TRADES (Zhang et al., ICML 2019): find ``x'`` in the ball that maximises
+``KL(f(x) || f(x'))`` per voxel, i.e. pushes the prediction away from the model's own clean prediction
+(no label needed). Starts at ``x + 0.001 * N(0, 1)`` as the reference implementation does."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from imaseg.attacks.base import Attack, AttackResult
+from imaseg.attacks.geometry import project, step_direction
+from imaseg.utils.checks import check_non_negative, check_positive_int
+
+__all__ = ["TradesAttack", "kl_per_sample"]
+
+
+def kl_per_sample(adv_logits: torch.Tensor, clean_probs: torch.Tensor) -> torch.Tensor:
+    """Voxel-mean ``KL(clean || adv)`` over the class axis, ``(B,)``."""
+    log_adv = F.log_softmax(adv_logits.float(), dim=1)
+    kl = (clean_probs * (clean_probs.clamp_min(1e-12).log() - log_adv)).sum(1)
+    return kl.flatten(1).mean(1)
+
+
+class TradesAttack(Attack):
+    """TRADES' KL-maximising PGD. Args: ``steps`` and ``alpha_factor`` (step = factor * eps / steps)
+    plus those of :class:`~imaseg.attacks.Attack`."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        eps,
+        norm="l2",
+        steps: int = 10,
+        alpha_factor: float = 2.5,
+        clip_range=None,
+        seed=0,
+        generator=None,
+        autocast_dtype=None,
+    ) -> None:
+        super().__init__(
+            model,
+            eps=eps,
+            norm=norm,
+            clip_range=clip_range,
+            seed=seed,
+            generator=generator,
+            autocast_dtype=autocast_dtype,
+        )
+        self.steps = check_positive_int("steps", steps)
+        self.alpha_factor = check_non_negative("alpha_factor", alpha_factor)
+
+    def _run(self, x, y, eps, generator) -> AttackResult:
+        shape = (-1, *([1] * (x.dim() - 1)))
+        with torch.no_grad():
+            clean_probs = self._logits(x).softmax(1)
+        noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device) * 1e-3
+        delta = self._clip(x, project(noise, eps, self.norm))
+        alpha = (self.alpha_factor * eps / self.steps).view(shape)
+        for _ in range(self.steps):
+            current = (x + delta).requires_grad_(True)
+            loss = kl_per_sample(self._logits(current), clean_probs).sum()
+            (grad,) = torch.autograd.grad(loss, current)
+            with torch.no_grad():
+                delta = self._clip(x, project(delta + alpha * step_direction(grad, self.norm), eps, self.norm))
+        return AttackResult(x + delta, None, self._norm_of(delta), None)

@@ -1,0 +1,16 @@
+"""Training losses: per-sample segmentation losses, IMA (sample- and voxel-level) and its margin bank."""
+
+from imaseg.losses.ima import MARGIN_MODES, IMALoss
+from imaseg.losses.margins import MarginBank
+from imaseg.losses.segmentation import dice_ce_per_sample, weighted_ce_per_sample
+from imaseg.losses.voxel_stats import VoxelMarginStats, class_boundary
+
+__all__ = [
+    "MARGIN_MODES",
+    "IMALoss",
+    "MarginBank",
+    "VoxelMarginStats",
+    "class_boundary",
+    "dice_ce_per_sample",
+    "weighted_ce_per_sample",
+]

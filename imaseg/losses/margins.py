@@ -1,0 +1,122 @@
+"""IMA's per-sample margins, kept in registered buffers so checkpoints carry them.
+
+Each training sample (a 2D slice or a 3D case, keyed by the stable sample id from preprocessing) has a
+margin ``E_i``, an L2 radius, starting at ``delta``. During an epoch every visit records the norm of the
+adversarial example that the inner attack returned and whether the sample survived (no failure found
+within ``E_i``). At the end of the epoch (the official rule, Ma & Liang):
+
+- a sample that survived on some visit grows: ``E_i += delta``;
+- a sample visited but never surviving takes the running boundary estimate, which starts the epoch at
+  ``E_i`` and is averaged with each visit's norm: ``est <- (est + ||x_adv - x||) / 2``;
+- samples not visited keep ``E_i``; all margins are clamped to ``[0, eps_max]``.
+
+Under DDP :meth:`end_epoch` all-reduces the epoch's accumulators first, so every rank applies the same
+update and holds the same margins afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from imaseg.utils.checks import check_non_negative
+
+__all__ = ["MarginBank"]
+
+
+class MarginBank(nn.Module):
+    """Per-sample margins with IMA's update rule.
+
+    Args:
+        sample_ids: the stable ids of the training samples, in index order.
+        delta: initial margin and per-epoch increment (L2, model-input units).
+        eps_max: upper clamp of the margins.
+    """
+
+    def __init__(self, sample_ids: Sequence[str], *, delta: float, eps_max: float) -> None:
+        super().__init__()
+        self.delta = check_non_negative("delta", delta)
+        self.eps_max = check_non_negative("eps_max", eps_max)
+        if self.delta > self.eps_max:
+            raise ValueError(f"`delta` ({delta}) must not exceed `eps_max` ({eps_max})")
+        self.sample_ids = list(sample_ids)
+        if len(set(self.sample_ids)) != len(self.sample_ids):
+            raise ValueError("`sample_ids` must be unique")
+        n = len(self.sample_ids)
+        self.register_buffer("margins", torch.full((n,), self.delta))
+        self.register_buffer("estimate", torch.full((n,), self.delta))
+        self.register_buffer("visits", torch.zeros(n, dtype=torch.int64))
+        self.register_buffer("survived", torch.zeros(n, dtype=torch.int64))
+        self.register_buffer("epochs", torch.zeros((), dtype=torch.int64))
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def get_extra_state(self) -> dict:
+        return {"sample_ids": self.sample_ids, "delta": self.delta, "eps_max": self.eps_max}
+
+    def set_extra_state(self, state: dict) -> None:
+        if list(state["sample_ids"]) != self.sample_ids:
+            raise ValueError(
+                "the checkpoint's margins belong to other training samples (sample ids differ); "
+                "resume with the same cache, fold and split"
+            )
+
+    def lookup(self, index: torch.Tensor) -> torch.Tensor:
+        """Current margins of the samples at ``index``."""
+        return self.margins[index.to(self.margins.device)]
+
+    @torch.no_grad()
+    def record(self, index: torch.Tensor, norm: torch.Tensor, survived: torch.Tensor) -> None:
+        """Record one visit per sample: the adversarial norm found and whether the sample survived."""
+        index = index.to(self.margins.device)
+        norm = norm.to(self.estimate)
+        for position in range(index.numel()):  # a sample may appear twice in a batch; apply in order
+            i = index[position]
+            self.estimate[i] = (self.estimate[i] + norm[position]) / 2
+            self.visits[i] += 1
+            self.survived[i] += int(bool(survived[position]))
+
+    @torch.no_grad()
+    def end_epoch(self) -> dict[str, float]:
+        """Apply the update rule (after a DDP all-reduce), reset the accumulators, return statistics."""
+        visits, survived, estimate = self.visits.clone(), self.survived.clone(), self.estimate.clone()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            contribution = torch.where(visits > 0, estimate, torch.zeros_like(estimate))
+            ranks_visiting = (visits > 0).to(torch.int64)
+            for tensor in (visits, survived, contribution, ranks_visiting):
+                dist.all_reduce(tensor)
+            estimate = torch.where(ranks_visiting > 0, contribution / ranks_visiting.clamp_min(1), self.margins)
+        visited = visits > 0
+        grow = visited & (survived > 0)
+        shrink = visited & (survived == 0)
+        margins = torch.where(grow, self.margins + self.delta, self.margins)
+        margins = torch.where(shrink, estimate, margins).clamp(0.0, self.eps_max)
+        self.margins.copy_(margins)
+        self.estimate.copy_(margins)
+        self.visits.zero_()
+        self.survived.zero_()
+        self.epochs += 1
+        stats = self.statistics()
+        stats["fail_fraction"] = float(shrink.sum()) / max(int(visited.sum()), 1)
+        stats["visited_fraction"] = float(visited.float().mean()) if len(self) else 0.0
+        return stats
+
+    def statistics(self) -> dict[str, float]:
+        """Mean, quartiles and the fraction of margins at ``eps_max``."""
+        if not len(self):
+            return {}
+        m = self.margins.float()
+        q = torch.quantile(m, torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9], device=m.device)).tolist()
+        return {
+            "margin_mean": float(m.mean()),
+            "margin_q10": q[0],
+            "margin_q25": q[1],
+            "margin_median": q[2],
+            "margin_q75": q[3],
+            "margin_q90": q[4],
+            "margin_at_max": float((m >= self.eps_max - 1e-6).float().mean()),
+        }

@@ -1,0 +1,82 @@
+"""Training configuration: one flat dataclass; every field is also an ``imaseg train`` flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["METHODS", "TrainConfig"]
+
+METHODS = ("std", "pgd-at", "trades", "ima")
+
+
+def _f(default, help_text: str, **extra):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text, **extra})
+    return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass
+class TrainConfig:
+    """All hyper-parameters of a training run (the same optimiser, schedule, precision and data for every
+    method, so comparisons are fair)."""
+
+    method: str = _f("std", "training method", choices=METHODS)
+    fold: int = _f(0, "which fold of the cache's patient-grouped split to train on (its test side is held out)")
+    # network
+    network: str = _f("unet", "MONAI network: unet, basicunet, segresnet, dynunet, attentionunet")
+    channels: list[int] = _f([16, 32, 64, 128, 256], "feature channels per level (unet/attentionunet)")
+    res_units: int = _f(2, "residual units per level (unet)")
+    dropout: float = _f(0.0, "dropout (unet)")
+    # optimisation
+    epochs: int = _f(50, "epochs")
+    batch_size: int = _f(16, "samples per batch (per process under DDP)")
+    optimizer: str = _f("adamw", "adamw or sgd (Nesterov, momentum 0.99)", choices=("adamw", "sgd"))
+    lr: float = _f(2e-3, "peak learning rate")
+    weight_decay: float = _f(1e-4, "weight decay")
+    schedule: str = _f("cosine", "learning-rate schedule over the epochs", choices=("cosine", "poly", "constant"))
+    warmup_epochs: int = _f(1, "linear warm-up epochs")
+    grad_clip: float = _f(12.0, "gradient-norm clip (0: off)")
+    # augmentation
+    augment: bool = _f(True, "random affine, flips and intensity augmentation")
+    aug_rotate: float = _f(20.0, "max in-plane rotation (degrees)")
+    aug_scale: list[float] = _f([0.85, 1.2], "zoom range")
+    aug_flip: bool = _f(True, "random flips along the in-plane axes")
+    aug_intensity: float = _f(0.15, "max relative brightness / contrast change; gamma in [1-x, 1+x]")
+    aug_noise: float = _f(0.0, "std of additive Gaussian noise (input units)")
+    # adversarial training (pgd-at, trades)
+    eps: float = _f(0.5, "pgd-at / trades budget (model-input units)")
+    norm: str = _f("l2", "pgd-at / trades norm", choices=("l2", "linf"))
+    attack_steps: int = _f(10, "pgd-at / trades inner steps")
+    attack_alpha_factor: float = _f(2.5, "inner step size as a multiple of eps / steps")
+    adv_weight: float = _f(0.5, "pgd-at: weight of the adversarial term, (1 - w) * clean + w * adversarial")
+    trades_beta: float = _f(6.0, "trades: weight of the KL term")
+    clip_range: list[float] | None = _f(None, "valid input range 'lo,hi' for every attack (none: no clamp)")
+    # IMA
+    ima_margin: str = _f(
+        "voxel", "IMA mode: voxel (ours) or sample (the published algorithm)", choices=("voxel", "sample")
+    )
+    ima_delta: float = _f(0.25, "IMA margin step and initial margin (L2)")
+    ima_eps_max: float = _f(1.0, "IMA largest margin (L2)")
+    ima_beta: float = _f(0.5, "IMA weight of the adversarial term")
+    ima_tau: float = _f(0.6, "IMA Dice threshold of the 'still correct' predicate")
+    ima_dice_reduction: str | None = _f(
+        None, "IMA predicate over classes: max, mean, min (default: max for sample, mean for voxel)"
+    )
+    ima_steps: int = _f(10, "IMA inner PGD steps (official: 20)")
+    ima_alpha_factor: float = _f(4.0, "IMA inner step as a multiple of margin / steps (official: 4)")
+    ima_bisection_steps: int = _f(10, "IMA sample mode: bisection steps")
+    ima_empty_tolerance: float = _f(0.002, "IMA: foreground fraction tolerated on samples with empty ground truth")
+    ima_robust_weight: float = _f(0.1, "IMA voxel mode: loss weight of voxels robust beyond the margin")
+    # validation and logging
+    val_every: int = _f(1, "validate every N epochs (on the validation side of the split; never the test side)")
+    val_eps: float = _f(0.5, "budget of the cheap validation attack (L2, soft-Dice PGD)")
+    val_steps: int = _f(5, "steps of the cheap validation attack (0: skip)")
+    tensorboard: bool = _f(True, "also log to TensorBoard (RUN/tb)")
+    # run control
+    seed: int = _f(0, "seed of initialisation, data order, augmentation and attacks")
+    deterministic: bool = _f(False, "deterministic kernels (bit-identical resume)")
+    amp: bool = _f(False, "bf16 autocast for forward passes (GPU or CPU)")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    threads: int = _f(0, "CPU threads for torch (0: torch's default)")
+    init: str | None = _f(None, "checkpoint whose weights initialise the network (fine-tuning)")
+    time_budget: float = _f(0.0, "stop after the epoch that exceeds this many minutes (0: no limit)")
