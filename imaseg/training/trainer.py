@@ -159,6 +159,12 @@ def train(
         log.truncate(start_epoch)
 
     class_names = {int(k): v for k, v in store.manifest["labels"].items()}
+    data_info = {
+        "in_channels": store.in_channels,
+        "num_classes": store.num_classes,
+        "spatial_dims": store.spatial_dims,
+        "labels": store.manifest["labels"],
+    }
     started = time.perf_counter()
     epochs_run, row = 0, {}
     margin_history = _read_margin_history(run, start_epoch) if method.name == "ima" else []
@@ -234,9 +240,11 @@ def train(
                 best = score
                 save_checkpoint(
                     run / "checkpoints" / "best.pt",
-                    _payload(network, optimizer, scheduler, method, epoch + 1, best, config),
+                    _payload(network, optimizer, scheduler, method, epoch + 1, best, config, data_info),
                 )
-            save_checkpoint(checkpoint_path, _payload(network, optimizer, scheduler, method, epoch + 1, best, config))
+            save_checkpoint(
+                checkpoint_path, _payload(network, optimizer, scheduler, method, epoch + 1, best, config, data_info)
+            )
             logger.info("epoch %d/%d %s", epoch + 1, config.epochs, _summary_line(row))
         if method.name == "ima":
             method.ima.voxel_stats.reset()
@@ -260,8 +268,9 @@ def _clip_tuple(config: TrainConfig):
     return tuple(config.clip_range) if config.clip_range else None
 
 
-def _payload(network, optimizer, scheduler, method, epoch, best, config) -> dict:
+def _payload(network, optimizer, scheduler, method, epoch, best, config, data) -> dict:
     return {
+        "data": data,
         "network": network.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),

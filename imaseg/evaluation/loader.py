@@ -1,0 +1,77 @@
+"""Load a trained run for evaluation: network + config + data, checked against each other."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from imaseg.cache.reader import CaseStore
+from imaseg.config import config_from_dict, load_yaml
+from imaseg.data.errors import DataError
+from imaseg.training.checkpoint import load_checkpoint
+from imaseg.training.config import TrainConfig
+from imaseg.training.trainer import build_model_from_config
+
+__all__ = ["LoadedRun", "load_run"]
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    network: nn.Module
+    train_config: TrainConfig
+    store: CaseStore
+    checkpoint: Path
+    epoch: int
+
+
+def _checkpoint_path(run_dir: Path, which: str) -> Path:
+    if which in ("last", "best"):
+        path = run_dir / "checkpoints" / f"{which}.pt"
+        if which == "best" and not path.is_file():
+            path = run_dir / "checkpoints" / "last.pt"
+        return path
+    return Path(which)
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    *,
+    cache: str | os.PathLike[str] | None = None,
+    checkpoint: str = "last",
+    device: torch.device | str = "cpu",
+) -> LoadedRun:
+    """Rebuild the trained network of ``run_dir`` and open its data (or ``cache``).
+
+    Raises:
+        FileNotFoundError: no run config or checkpoint.
+        DataError: the checkpoint does not fit the data (channels, classes, spatial dims).
+    """
+    run = Path(run_dir)
+    settings = load_yaml(run / "config.yaml")
+    config = config_from_dict(TrainConfig, settings.get("train", {}), source=str(run / "config.yaml"))
+    store = CaseStore(cache or settings["cache"])
+    path = _checkpoint_path(run, checkpoint)
+    state = load_checkpoint(path, map_location="cpu")
+    data = state.get("data", {})
+    expected = {"in_channels": store.in_channels, "num_classes": store.num_classes, "spatial_dims": store.spatial_dims}
+    mismatched = {k: (data[k], v) for k, v in expected.items() if k in data and int(data[k]) != v}
+    if mismatched:
+        details = ", ".join(f"{k}: checkpoint {a} vs data {b}" for k, (a, b) in mismatched.items())
+        raise DataError(
+            f"{path} does not match the data in {store.root} ({details}); evaluate with data preprocessed "
+            "like the training cache (same channels, labels and 2D/3D mode)",
+            [path, store.root],
+        )
+    network = build_model_from_config(config, store.spatial_dims, store.in_channels, store.num_classes)
+    try:
+        network.load_state_dict(state["network"])
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise DataError(f"{path}: weights do not fit the network for {store.root} ({first})", [path]) from error
+    network.to(device).eval()
+    return LoadedRun(run, network, config, store, path, int(state.get("epoch", 0)))

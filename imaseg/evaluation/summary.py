@@ -1,0 +1,78 @@
+"""The JSON summary of an evaluation: Dice per class under each aggregation, per attack and budget."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from imaseg.config import to_dict
+from imaseg.evaluation.metrics import AGGREGATIONS, aggregate_dice
+
+__all__ = ["AGGREGATION_HELP", "build_summary"]
+
+AGGREGATION_HELP = {
+    "global": "global voxel Dice: tp/fp/fn summed over all voxels of all cases, one Dice per class",
+    "case": "per-case mean: each whole case's Dice, averaged over cases (cases without the class skipped)",
+    "slice": "per-slice mean: each 2D slice's Dice, averaged over slices holding the class in truth or prediction",
+}
+
+
+def _nanmean(values) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(np.asarray(values, dtype=float)))
+
+
+def _cell_summary(record: dict) -> dict:
+    dice = aggregate_dice(record["cases"])
+    hd = np.array([c["hd95"] for c in record["cases"].values()], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        hd95 = np.nanmean(hd, axis=0).tolist() if hd.size else []
+    return {
+        "dice": dice,
+        "mean_dice": {agg: _nanmean(dice[agg]) for agg in AGGREGATIONS},
+        "hd95": hd95,
+        "realised_norm": _nanmean([c["norm_mean"] for c in record["cases"].values()]),
+        "eps_source": _nanmean([c["eps_source"] for c in record["cases"].values()]),
+        "eps_rms": _nanmean([c["eps_rms"] for c in record["cases"].values()]),
+    }
+
+
+def build_summary(records: dict, cells, labels: dict[int, str], config, checks: dict, *, seconds: float) -> dict:
+    """Assemble ``summary.json`` from the cell records."""
+    clean = _cell_summary(records["clean"])
+    attacks: dict[str, dict] = {}
+    for cell in cells:
+        if cell.attack == "clean":
+            continue
+        entry = attacks.setdefault(cell.attack, {"norm": cell.norm, "eps": [], "cells": []})
+        entry["eps"].append(cell.eps)
+        entry["cells"].append(_cell_summary(records[cell.key]))
+    robust = {}
+    for name, entry in attacks.items():
+        curve = [c["mean_dice"]["global"] for c in entry["cells"]]
+        eps = entry["eps"]
+        span = (max(eps) - min(eps)) if len(eps) > 1 else 0.0
+        entry["auc"] = float(np.trapezoid(curve, eps) / span) if span > 0 else float("nan")
+        robust[name] = {f"{e:g}": d for e, d in zip(eps, curve)}
+    headline = [
+        f"clean Dice {clean['mean_dice']['global']:.3f} (global voxel Dice, mean over foreground classes; "
+        f"per-case mean {clean['mean_dice']['case']:.3f})"
+    ]
+    for name, curve in robust.items():
+        points = ", ".join(f"{e}: {d:.3f}" for e, d in curve.items())
+        headline.append(f"{name} (steps {config.steps}, restarts {config.restarts}, seed {config.seed}): {points}")
+    return {
+        "classes": {str(k): v for k, v in labels.items() if k > 0},
+        "aggregations": AGGREGATION_HELP,
+        "headline_metric": "global voxel Dice, mean over foreground classes",
+        "clean": clean,
+        "attacks": attacks,
+        "robust_dice": robust,
+        "checks": checks,
+        "headline": headline,
+        "settings": to_dict(config),
+        "seconds": seconds,
+    }

@@ -1,0 +1,77 @@
+"""Reading what a run folder holds for the report: config, training log, margins, evaluation results.
+
+The report layer reads files only (no model, no torch), so it renders any run anywhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+__all__ = ["RunData", "collect_run"]
+
+
+@dataclass
+class RunData:
+    path: Path
+    name: str
+    config: dict
+    log: list[dict] = field(default_factory=list)
+    margins: dict | None = None
+    summary: dict | None = None
+    results: list[dict] = field(default_factory=list)
+    overlays: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        train = self.config.get("train", {})
+        method = train.get("method", "?")
+        if method == "ima":
+            return f"IMA ({train.get('ima_margin', '?')})"
+        if method in ("pgd-at", "trades"):
+            return f"{method.upper()} (eps {train.get('eps')})"
+        return method.upper()
+
+
+def collect_run(run_dir: str | os.PathLike[str], tag: str = "default", name: str | None = None) -> RunData:
+    """Load the pieces of ``run_dir`` that exist; raises FileNotFoundError if it is not a run folder."""
+    path = Path(run_dir)
+    config_path = path / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{path} is not a run folder (no config.yaml); pass folders written by `imaseg train`")
+    data = RunData(path, name or path.name, yaml.safe_load(config_path.read_text()) or {})
+    if (path / "log.csv").is_file():
+        with open(path / "log.csv", newline="", encoding="utf-8") as handle:
+            data.log = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    if (path / "margins.json").is_file():
+        data.margins = json.loads((path / "margins.json").read_text())
+    evaluation = path / "eval" / tag
+    if (evaluation / "summary.json").is_file():
+        data.summary = json.loads((evaluation / "summary.json").read_text())
+    if (evaluation / "results.csv").is_file():
+        with open(evaluation / "results.csv", newline="", encoding="utf-8") as handle:
+            data.results = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+    for overlay in sorted((evaluation / "overlays").glob("*.npz")) if (evaluation / "overlays").is_dir() else []:
+        with np.load(overlay, allow_pickle=False) as arrays:
+            content = {k: arrays[k] for k in arrays.files if k != "meta"}
+            content["meta"] = json.loads(str(arrays["meta"]))
+        data.overlays[overlay.stem] = content
+    return data
+
+
+def _number(value: str):
+    if value is None or value == "":
+        return float("nan")
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value

@@ -1,0 +1,241 @@
+"""``imaseg report RUN [RUN ...]``: one HTML file (plots embedded) and a Markdown twin comparing runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imaseg.report import plots
+from imaseg.report.collect import RunData, collect_run
+from imaseg.report.document import Document
+
+__all__ = ["build_report"]
+
+DATA_CITATIONS = (
+    "Data: ACDC (Bernard et al., IEEE TMI 2018); Montgomery and Shenzhen chest X-rays (Jaeger et al. 2014); "
+    "IMA: Ma & Liang, arXiv 2005.09147 / CMPB 2023; SegPGD: Gu et al., ECCV 2022; CosPGD: Agnihotri et al., ICML 2024."
+)
+
+
+def _main_attack(runs: list[RunData]) -> str | None:
+    names = [a for r in runs if r.summary for a in r.summary["attacks"]]
+    for preferred in ("worst-l2", "pgd-l2", "worst-linf", "pgd-linf"):
+        if preferred in names:
+            return preferred
+    return names[0] if names else None
+
+
+def _describe_attack(summary: dict, attack: str) -> str:
+    s = summary["settings"]
+    if attack.startswith(("noise", "uniform")):
+        how = "random noise scaled to the eps-sphere"
+    elif attack.startswith("worst"):
+        how = "per-slice worst case over the other attacks of this norm"
+    else:
+        losses = "+".join(s["losses"]) if attack.startswith("pgd") else attack.split("-")[0]
+        how = f"{s['steps']}-step PGD, loss {losses} (per-sample worst), {s['restarts']} restart(s)"
+    return f"{attack}: {how}, seed {s['seed']}, clip range {s.get('clip_range') or 'none'}"
+
+
+def build_report(
+    run_dirs: list[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    tag: str = "default",
+    title: str | None = None,
+) -> tuple[Path, Path]:
+    """Render the report of ``run_dirs`` (their ``eval/TAG``) to ``OUT.html`` / ``OUT.md``."""
+    runs = [collect_run(d, tag) for d in run_dirs]
+    if out is None:
+        out = Path(run_dirs[0]) / "report" if len(runs) == 1 else Path(run_dirs[0]).parent / "report"
+    doc = Document(title or f"Robustness report: {', '.join(r.name for r in runs)}")
+    doc.paragraph(f"Generated {time.strftime('%Y-%m-%d %H:%M')} by imaseg from {len(runs)} run(s).", "note")
+    _runs_table(doc, runs)
+    evaluated = [r for r in runs if r.summary]
+    attack = _main_attack(evaluated)
+    if attack:
+        _headline(doc, evaluated, attack)
+        _curves(doc, evaluated)
+        _per_case(doc, evaluated, attack)
+        _checks(doc, evaluated)
+    else:
+        doc.paragraph(
+            f"No evaluation found (RUN/eval/{tag}/summary.json): run `imaseg evaluate --run RUN` first.", "warn"
+        )
+    if any(r.log for r in runs):
+        doc.heading("Training")
+        doc.image(
+            "training",
+            plots.training_curves(runs),
+            "Training loss and validation Dice per epoch (validation "
+            "side of the split; the attacked curve uses the cheap per-epoch soft-Dice PGD).",
+        )
+    for run in runs:
+        if run.margins and run.margins.get("epochs"):
+            _margins(doc, run)
+    for run in evaluated:
+        for case, overlay in run.overlays.items():
+            doc.image(
+                f"overlay_{run.name}_{case}",
+                plots.overlay_figure(overlay, run.name),
+                "Overlays: red RV / green MYO / blue LV (ACDC colours; other data: class 1, 2, 3). The "
+                "perturbation is shown amplified to its own maximum; the flip radius is the perturbation norm "
+                "at which the voxel's predicted class first changed along the PGD path.",
+            )
+    doc.heading("Notes")
+    doc.paragraph(
+        "Budgets are in the units of the model input (after preprocessing). For L2 the norm is over the whole "
+        "attacked sample (a 2D slice, or a 3D volume); 'eps RMS' divides it by the square root of the number of "
+        "voxels, and 'eps source' maps it back to the source intensity units where the map is linear.",
+        "note",
+    )
+    if evaluated:
+        for name, text in evaluated[0].summary["aggregations"].items():
+            doc.paragraph(f"Dice '{name}': {text}.", "note")
+    doc.paragraph(DATA_CITATIONS, "note")
+    return doc.write(out)
+
+
+def _runs_table(doc: Document, runs: list[RunData]) -> None:
+    doc.heading("Runs")
+    rows = []
+    for r in runs:
+        t = r.config.get("train", {})
+        settings = {
+            "pgd-at": f"eps {t.get('eps')} {t.get('norm')}, {t.get('attack_steps')} steps",
+            "trades": f"eps {t.get('eps')}, beta {t.get('trades_beta')}",
+            "ima": f"delta {t.get('ima_delta')}, eps_max {t.get('ima_eps_max')}, tau {t.get('ima_tau')}, "
+            f"{t.get('ima_steps')} steps",
+        }.get(t.get("method"), "")
+        seconds = np.nansum([row.get("seconds", np.nan) for row in r.log]) if r.log else float("nan")
+        rows.append([r.name, r.method, settings, len(r.log), f"{seconds / 60:.1f}", t.get("seed", "")])
+    doc.table(["run", "method", "settings", "epochs", "train minutes", "seed"], rows)
+
+
+def _headline(doc: Document, runs: list[RunData], attack: str) -> None:
+    doc.heading(f"Clean and robust Dice ({attack})")
+    eps = runs[0].summary["attacks"][attack]["eps"]
+    rows = []
+    for r in runs:
+        entry = r.summary["attacks"].get(attack)
+        if not entry:
+            continue
+        curve = [c["mean_dice"]["global"] for c in entry["cells"]]
+        rows.append(
+            [r.name, r.method, r.summary["clean"]["mean_dice"]["global"], *curve, entry.get("auc", float("nan"))]
+        )
+    doc.table(
+        ["run", "method", "clean", *[f"eps {e:g}" for e in eps], "AUC"],
+        rows,
+        caption="Global voxel Dice, mean over foreground classes. AUC: area under Dice-vs-eps divided by the eps range.",
+    )
+    doc.paragraph(_describe_attack(runs[0].summary, attack), "note")
+
+
+def _curves(doc: Document, runs: list[RunData]) -> None:
+    attacks = sorted({a for r in runs for a in r.summary["attacks"]})
+    doc.heading("Dice and HD95 against the budget")
+    for attack in attacks:
+        doc.image(f"dice_{attack}", plots.dice_vs_eps(runs, attack), _describe_attack(runs[0].summary, attack))
+    for attack in attacks:
+        if any(
+            np.isfinite(np.array([c["hd95"] for c in r.summary["attacks"][attack]["cells"]], dtype=float)).any()
+            for r in runs
+            if attack in r.summary["attacks"]
+        ):
+            doc.image(
+                f"hd95_{attack}", plots.hd95_vs_eps(runs, attack), f"HD95 per class under {attack} (lower is better)."
+            )
+    for r in runs:
+        rows = []
+        names = list(r.summary["classes"].values())
+        rows.append(["clean", "", *r.summary["clean"]["dice"]["global"], r.summary["clean"]["mean_dice"]["case"]])
+        for attack, entry in r.summary["attacks"].items():
+            for e, cell in zip(entry["eps"], entry["cells"]):
+                if e > 0:
+                    rows.append(
+                        [
+                            attack,
+                            f"{e:g} (rms {cell['eps_rms']:.2g})",
+                            *cell["dice"]["global"],
+                            cell["mean_dice"]["case"],
+                        ]
+                    )
+        doc.table(
+            ["attack", "eps", *names, "per-case mean"],
+            rows,
+            caption=f"{r.name}: global voxel Dice per class; last column the per-case mean over classes.",
+        )
+
+
+def _per_case(doc: Document, runs: list[RunData], attack: str) -> None:
+    doc.heading("Per case")
+    for r in runs:
+        entry = r.summary["attacks"].get(attack)
+        if not entry or not r.results:
+            continue
+        middle = entry["eps"][len(entry["eps"]) // 2]
+        table: dict[str, dict] = {}
+        for row in r.results:
+            key = row["case"]
+            if row["attack"] == "clean":
+                table.setdefault(key, {}).setdefault("clean", []).append(row["dice"])
+            elif row["attack"] == attack and abs(float(row["eps"]) - middle) < 1e-9:
+                table.setdefault(key, {}).setdefault("attacked", []).append(row["dice"])
+        rows = [
+            [case, float(np.nanmean(v.get("clean", [np.nan]))), float(np.nanmean(v.get("attacked", [np.nan])))]
+            for case, v in sorted(table.items())
+        ]
+        doc.table(
+            ["case", "clean Dice", f"{attack} eps {middle:g}"],
+            rows,
+            caption=f"{r.name}: per-case Dice, mean over classes present.",
+        )
+
+
+def _checks(doc: Document, runs: list[RunData]) -> None:
+    doc.heading("Sanity checks")
+    for r in runs:
+        checks = r.summary["checks"]
+        zero = checks.get("eps0_equals_clean", {})
+        doc.paragraph(
+            f"{r.name}: eps = 0 equals clean Dice: {'yes' if zero.get('ok') else 'NO'} (max difference {zero.get('max_abs_diff', float('nan')):.2g})."
+        )
+        noise = checks.get("noise_weaker_than_attack", [])
+        if noise:
+            doc.paragraph(
+                f"{r.name}: noise weaker than the attack at every budget: {'yes' if all(n['ok'] for n in noise) else 'NO'}."
+            )
+        steps = checks.get("steps_2x")
+        if steps:
+            doc.paragraph(
+                f"{r.name}: {steps['attack']} at eps {steps['eps']:g} on {len(steps['cases'])} cases: Dice {steps['dice_steps']:.3f} "
+                f"with the evaluated steps, {steps['dice_2x_steps']:.3f} with twice as many ({'consistent' if steps['ok'] else 'suspicious'})."
+            )
+        for warning in checks.get("warnings", []):
+            doc.paragraph(f"{r.name}: warning: {warning}", "warn")
+
+
+def _margins(doc: Document, run: RunData) -> None:
+    doc.heading(f"IMA margins: {run.name}")
+    doc.image(
+        f"margins_{run.name}",
+        plots.margin_histograms(run),
+        "Per-sample margins (L2 radius in model-input units) "
+        "at the first, middle and last epoch, and their mean and quartiles per epoch.",
+    )
+    last = run.margins["epochs"][-1]
+    voxels = last.get("voxels")
+    if voxels:
+        rows = []
+        for name, regions in voxels["classes"].items():
+            for region, stats in regions.items():
+                rows.append([name, region, stats["voxels"], stats["clean_wrong_fraction"], stats["flipped_fraction"]])
+        doc.table(
+            ["class", "region", "voxels", "wrong when clean", "flipped inside the margin"],
+            rows,
+            caption=f"Voxel-level record of the last epoch ({last['epoch']}): boundary = voxels touching another class.",
+        )
