@@ -123,7 +123,10 @@ def write_nifti(path: str | os.PathLike[str], array: np.ndarray, affine: np.ndar
     image.set_qform(image.affine, code=1)
     suffix = ".nii.gz" if str(path).endswith(".gz") else ".nii"
     with atomic_path(path) as tmp:
-        target = tmp.with_name(tmp.name + suffix)
-        nib.save(image, str(target))
-        os.replace(target, tmp)
+        target = tmp.with_name(tmp.name + suffix)  # nibabel picks the compression from the suffix
+        try:
+            nib.save(image, str(target))
+            os.replace(target, tmp)
+        finally:
+            target.unlink(missing_ok=True)
     return Path(path)

@@ -33,7 +33,8 @@ class PreprocessConfig:
         },
     )
     window: list[float] = field(
-        default_factory=lambda: [-1000.0, 400.0], metadata={"help": "source range for window/range modes (CT: HU)"}
+        default_factory=lambda: [-1000.0, 400.0],
+        metadata={"help": "source range for window/range modes (CT: HU); write --window=-1000,400 for negative values"},
     )
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5], metadata={"help": "percentile mode bounds"})
     target_range: list[float] = field(

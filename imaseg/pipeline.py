@@ -1,0 +1,142 @@
+"""Building blocks of the pipelines in ``pipelines/``: sectioned YAML configs and resumable stages.
+
+A pipeline config has the sections ``preprocess``, ``train`` (shared by every method), ``methods``
+(per-method overrides, e.g. ``ima: {method: ima, init_from: std, epochs: 20}``), ``evaluate`` and
+``quick`` (overrides applied with ``--quick``). :class:`StageRunner` records each finished stage with a
+fingerprint of its settings in ``OUT/stages.json``: a rerun skips finished stages, reruns changed ones,
+and resumes an interrupted training or evaluation where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imaseg.config import load_yaml
+from imaseg.utils.atomic import atomic_write_json
+
+__all__ = ["StageRunner", "load_pipeline_config", "method_settings", "pipeline_arguments"]
+
+logger = logging.getLogger("imaseg.pipeline")
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def pipeline_arguments(
+    parser: argparse.ArgumentParser, *, default_config: str, default_out: str, data: bool = True
+) -> None:
+    """The flags every pipeline takes."""
+    if data:
+        parser.add_argument("--data", help="NIfTI folder (default: the config's data.path)")
+    parser.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
+    parser.add_argument("--config", default=default_config, help=f"pipeline YAML (default: {default_config})")
+    parser.add_argument(
+        "--methods", help="comma-separated methods to train and compare, e.g. std,ima,pgd-at (default: the config's)"
+    )
+    parser.add_argument(
+        "--attacks", help="comma-separated attacks, e.g. pgd-l2,noise-l2,worst-l2 (default: the config's)"
+    )
+    parser.add_argument("--eps", help="comma-separated L2 budgets (default: the config's)")
+    parser.add_argument("--seed", type=int, help="seed for splits, training and attacks")
+    parser.add_argument("--quick", action="store_true", help="the config's quick preset: a few minutes on a CPU")
+    parser.add_argument("--device", help="auto, cpu, cuda")
+    parser.add_argument("--force", action="store_true", help="rerun every stage even if recorded as done")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+
+
+def load_pipeline_config(args: argparse.Namespace) -> dict:
+    """The config file, with ``quick`` applied if asked and the command-line flags on top."""
+    config = load_yaml(args.config)
+    quick = config.pop("quick", {})
+    if args.quick:
+        config = _merge(config, quick)
+    config.setdefault("train", {})
+    config.setdefault("evaluate", {})
+    config.setdefault("methods", {"std": {"method": "std"}})
+    wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.pop("compare", None)
+    config.pop("compare", None)
+    if wanted:
+        unknown = [m for m in wanted if m not in config["methods"] and m not in ("std", "pgd-at", "trades", "ima")]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; the config defines {sorted(config['methods'])}")
+        config["methods"] = {m: config["methods"].get(m, {"method": m}) for m in wanted}
+    if args.attacks:
+        config["evaluate"]["attacks"] = args.attacks.split(",")
+    if args.eps:
+        config["evaluate"]["eps"] = [float(e) for e in args.eps.split(",")]
+    if args.seed is not None:
+        config["train"]["seed"] = args.seed
+        config["evaluate"]["seed"] = args.seed
+        config.setdefault("preprocess", {})["seed"] = args.seed
+    if args.device:
+        config["train"]["device"] = args.device
+        config["evaluate"]["device"] = args.device
+    return config
+
+
+def method_settings(config: dict, name: str) -> dict:
+    """Train settings of method ``name``: the shared ``train`` section with the method's overrides."""
+    settings = _merge(config.get("train", {}), config["methods"].get(name) or {})
+    settings.setdefault("method", name)
+    return settings
+
+
+class StageRunner:
+    """Runs named stages once; see the module docstring."""
+
+    def __init__(self, out_dir: str | Path, *, force: bool = False) -> None:
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.path = self.out / "stages.json"
+        self.force = force
+        self.state = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.timings: dict[str, float] = {}
+
+    def run(self, name: str, settings: Any, action: Callable[[bool], Any]) -> Any:
+        """Run ``action(resume)`` unless ``name`` finished with the same settings; returns its result.
+
+        ``resume`` is True when the stage started before (same settings) but did not finish.
+        """
+        fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        entry = self.state.get(name, {})
+        if not self.force and entry.get("done") and entry.get("fingerprint") == fingerprint:
+            logger.info("stage %-22s done (%s), skipped", name, entry.get("finished", "earlier"))
+            return entry.get("result")
+        resume = entry.get("fingerprint") == fingerprint and not self.force
+        logger.info("stage %-22s %s", name, "resuming" if resume and entry else "running")
+        self.state[name] = {"done": False, "fingerprint": fingerprint, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        atomic_write_json(self.path, self.state)
+        started = time.perf_counter()
+        result = action(resume)
+        self.timings[name] = time.perf_counter() - started
+        self.state[name].update(
+            done=True,
+            finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+            seconds=self.timings[name],
+            result=result if _jsonable(result) else None,
+        )
+        atomic_write_json(self.path, self.state)
+        return result
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False

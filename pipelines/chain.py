@@ -1,0 +1,108 @@
+"""The chain every pipeline runs: check -> preprocess -> train each method -> evaluate each -> report.
+
+Each step is a library call wrapped in a recorded stage (``imaseg.pipeline.StageRunner``): rerunning
+skips what finished, resumes what was interrupted, and reruns what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from imaseg.cache.writer import preprocess_dataset
+from imaseg.config import config_from_dict, to_dict
+from imaseg.data.check import check_dataset, format_report
+from imaseg.data.errors import DataError
+from imaseg.evaluation.config import EvalConfig
+from imaseg.evaluation.evaluate import evaluate
+from imaseg.pipeline import StageRunner, method_settings
+from imaseg.report.report import build_report
+from imaseg.training.config import TrainConfig
+from imaseg.training.trainer import train
+from imaseg.transforms.chain import PreprocessConfig
+
+__all__ = ["print_summary", "run_chain"]
+
+logger = logging.getLogger("imaseg.pipeline")
+
+
+def _ordered_methods(config: dict) -> list[str]:
+    """Methods in an order where every ``init_from`` comes before the method that uses it."""
+    methods, ordered = config["methods"], []
+    for name in methods:
+        chain, current = [], name
+        while current and current not in ordered and current not in chain:
+            chain.append(current)
+            current = (methods.get(current) or {}).get("init_from")
+            if current and current not in methods:
+                raise ValueError(f"method {chain[-1]!r} initialises from {current!r}, which is not among the methods")
+        ordered += [m for m in reversed(chain) if m not in ordered]
+    return ordered
+
+
+def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner, *, title: str) -> dict:
+    """Run the whole chain for ``data_dir`` into ``out``; returns the headline numbers per method."""
+    cache, runs = out / "cache", out / "runs"
+
+    def check(_resume: bool) -> int:
+        report = check_dataset(data_dir, progress=True)
+        if not report.ok:
+            raise DataError(format_report(report))
+        return len(report.cases)
+
+    runner.run("check", {"data": str(data_dir)}, check)
+    preprocess = config_from_dict(PreprocessConfig, config.get("preprocess", {}), source="preprocess")
+    runner.run(
+        "preprocess",
+        {"data": str(data_dir), **to_dict(preprocess)},
+        lambda _r: preprocess_dataset(data_dir, cache, preprocess)["num_samples"],
+    )
+
+    methods = _ordered_methods(config)
+    for name in methods:
+        settings = method_settings(config, name)
+        source = settings.pop("init_from", None)
+        if source:
+            settings["init"] = str(runs / source / "checkpoints" / "last.pt")
+        train_config = config_from_dict(TrainConfig, settings, source=f"methods.{name}")
+        runner.run(
+            f"train-{name}",
+            to_dict(train_config),
+            lambda resume, c=train_config, n=name: train(cache, runs / n, c, resume=resume)["epoch"],
+        )
+
+    headline = {}
+    for name in methods:
+        eval_config = config_from_dict(EvalConfig, config.get("evaluate", {}), source="evaluate")
+        summary = runner.run(
+            f"evaluate-{name}",
+            {"run": name, **to_dict(eval_config)},
+            lambda _r, c=eval_config, n=name: _headline(evaluate(runs / n, c)),
+        )
+        headline[name] = summary
+    html_path, _ = build_report([runs / m for m in methods], out / "report", title=title)
+    return {"report": str(html_path), "methods": headline, "seconds": runner.timings}
+
+
+def _headline(summary: dict) -> dict:
+    return {
+        "clean": summary["clean"]["mean_dice"]["global"],
+        "robust": summary["robust_dice"],
+        "warnings": summary["checks"].get("warnings", []),
+    }
+
+
+def print_summary(result: dict) -> None:
+    """Where the report is and the clean / robust Dice per method (global voxel Dice, mean over classes)."""
+    print(f"\nreport: {result['report']}")
+    for name, numbers in result["methods"].items():
+        if numbers is None:
+            continue
+        print(f"  {name:<10} clean Dice {numbers['clean']:.3f}")
+        for attack, curve in numbers["robust"].items():
+            print(f"  {'':<10} {attack:<10} " + "  ".join(f"eps {e}: {d:.3f}" for e, d in curve.items()))
+        for warning in numbers.get("warnings", []):
+            print(f"  {'':<10} warning: {warning}")
+    timings = result.get("seconds") or {}
+    if timings:
+        print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))

@@ -1,0 +1,192 @@
+"""Configuration: coercion of YAML / flag values, unknown keys, precedence defaults < yaml < flags, saving."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+import yaml
+
+from imaseg.config import add_config_arguments, config_from_dict, load_yaml, resolve_config, save_config, to_dict
+from imaseg.transforms.chain import PreprocessConfig
+
+
+@dataclasses.dataclass
+class Toy:
+    eps: float = 0.0
+    steps: int = 10
+    sizes: tuple[int, ...] = (1, 2)
+    budgets: list[float] = dataclasses.field(default_factory=lambda: [0.1])
+    limit: int | None = 5
+    name: str = "x"
+    flag: bool = False
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "expected"),
+    [
+        ({"spacing": "1.5,1.5,-1"}, "spacing", [1.5, 1.5, -1.0]),
+        ({"spatial_size": "64, 32"}, "spatial_size", [64, 32]),
+        ({"spatial_size": "64,"}, "spatial_size", [64]),
+        ({"spatial_size": 96}, "spatial_size", [96]),
+        ({"spatial_size": [96.0, 64]}, "spatial_size", [96, 64]),
+        ({"val_groups": "2/10"}, "val_groups", 0.2),
+        ({"window": "-1000, 2/5"}, "window", [-1000.0, 0.4]),
+        ({"folds": "3"}, "folds", 3),
+        ({"folds": "6/2"}, "folds", 3),
+        ({"crop_foreground": "yes"}, "crop_foreground", True),
+        ({"crop_foreground": "Off"}, "crop_foreground", False),
+        ({"crop_foreground": 1}, "crop_foreground", True),
+        ({"orientation": "none"}, "orientation", None),
+        ({"orientation": None}, "orientation", None),
+        ({"spacing": "null"}, "spacing", None),
+        ({"group_map": ""}, "group_map", None),
+        ({"seed": 7}, "seed", 7),
+    ],
+    ids=[
+        "float-list",
+        "int-list-spaces",
+        "trailing-comma",
+        "scalar-to-list",
+        "integral-floats",
+        "fraction",
+        "fraction-in-list",
+        "int-string",
+        "int-fraction",
+        "bool-yes",
+        "bool-off",
+        "bool-one",
+        "none-string",
+        "none-value",
+        "null-list",
+        "empty-string",
+        "int",
+    ],
+)
+def test_coercion(data, field, expected):
+    value = getattr(config_from_dict(PreprocessConfig, data), field)
+    assert value == pytest.approx(expected) if isinstance(expected, float) else value == expected
+    assert type(value) is type(expected)
+
+
+def test_fraction_keeps_full_precision():
+    assert config_from_dict(Toy, {"eps": "2/255"}).eps == 2 / 255
+    assert config_from_dict(Toy, {"budgets": "1/255,2/255"}).budgets == [1 / 255, 2 / 255]
+
+
+def test_tuple_optional_str_and_bool_fields():
+    toy = config_from_dict(Toy, {"sizes": "3,4", "limit": "None", "name": 12, "flag": "true"})
+    assert toy == Toy(sizes=(3, 4), limit=None, name="12", flag=True)
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"folds": "many"}, r"`folds` must be int, got 'many'"),
+        ({"folds": 2.5}, r"`folds` must be int, got 2.5"),
+        ({"folds": "2.5"}, r"`folds` must be int, got '2.5'"),
+        ({"spatial_size": "64,64.7"}, r"`spatial_size` must be int, got '64.7'"),
+        ({"folds": True}, r"`folds` must be int, got True"),
+        ({"val_groups": "1/0"}, r"`val_groups` must be float"),
+        ({"crop_foreground": "maybe"}, r"`crop_foreground` must be true or false, got 'maybe'"),
+        ({"folds": None}, r"`folds` may not be empty"),
+        ({"mode": None}, r"`mode` may not be empty"),
+    ],
+    ids=[
+        "word-for-int",
+        "float-for-int",
+        "float-string-for-int",
+        "float-in-int-list",
+        "bool-for-int",
+        "division-by-zero",
+        "bad-bool",
+        "none-for-int",
+        "none-for-str",
+    ],
+)
+def test_bad_values_raise_naming_the_field(data, match):
+    with pytest.raises(ValueError, match=match):
+        config_from_dict(PreprocessConfig, data)
+
+
+def test_unknown_keys_raise_listing_the_valid_ones():
+    with pytest.raises(
+        ValueError, match=r"settings.yaml: unknown keys \['epochs', 'foldz'\] for PreprocessConfig"
+    ) as info:
+        config_from_dict(PreprocessConfig, {"foldz": 3, "epochs": 2, "seed": 1}, source="settings.yaml")
+    message = str(info.value)
+    names = [f.name for f in dataclasses.fields(PreprocessConfig)]
+    assert message.endswith("valid keys: " + ", ".join(names))
+
+
+def test_kebab_case_keys():
+    assert config_from_dict(PreprocessConfig, {"keep-empty-slices": "no"}).keep_empty_slices is False
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, PreprocessConfig)
+    return parser
+
+
+def test_precedence_defaults_then_yaml_then_flags(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("folds: 3\nseed: 4\nspatial_size: [96, 96]\nkeep_empty_slices: false\n")
+    # a value starting with "-" needs the "=" form (argparse would take "-200,300" for an option)
+    args = _parser().parse_args(["--seed", "9", "--window=-200,300", "--keep-empty-slices"])
+    config = resolve_config(PreprocessConfig, load_yaml(path), args)
+    assert config.folds == 3  # yaml over default
+    assert config.spatial_size == [96, 96]  # yaml over default
+    assert config.seed == 9  # flag over yaml
+    assert config.window == [-200.0, 300.0]  # flag over default
+    assert config.keep_empty_slices is True  # flag over yaml, booleans too
+    assert config.val_groups == PreprocessConfig().val_groups  # untouched default
+    assert resolve_config(PreprocessConfig, {}, _parser().parse_args([])) == PreprocessConfig()
+
+
+def test_flags_use_choices_from_metadata(capsys):
+    with pytest.raises(SystemExit) as info:
+        _parser().parse_args(["--mode", "4d"])
+    assert info.value.code == 2
+    assert "invalid choice: '4d'" in capsys.readouterr().err
+
+
+def test_flag_help_shows_defaults():
+    text = _parser().format_help()
+    assert "--spatial-size A,B,..." in text and "(default: 128,128)" in text
+    assert "--no-crop-foreground" in text
+
+
+def test_save_config_round_trip(tmp_path):
+    config = PreprocessConfig(spacing=[1.5, 1.5, -1.0], orientation=None, folds=3, window=[-1000.0, 2 / 5])
+    path = save_config(tmp_path / "out" / "config.yaml", {"preprocess": config, "note": {"a": 1}})
+    loaded = yaml.safe_load(path.read_text())
+    assert loaded == {"preprocess": to_dict(config), "note": {"a": 1}}
+    assert list(loaded["preprocess"]) == [f.name for f in dataclasses.fields(PreprocessConfig)]  # field order kept
+    assert config_from_dict(PreprocessConfig, loaded["preprocess"]) == config
+
+
+def test_to_dict_turns_tuples_into_lists():
+    assert to_dict(Toy(sizes=(3, 4)))["sizes"] == [3, 4]
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "match"),
+    [
+        (None, FileNotFoundError, "does not exist"),
+        ("a: [1,\n", ValueError, "not valid YAML"),
+        ("- 1\n- 2\n", ValueError, "must hold a mapping at the top level, got list"),
+    ],
+    ids=["missing", "malformed", "list"],
+)
+def test_load_yaml_errors(tmp_path, text, error, match):
+    path = tmp_path / "c.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(error, match=match):
+        load_yaml(path)
+
+
+def test_load_yaml_of_nothing():
+    assert load_yaml(None) == {}
