@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, SHARED_DATA, make_pair, real_data, write_nifti  # noqa: F401  (re-exported)
+from helpers import REPO, SHARED_DATA, make_pair, real_data, tiny_train_config, write_nifti  # noqa: F401  (re-exported)
 
 torch.set_num_threads(2)
 
@@ -37,3 +37,57 @@ def msd_folder(tmp_path: Path, rng: np.random.Generator) -> Path:
     }
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """The synthetic demo heart set, tiny: 5 patients x 2 phases of 32 x 32 x 4 (MSD layout)."""
+    from imaseg.data.demo import write_demo_data
+
+    return write_demo_data(tmp_path_factory.mktemp("tiny") / "data", patients=5, shape=(32, 32, 4), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tiny_data: Path) -> Path:
+    """``tiny_data`` preprocessed to 32 x 32 slices; fold 0 = 3 train, 1 val, 1 test patient(s)."""
+    from imaseg.cache.writer import preprocess_dataset
+    from imaseg.transforms.chain import PreprocessConfig
+
+    cache = tiny_data.parent / "cache"
+    config = PreprocessConfig(
+        intensity="none", spatial_size=[32, 32], folds=5, val_groups=1, group_regex=r"^(patient\d+)"
+    )
+    preprocess_dataset(tiny_data, cache, config, progress=False)
+    return cache
+
+
+def tiny_train_config(**overrides):
+    """A TrainConfig that trains a very small UNet in seconds (no TensorBoard, no progress)."""
+    from imaseg.training.config import TrainConfig
+
+    settings = {
+        "channels": TINY_CHANNELS,
+        "res_units": 0,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 3e-3,
+        "val_steps": 2,
+        "tensorboard": False,
+        "attack_steps": 2,
+        "ima_steps": 2,
+        "ima_bisection_steps": 3,
+        "clip_range": [0.0, 1.0],
+        "deterministic": True,
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_cache: Path) -> Path:
+    """A standard model trained for a few epochs on ``tiny_cache`` (read-only: copy before changing it)."""
+    from imaseg.training.trainer import train
+
+    run = tiny_cache.parent / "run_std"
+    train(tiny_cache, run, tiny_train_config(epochs=8), progress=False)
+    return run

@@ -41,3 +41,28 @@ def make_pair(rng: np.random.Generator, shape=(24, 20, 6), classes=3) -> tuple[n
     for c in range(1, classes):
         label[(c - 1) * 2 : (c - 1) * 2 + 3, 2:8, ...] = c
     return image, label
+
+
+TINY_CHANNELS = [4, 8, 16]
+
+
+def tiny_train_config(**overrides):
+    """A TrainConfig that trains a very small UNet in seconds (no TensorBoard, no progress)."""
+    from imaseg.training.config import TrainConfig
+
+    settings = {
+        "channels": TINY_CHANNELS,
+        "res_units": 0,
+        "epochs": 2,
+        "batch_size": 8,
+        "lr": 3e-3,
+        "val_steps": 2,
+        "tensorboard": False,
+        "attack_steps": 2,
+        "ima_steps": 2,
+        "ima_bisection_steps": 3,
+        "clip_range": [0.0, 1.0],
+        "deterministic": True,
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)
