@@ -61,28 +61,6 @@ def tiny_cache(tiny_data: Path) -> Path:
     return cache
 
 
-def tiny_train_config(**overrides):
-    """A TrainConfig that trains a very small UNet in seconds (no TensorBoard, no progress)."""
-    from imaseg.training.config import TrainConfig
-
-    settings = {
-        "channels": TINY_CHANNELS,
-        "res_units": 0,
-        "epochs": 2,
-        "batch_size": 8,
-        "lr": 3e-3,
-        "val_steps": 2,
-        "tensorboard": False,
-        "attack_steps": 2,
-        "ima_steps": 2,
-        "ima_bisection_steps": 3,
-        "clip_range": [0.0, 1.0],
-        "deterministic": True,
-    }
-    settings.update(overrides)
-    return TrainConfig(**settings)
-
-
 @pytest.fixture(scope="session")
 def tiny_run(tiny_cache: Path) -> Path:
     """A standard model trained for a few epochs on ``tiny_cache`` (read-only: copy before changing it)."""
