@@ -68,13 +68,14 @@ def load_pipeline_config(args: argparse.Namespace) -> dict:
     config.setdefault("train", {})
     config.setdefault("evaluate", {})
     config.setdefault("methods", {"std": {"method": "std"}})
-    wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.pop("compare", None)
-    config.pop("compare", None)
-    if wanted:
-        unknown = [m for m in wanted if m not in config["methods"] and m not in ("std", "pgd-at", "trades", "ima")]
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; the config defines {sorted(config['methods'])}")
-        config["methods"] = {m: config["methods"].get(m, {"method": m}) for m in wanted}
+    wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.get("compare")
+    wanted = wanted or list(config["methods"])
+    unknown = [m for m in wanted if m not in config["methods"] and m not in ("std", "pgd-at", "trades", "ima")]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; the config defines {sorted(config['methods'])}")
+    for name in wanted:
+        config["methods"].setdefault(name, {"method": name})
+    config["compare"] = wanted
     if args.attacks:
         config["evaluate"]["attacks"] = args.attacks.split(",")
     if args.eps:

@@ -27,15 +27,15 @@ logger = logging.getLogger("imaseg.pipeline")
 
 
 def _ordered_methods(config: dict) -> list[str]:
-    """Methods in an order where every ``init_from`` comes before the method that uses it."""
+    """The compared methods plus those they initialise from, each after its ``init_from`` source."""
     methods, ordered = config["methods"], []
-    for name in methods:
+    for name in config.get("compare") or list(methods):
         chain, current = [], name
         while current and current not in ordered and current not in chain:
+            if current not in methods:
+                raise ValueError(f"method {chain[-1]!r} initialises from {current!r}, which the config does not define")
             chain.append(current)
             current = (methods.get(current) or {}).get("init_from")
-            if current and current not in methods:
-                raise ValueError(f"method {chain[-1]!r} initialises from {current!r}, which is not among the methods")
         ordered += [m for m in reversed(chain) if m not in ordered]
     return ordered
 
