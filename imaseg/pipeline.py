@@ -3,8 +3,9 @@
 A pipeline config has the sections ``preprocess``, ``train`` (shared by every method), ``methods``
 (per-method overrides, e.g. ``ima: {method: ima, init_from: std, epochs: 20}``), ``evaluate`` and
 ``quick`` (overrides applied with ``--quick``). :class:`StageRunner` records each finished stage with a
-fingerprint of its settings in ``OUT/stages.json``: a rerun skips finished stages, reruns changed ones,
-and resumes an interrupted training or evaluation where it stopped.
+fingerprint of its settings (and of the stages it reads from) in ``OUT/stages.json``: a rerun skips
+finished stages, reruns changed ones and those downstream of them, and resumes an interrupted training or
+evaluation where it stopped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,16 @@ class StageRunner:
         self.state = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.timings: dict[str, float] = {}
 
-    def run(self, name: str, settings: Any, action: Callable[[bool], Any]) -> Any:
+    def run(self, name: str, settings: Any, action: Callable[[bool], Any], *, after: Sequence[str] = ()) -> Any:
         """Run ``action(resume)`` unless ``name`` finished with the same settings; returns its result.
 
-        ``resume`` is True when the stage started before (same settings) but did not finish.
+        ``resume`` is True when the stage started before (same settings) but did not finish. ``after`` names
+        the stages whose outputs this one reads: their fingerprints are part of this one's, so a stage
+        reruns when anything upstream of it changed (a retrained model is evaluated again).
         """
-        fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        upstream = {stage: self.state.get(stage, {}).get("fingerprint") for stage in after}
+        key = [settings, upstream] if upstream else settings
+        fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         entry = self.state.get(name, {})
         if not self.force and entry.get("done") and entry.get("fingerprint") == fingerprint:
             logger.info("stage %-22s done (%s), skipped", name, entry.get("finished", "earlier"))

@@ -50,12 +50,13 @@ def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner
             raise DataError(format_report(report))
         return len(report.cases)
 
-    runner.run("check", {"data": str(data_dir)}, check)
+    runner.run("check", {"data": str(data_dir), "files": _data_signature(data_dir)}, check)
     preprocess = config_from_dict(PreprocessConfig, config.get("preprocess", {}), source="preprocess")
     runner.run(
         "preprocess",
         {"data": str(data_dir), **to_dict(preprocess)},
         lambda _r: preprocess_dataset(data_dir, cache, preprocess)["num_samples"],
+        after=["check"],
     )
 
     methods = _ordered_methods(config)
@@ -69,6 +70,7 @@ def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner
             f"train-{name}",
             to_dict(train_config),
             lambda resume, c=train_config, n=name: train(cache, runs / n, c, resume=resume)["epoch"],
+            after=["preprocess", *([f"train-{source}"] if source else [])],
         )
 
     headline = {}
@@ -78,10 +80,21 @@ def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner
             f"evaluate-{name}",
             {"run": name, **to_dict(eval_config)},
             lambda _r, c=eval_config, n=name: _headline(evaluate(runs / n, c)),
+            after=[f"train-{name}"],
         )
         headline[name] = summary
     html_path, _ = build_report([runs / m for m in methods], out / "report", title=title)
     return {"report": str(html_path), "methods": headline, "seconds": runner.timings}
+
+
+def _data_signature(data_dir: str | Path) -> list:
+    """Name, size and modification time of every file of the data folder: new or changed data reruns the chain."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()
+    )
 
 
 def _headline(summary: dict) -> dict:

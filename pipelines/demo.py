@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     shape = tuple(demo.get("shape", (96, 96, 8)))
     runner.run(
         "demo-data",
-        {"patients": patients, "shape": shape},
+        {"patients": patients, "shape": shape, "seed": int(demo.get("seed", 0))},
         lambda _r: str(write_demo_data(out / "data", patients=patients, shape=shape, seed=int(demo.get("seed", 0)))),
     )
     result = run_chain(

@@ -33,8 +33,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     datasets = ["cxr", "ct"] if args.dataset == "both" else [args.dataset]
-    if args.data and len(datasets) > 1:
-        parser.error("--data names one folder; pick --dataset cxr or ct with it")
+    if (args.data or args.config) and len(datasets) > 1:
+        parser.error("--data and --config name one data set's; pick --dataset cxr or ct with them")
     for name in datasets:
         args.config = args.config or str(HERE / "configs" / CONFIGS[name])
         config = load_pipeline_config(args)

@@ -166,8 +166,8 @@ class IMALoss(nn.Module):
         self.bank.record(index, result.boundary, ~result.failed)
         loss = (1 - self.beta) * clean.mean() + self.beta * adv.mean()
         logs = {
-            "loss_clean": float(clean.mean()),
-            "loss_adv": float(adv.mean()),
+            "loss_clean": clean.mean().item(),
+            "loss_adv": adv.detach().mean().item(),
             "inner_failed": float(result.failed.float().mean()),
             "adv_norm": float(result.norm.mean()),
             "vulnerable_voxels": vulnerable_fraction,

@@ -49,7 +49,7 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
     runs = [r for r in runs if r.summary and attack in r.summary["attacks"]]
     classes = runs[0].summary["classes"]
     panels = [*classes.values(), "mean over classes"]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), sharey=metric == "dice")
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=metric == "dice")
     axes = np.atleast_1d(axes)
     for run in runs:
         eps, per_class = _attack_curves(run, attack, metric)
@@ -61,7 +61,7 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
     unit = "L2 over the sample" if norm == "l2" else "Linf"
     for axis, title in zip(axes, panels):
         axis.set_title(title)
-        axis.set_xlabel(f"eps ({unit}, model-input units)")
+        axis.set_xlabel(f"eps ({unit})")
         axis.grid(alpha=0.3)
         if metric == "dice":
             axis.set_ylim(0, 1)

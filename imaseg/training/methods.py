@@ -89,11 +89,11 @@ class PGDAT(Method):
         adversarial = attack(images, labels)
         if self.weight >= 1.0:
             adv = dice_ce_per_sample(model(adversarial).float(), labels)
-            return adv.mean(), {"loss_adv": float(adv.mean())}
+            return adv.mean(), {"loss_adv": adv.detach().mean().item()}
         clean_logits, adv_logits = self.forward_pair(model, images, adversarial)
         clean, adv = dice_ce_per_sample(clean_logits, labels), dice_ce_per_sample(adv_logits, labels)
         loss = (1 - self.weight) * clean.mean() + self.weight * adv.mean()
-        return loss, {"loss_clean": float(clean.mean()), "loss_adv": float(adv.mean())}
+        return loss, {"loss_clean": clean.detach().mean().item(), "loss_adv": adv.detach().mean().item()}
 
 
 class Trades(Method):
@@ -118,7 +118,7 @@ class Trades(Method):
         clean = dice_ce_per_sample(clean_logits, labels)
         kl = kl_per_sample(adv_logits, clean_logits.softmax(1))
         loss = clean.mean() + c.trades_beta * kl.mean()
-        return loss, {"loss_clean": float(clean.mean()), "loss_kl": float(kl.mean())}
+        return loss, {"loss_clean": clean.detach().mean().item(), "loss_kl": kl.detach().mean().item()}
 
 
 class IMAMethod(Method):

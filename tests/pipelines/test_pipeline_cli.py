@@ -1,0 +1,95 @@
+"""The pipelines' command lines (help, bad input) and every shipped pipeline config, without training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pytest
+import yaml
+from pipeline_tools import PIPELINES, load_pipeline
+
+from imaseg.config import config_from_dict
+from imaseg.evaluation.config import EvalConfig
+from imaseg.pipeline import load_pipeline_config, method_settings
+from imaseg.training.config import TrainConfig
+from imaseg.transforms.chain import PreprocessConfig
+
+CONFIGS = sorted(PIPELINES.glob("configs/*.yaml"))
+COMMON_FLAGS = ["--out", "--config", "--methods", "--attacks", "--eps", "--seed", "--quick", "--device", "--force"]
+
+
+@pytest.mark.parametrize("name", ["demo", "heart", "lung"])
+def test_help_lists_the_common_flags(name, capsys):
+    module = load_pipeline(name)
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in COMMON_FLAGS:
+        assert flag in text, flag
+    if name != "demo":
+        assert "--data" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "argv", "message"),
+    [
+        ("heart", ["--data", "{missing}"], "does not exist"),
+        ("lung", ["--dataset", "ct", "--data", "{missing}"], "does not exist"),
+        ("lung", ["--dataset", "both", "--data", "{missing}"], "--data names one folder"),
+        ("lung", ["--dataset", "mri"], "invalid choice"),
+    ],
+    ids=["heart-missing-data", "lung-missing-data", "lung-both-with-data", "lung-bad-dataset"],
+)
+def test_bad_arguments_stop_before_any_work(name, argv, message, tmp_path, capsys):
+    module = load_pipeline(name)
+    argv = [a.replace("{missing}", str(tmp_path / "nothing")) for a in argv]
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([*argv, "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "stages.json").exists()
+
+
+def test_unknown_method_is_refused(tmp_path):
+    args = argparse.Namespace(
+        config=str(PIPELINES / "configs" / "demo.yaml"),
+        quick=False,
+        methods="std,magic",
+        attacks=None,
+        eps=None,
+        seed=None,
+        device=None,
+    )
+    with pytest.raises(ValueError, match="unknown methods \\['magic'\\]"):
+        load_pipeline_config(args)
+
+
+@pytest.mark.parametrize("quick", [False, True], ids=["full", "quick"])
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_build_every_stage_config(path, quick):
+    """Every section of every shipped config (all its methods, with and without ``--quick``) is valid."""
+    load_pipeline("demo")  # puts pipelines/ on sys.path
+    chain = sys.modules["chain"]
+    methods = list(yaml.safe_load(path.read_text())["methods"])
+    args = argparse.Namespace(
+        config=str(path), quick=quick, methods=",".join(methods), attacks=None, eps=None, seed=3, device="cpu"
+    )
+    config = load_pipeline_config(args)
+    preprocess = config_from_dict(PreprocessConfig, config.get("preprocess", {}), source="preprocess")
+    assert preprocess.seed == 3
+    ordered = chain._ordered_methods(config)
+    assert sorted(ordered) == sorted(methods)
+    for name in ordered:
+        settings = method_settings(config, name)
+        source = settings.pop("init_from", None)
+        if source:
+            assert ordered.index(source) < ordered.index(name)
+        train = config_from_dict(TrainConfig, settings, source=f"{path.name}: methods.{name}")
+        assert train.seed == 3 and train.device == "cpu"
+    evaluate = config_from_dict(EvalConfig, config["evaluate"], source=f"{path.name}: evaluate")
+    assert evaluate.eps[0] == 0.0 and sorted(evaluate.eps) == evaluate.eps
+    if path.stem != "demo":
+        assert config["data"]["path"].startswith("../shared/data/")
