@@ -60,8 +60,17 @@ def main() -> None:
         return loaded
 
     evaluate_module.load_run = counting_load_run
-    config = EvalConfig(attacks=["pgd-l2"], eps=[0.125, 0.25, 0.5, 1.0, 2.0], steps=args.steps, losses=["ce"], overlays=0,
-                        hd95=False, steps_check=False, tag="timing", batch_size=32)
+    config = EvalConfig(
+        attacks=["pgd-l2"],
+        eps=[0.125, 0.25, 0.5, 1.0, 2.0],
+        steps=args.steps,
+        losses=["ce"],
+        overlays=0,
+        hd95=False,
+        steps_check=False,
+        tag="timing",
+        batch_size=32,
+    )
     shutil.rmtree(run / "eval" / "timing", ignore_errors=True)
     start = time.perf_counter()
     summary = evaluate_module.evaluate(run, config, progress=False)

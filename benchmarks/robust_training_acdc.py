@@ -63,38 +63,98 @@ def main() -> None:
     out = Path(args.out) / f"seed{args.seed}"
     stages = StageRunner(out)
     cache = out / "cache"
-    pre = PreprocessConfig(intensity="none", spatial_size=[128, 128], resize="pad-resize", folds=5, val_groups=0,
-                           group_regex=r"^(patient\d+)", seed=0)
-    stages.run("preprocess", {"cache": str(cache)}, lambda _r: preprocess_dataset(DATA, cache, pre, progress=False)["num_samples"])
-    common = {"channels": [16, 32, 64, 128, 256], "res_units": 2, "batch_size": 16, "clip_range": [0.0, 1.0],
-              "threads": 2, "seed": args.seed, "val_steps": 0, "tensorboard": False}
+    pre = PreprocessConfig(
+        intensity="none",
+        spatial_size=[128, 128],
+        resize="pad-resize",
+        folds=5,
+        val_groups=0,
+        group_regex=r"^(patient\d+)",
+        seed=0,
+    )
+    stages.run(
+        "preprocess",
+        {"cache": str(cache)},
+        lambda _r: preprocess_dataset(DATA, cache, pre, progress=False)["num_samples"],
+    )
+    common = {
+        "channels": [16, 32, 64, 128, 256],
+        "res_units": 2,
+        "batch_size": 16,
+        "clip_range": [0.0, 1.0],
+        "threads": 2,
+        "seed": args.seed,
+        "val_steps": 0,
+        "tensorboard": False,
+    }
     methods = args.methods.split(",")
     runs = {}
     if "std" in methods or any(m in ROBUST for m in methods):
-        std = TrainConfig(**common, method="std", epochs=args.std_epochs, lr=2e-3, schedule="cosine", warmup_epochs=2,
-                          time_budget=args.std_minutes)
-        stages.run("train-std", {"std": vars(std)}, lambda resume: train(cache, out / "std", std, resume=resume, progress=False)["epoch"])
+        std = TrainConfig(
+            **common,
+            method="std",
+            epochs=args.std_epochs,
+            lr=2e-3,
+            schedule="cosine",
+            warmup_epochs=2,
+            time_budget=args.std_minutes,
+        )
+        stages.run(
+            "train-std",
+            {"std": vars(std)},
+            lambda resume: train(cache, out / "std", std, resume=resume, progress=False)["epoch"],
+        )
         runs["std"] = out / "std"
     for name in methods:
         if name not in ROBUST:
             continue
-        settings = {**common, **ROBUST[name], "epochs": 1000, "lr": 5e-4, "schedule": "constant", "warmup_epochs": 0,
-                    "attack_steps": args.inner_steps, "ima_steps": args.inner_steps, "ima_delta": args.ima_delta,
-                    "ima_eps_max": args.ima_eps_max, "time_budget": args.robust_minutes,
-                    "init": str(out / "std" / "checkpoints" / "last.pt")}
+        settings = {
+            **common,
+            **ROBUST[name],
+            "epochs": 1000,
+            "lr": 5e-4,
+            "schedule": "constant",
+            "warmup_epochs": 0,
+            "attack_steps": args.inner_steps,
+            "ima_steps": args.inner_steps,
+            "ima_delta": args.ima_delta,
+            "ima_eps_max": args.ima_eps_max,
+            "time_budget": args.robust_minutes,
+            "init": str(out / "std" / "checkpoints" / "last.pt"),
+        }
         config = TrainConfig(**settings)
-        stages.run(f"train-{name}", {name: vars(config)},
-                   lambda resume, c=config, n=name: train(cache, out / n, c, resume=resume, progress=False)["epoch"])
+        stages.run(
+            f"train-{name}",
+            {name: vars(config)},
+            lambda resume, c=config, n=name: train(cache, out / n, c, resume=resume, progress=False)["epoch"],
+        )
         runs[name] = out / name
-    evaluation = EvalConfig(attacks=["pgd-l2", "noise-l2"], eps=EPS, steps=args.eval_steps, losses=["ce", "dice"],
-                            seed=args.seed, overlays=0, hd95=False, steps_check=False, tag="benchmark")
+    evaluation = EvalConfig(
+        attacks=["pgd-l2", "noise-l2"],
+        eps=EPS,
+        steps=args.eval_steps,
+        losses=["ce", "dice"],
+        seed=args.seed,
+        overlays=0,
+        hd95=False,
+        steps_check=False,
+        tag="benchmark",
+    )
     results = {}
     for name, run in runs.items():
-        summary = stages.run(f"evaluate-{name}", {"run": str(run), "eval": vars(evaluation)},
-                             lambda _r, r=run: _digest(evaluate(r, evaluation, progress=False), r))
+        summary = stages.run(
+            f"evaluate-{name}",
+            {"run": str(run), "eval": vars(evaluation)},
+            lambda _r, r=run: _digest(evaluate(r, evaluation, progress=False), r),
+        )
         results[name] = summary
-    report = {"protocol": __doc__.split("\n\n")[2], "seed": args.seed, "settings": vars(args), "results": results,
-              "finished": time.strftime("%Y-%m-%d %H:%M")}
+    report = {
+        "protocol": __doc__.split("\n\n")[2],
+        "seed": args.seed,
+        "settings": vars(args),
+        "results": results,
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+    }
     path = ROOT / "benchmarks" / "results" / f"robust_training_acdc_seed{args.seed}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
@@ -137,7 +197,9 @@ def _print_table(results: dict) -> None:
     print(f"{'model':<12}{'clean':>8}{'vol':>7}" + "".join(f"{e:>8g}" for e in EPS[1:]) + f"{'s/epoch':>9}")
     for name, r in results.items():
         robust = "".join(f"{r['robust_global_mean'][f'{e:g}']:>8.3f}" for e in EPS[1:])
-        print(f"{name:<12}{r['clean_global_mean']:>8.3f}{r['clean_per_volume_mean']:>7.3f}{robust}{r['seconds_per_epoch']:>9.1f}")
+        print(
+            f"{name:<12}{r['clean_global_mean']:>8.3f}{r['clean_per_volume_mean']:>7.3f}{robust}{r['seconds_per_epoch']:>9.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,9 @@ class DicePredicate:
         if empty.any():
             fp_fraction = (prediction.flatten(1) > 0).float().mean(1)
             tolerance = max(self.empty_tolerance, 1e-12)
-            empty_score = 1 - (1 - self.tau) * fp_fraction / tolerance  # == tau exactly at the tolerance
+            # tau + (1 - tau) * (1 - f / tol): f / tol is exactly 1 at the tolerance, so the score is exactly tau
+            # there (1 - (1 - tau) * f / tol rounds below tau for e.g. 5 of 100 voxels at tolerance 0.05)
+            empty_score = self.tau + (1 - self.tau) * (1 - fp_fraction / tolerance)
             dice = torch.where(empty, empty_score, dice)
         return dice
 

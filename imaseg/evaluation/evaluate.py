@@ -106,7 +106,7 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
 
         bar = tqdm(total=len(cells) * len(cases), desc="evaluating", unit="case")
     for cell in cells:
-        record = _load_cell(out, cell, fingerprint)
+        record = _load_cell(out, cell, fingerprint, config)
         if record is None:
             outputs = {}
             for case_id in cases:
@@ -135,6 +135,8 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
                 "steps": config.steps,
                 "restarts": config.restarts,
                 "seed": config.seed,
+                "has_hd95": config.hd95,
+                "has_perturbations": config.save_predictions,
                 "cases": {
                     cid: case_record(o, store.load_case(cid), num_classes, cell, hd95=config.hd95)
                     for cid, o in outputs.items()
@@ -187,12 +189,29 @@ class _Settings:
         self.roi_size = tuple(size) if (size and store.spatial_dims == 3) else None
 
 
-def _load_cell(out: Path, cell: Cell, fingerprint: str) -> dict | None:
+def _load_cell(out: Path, cell: Cell, fingerprint: str, config: EvalConfig) -> dict | None:
     path = out / "cells" / f"{cell.key}.json"
     if not path.is_file() or not (out / "cells" / f"{cell.key}.npz").is_file():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("fingerprint") == fingerprint else None
+    if record.get("fingerprint") != fingerprint:
+        return None
+    if (config.hd95 and not record.get("has_hd95")) or (
+        config.save_predictions and not record.get("has_perturbations")
+    ):
+        return None  # stored without what this evaluation asks for (HD95, perturbations): compute it again
+    record["cases"] = _none_to_nan(record["cases"])  # the JSON file holds NaN (no Dice / HD95) as null
+    return record
+
+
+def _none_to_nan(value):
+    if value is None:
+        return float("nan")
+    if isinstance(value, dict):
+        return {k: _none_to_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_none_to_nan(v) for v in value]
+    return value
 
 
 def _save_cell(out: Path, cell: Cell, record: dict, outputs: dict[str, CaseOutput]) -> None:

@@ -49,7 +49,14 @@ def to_source_grid(
     for k in range(depth):  # slice by slice keeps memory small for big CTs
         homogeneous = np.vstack([grid, np.full((1, grid.shape[1]), float(k)), np.ones((1, grid.shape[1]))])
         coords = (index_map @ homogeneous)[:3]
-        values = map_coordinates(vol, coords, order=order, mode="constant", cval=0.0, prefilter=False)
+        if volume.ndim == 2:
+            coords[2] = 0.0  # a 2D grid has no third axis: the source's z offset must not move it out of view
+        # inside the field of view = within half a voxel of the grid's first / last voxel centre; the rim
+        # beyond the outermost centres takes the edge value (map_coordinates' constant mode would zero it)
+        extent = np.array(vol.shape, dtype=np.float64)[:, None] - 0.5
+        inside = ((coords >= -0.5 - 1e-6) & (coords <= extent + 1e-6)).all(0)
+        values = map_coordinates(vol, coords, order=order, mode="nearest", prefilter=False)
+        values = np.where(inside, values, np.zeros((), dtype=values.dtype))
         if dims == 3:
             out[..., k] = values.reshape(source_shape[:2])
         else:

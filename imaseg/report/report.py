@@ -49,6 +49,10 @@ def build_report(
 ) -> tuple[Path, Path]:
     """Render the report of ``run_dirs`` (their ``eval/TAG``) to ``OUT.html`` / ``OUT.md``."""
     runs = [collect_run(d, tag) for d in run_dirs]
+    names = [r.name for r in runs]
+    for run in runs:  # runs/a/seed0 vs runs/b/seed0: tell them apart (tables, and the figures' file names)
+        if names.count(run.name) > 1:
+            run.name = f"{run.path.resolve().parent.name}-{run.name}"
     if out is None:
         out = Path(run_dirs[0]) / "report" if len(runs) == 1 else Path(run_dirs[0]).parent / "report"
     doc = Document(title or f"Robustness report: {', '.join(r.name for r in runs)}")

@@ -205,9 +205,10 @@ def train(
                 totals[key] = totals.get(key, 0.0) + value
             if progress and context.is_main and hasattr(iterator, "set_postfix"):
                 iterator.set_postfix(loss=f"{loss.item():.3f}")
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with (before the scheduler steps)
         scheduler.step()
         margin_stats = method.end_epoch()
-        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - epoch_start, "lr": optimizer.param_groups[0]["lr"]}
+        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - epoch_start, "lr": lr}
         row.update({k: v / max(len(batches), 1) for k, v in totals.items()})
         row.update(margin_stats)
         if (

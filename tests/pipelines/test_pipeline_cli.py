@@ -37,7 +37,7 @@ def test_help_lists_the_common_flags(name, capsys):
     [
         ("heart", ["--data", "{missing}"], "does not exist"),
         ("lung", ["--dataset", "ct", "--data", "{missing}"], "does not exist"),
-        ("lung", ["--dataset", "both", "--data", "{missing}"], "--data names one folder"),
+        ("lung", ["--dataset", "both", "--data", "{missing}"], "--data and --config name one data set"),
         ("lung", ["--dataset", "mri"], "invalid choice"),
     ],
     ids=["heart-missing-data", "lung-missing-data", "lung-both-with-data", "lung-bad-dataset"],
