@@ -86,6 +86,10 @@ class MarginSearch(Attack):
         predicate: the :class:`DicePredicate`.
         bisection_steps: bisection steps between the bracketing iterates (10); 0 to interpolate.
         record_flips: also record per-voxel flip radii along the path.
+        start_fraction: ``None`` for the official random start of radius ``max(eps - delta, delta)``; a
+            fraction ``f`` for a start of radius ``f * eps``, so the path walks outwards from the clean
+            input and the norm at the first failure (and each voxel's flip radius) measures a distance
+            to the boundary rather than the start radius.
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class MarginSearch(Attack):
         predicate: DicePredicate | None = None,
         bisection_steps: int = 10,
         record_flips: bool = False,
+        start_fraction: float | None = None,
         clip_range=None,
         seed=0,
         generator=None,
@@ -121,6 +126,7 @@ class MarginSearch(Attack):
         self.predicate = predicate or DicePredicate()
         self.bisection_steps = check_positive_int("bisection_steps", bisection_steps, minimum=0)
         self.record_flips = bool(record_flips)
+        self.start_fraction = None if start_fraction is None else check_probability("start_fraction", start_fraction)
 
     def _evaluate(self, x, y):
         with torch.no_grad():
@@ -131,7 +137,10 @@ class MarginSearch(Attack):
 
     def _run(self, x, y, eps, generator) -> MarginResult:
         shape = (-1, *([1] * (x.dim() - 1)))
-        start_radius = torch.minimum(torch.clamp(eps - self.delta, min=self.delta), eps)
+        if self.start_fraction is None:
+            start_radius = torch.minimum(torch.clamp(eps - self.delta, min=self.delta), eps)
+        else:
+            start_radius = self.start_fraction * eps
         delta = scale_to_sphere(
             random_in_ball(x.shape, torch.ones_like(eps), "l2", generator).to(x.device), start_radius, "l2"
         )

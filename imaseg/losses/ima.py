@@ -16,6 +16,11 @@ bisection spends ten forward passes to locate a single number per image. Voxel m
 the same PGD path, the radius at which every voxel's class first changed (the attack's flip record):
 
 * the predicate takes the *mean* over classes by default (a failing RV is not hidden by a good LV);
+* the path walks outwards: it starts at radius ``voxel_start * E_i`` (not at ``max(E_i - delta, delta)``
+  as the official code, whose start already sits near the sphere, so that its "boundary" is always
+  about the current margin and a failing sample's margin barely shrinks) with steps of
+  ``voxel_alpha_factor * E_i / steps``; the norm where the predicate first fails, and each voxel's flip
+  radius, are then real distances from the clean input;
 * the boundary norm is interpolated on the Dice-vs-norm line between the iterates that bracket the
   first failure -- no bisection passes, so an epoch costs what PGD-AT with the same steps costs;
 * the adversarial example is the final iterate at radius ``E_i`` (the sample's margin, IMA's target);
@@ -70,6 +75,8 @@ class IMALoss(nn.Module):
         bisection_steps: sample mode's bisection steps (voxel mode interpolates instead).
         empty_tolerance: foreground fraction tolerated on samples with empty ground truth.
         robust_weight: voxel mode's weight for voxels robust beyond the margin.
+        voxel_start: voxel mode's random-start radius as a fraction of the margin.
+        voxel_alpha_factor: voxel mode's step as a multiple of ``E_i / steps``.
         clip_range: valid input range for the inner attack (``None``: no clamp).
         num_classes: classes including background (for the voxel statistics).
     """
@@ -89,6 +96,8 @@ class IMALoss(nn.Module):
         bisection_steps: int = 10,
         empty_tolerance: float = 0.002,
         robust_weight: float = 0.1,
+        voxel_start: float = 0.05,
+        voxel_alpha_factor: float = 2.5,
         clip_range: tuple[float, float] | None = None,
         num_classes: int = 2,
         autocast_dtype: torch.dtype | None = None,
@@ -103,6 +112,8 @@ class IMALoss(nn.Module):
         self.alpha_factor = check_non_negative("alpha_factor", alpha_factor)
         self.bisection_steps = check_positive_int("bisection_steps", bisection_steps, minimum=0)
         self.robust_weight = check_probability("robust_weight", robust_weight)
+        self.voxel_start = check_probability("voxel_start", voxel_start)
+        self.voxel_alpha_factor = check_non_negative("voxel_alpha_factor", voxel_alpha_factor)
         self.clip_range = clip_range
         self.autocast_dtype = autocast_dtype
         self.voxel_stats = VoxelMarginStats(num_classes, eps_max)
@@ -114,11 +125,12 @@ class IMALoss(nn.Module):
             network,
             delta=self.bank.delta,
             steps=self.steps,
-            alpha_factor=self.alpha_factor,
+            alpha_factor=self.voxel_alpha_factor if voxel else self.alpha_factor,
             loss="dice-ce",
             predicate=self.predicate,
             bisection_steps=0 if voxel else self.bisection_steps,
             record_flips=voxel,
+            start_fraction=self.voxel_start if voxel else None,
             clip_range=self.clip_range,
             generator=generator,
             autocast_dtype=self.autocast_dtype,

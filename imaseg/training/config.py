@@ -67,6 +67,8 @@ class TrainConfig:
     ima_bisection_steps: int = _f(10, "IMA sample mode: bisection steps")
     ima_empty_tolerance: float = _f(0.002, "IMA: foreground fraction tolerated on samples with empty ground truth")
     ima_robust_weight: float = _f(0.1, "IMA voxel mode: loss weight of voxels robust beyond the margin")
+    ima_voxel_start: float = _f(0.05, "IMA voxel mode: random-start radius as a fraction of the margin")
+    ima_voxel_alpha_factor: float = _f(2.5, "IMA voxel mode: inner step as a multiple of margin / steps")
     # validation and logging
     val_every: int = _f(1, "validate every N epochs (on the validation side of the split; never the test side)")
     val_eps: float = _f(0.5, "budget of the cheap validation attack (L2, soft-Dice PGD)")

@@ -142,6 +142,8 @@ class IMAMethod(Method):
             bisection_steps=c.ima_bisection_steps,
             empty_tolerance=c.ima_empty_tolerance,
             robust_weight=c.ima_robust_weight,
+            voxel_start=c.ima_voxel_start,
+            voxel_alpha_factor=c.ima_voxel_alpha_factor,
             clip_range=_clip(c),
             num_classes=num_classes,
             autocast_dtype=self.autocast,

@@ -30,7 +30,7 @@ from imaseg.networks import build_network
 from imaseg.training.augment import BatchAugment
 from imaseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from imaseg.training.config import TrainConfig
-from imaseg.training.distributed import barrier, init_distributed, shard
+from imaseg.training.distributed import DistributedContext, barrier, init_distributed, shard
 from imaseg.training.methods import build_method
 from imaseg.training.run_log import EpochLog
 from imaseg.training.validation import validate
@@ -250,7 +250,7 @@ def train(
         if method.name == "ima":
             method.ima.voxel_stats.reset()
         barrier(context)
-        if config.time_budget > 0 and (time.perf_counter() - started) / 60 > config.time_budget:
+        if config.time_budget > 0 and _over_budget(started, config.time_budget, context):
             logger.info("time budget of %.1f min reached after epoch %d", config.time_budget, epoch + 1)
             break
     if log is not None:
@@ -263,6 +263,14 @@ def train(
         "last": row,
         "margins": margins,
     }
+
+
+def _over_budget(started: float, minutes: float, context: DistributedContext) -> bool:
+    """Whether the time budget is spent; under DDP rank 0 decides for all, so no rank waits alone."""
+    over = torch.tensor([int((time.perf_counter() - started) / 60 > minutes)])
+    if context.enabled:
+        torch.distributed.broadcast(over, src=0)
+    return bool(over.item())
 
 
 def _clip_tuple(config: TrainConfig):

@@ -304,3 +304,29 @@ def test_same_generator_seed_same_result():
     ]
     assert torch.equal(runs[0].adversarial, runs[1].adversarial) and torch.equal(runs[0].boundary, runs[1].boundary)
     assert not torch.equal(runs[0].adversarial, runs[2].adversarial)
+
+
+@pytest.mark.parametrize("bisection_steps", [10, 0], ids=["bisection", "interpolation"])
+def test_an_outward_path_measures_the_distance_to_the_boundary(bisection_steps):
+    """With a small start (``start_fraction``, voxel-level IMA) the path walks out from the clean input, so
+    the boundary it reports is the analytic distance, not the current radius as with the official start."""
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1
+    image, label = 0.4 + 0.2 * mask, mask[:, 0].long()
+    nearest = (0.1 * mask.sum().sqrt()).item()
+    eps = 3 * nearest
+    outward = MarginSearch(
+        MeanOfSquare(mask),
+        delta=1e-4,
+        steps=STEPS,
+        alpha_factor=1.0,
+        start_fraction=0.0,
+        bisection_steps=bisection_steps,
+    ).run(image, label, eps=torch.tensor([eps]))
+    official = MarginSearch(
+        MeanOfSquare(mask), delta=1e-4, steps=STEPS, alpha_factor=1.0, bisection_steps=bisection_steps
+    ).run(image, label, eps=torch.tensor([eps]))
+    assert outward.failed.all() and official.failed.all()
+    step = eps / STEPS
+    assert abs(outward.boundary.item() - nearest) <= step + 1e-4
+    assert official.boundary.item() > 1.5 * nearest, "the official start sits near the sphere, far beyond the boundary"
