@@ -69,3 +69,15 @@ def tiny_run(tiny_cache: Path) -> Path:
     run = tiny_cache.parent / "run_std"
     train(tiny_cache, run, tiny_train_config(epochs=8), progress=False)
     return run
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``imaseg.cli.main`` points the root logger at the (captured, later closed) stderr; undo that after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

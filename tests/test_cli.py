@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import yaml
@@ -11,16 +10,6 @@ from helpers import real_data
 
 from imaseg import __version__
 from imaseg.cli import SUBCOMMANDS, build_parser, main
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main()`` points the root logger at the (captured, later closed) stderr; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_preprocess_writes_a_manifest(msd_folder, tmp_path, capsys):

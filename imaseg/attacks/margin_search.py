@@ -105,20 +105,9 @@ class MarginSearch(Attack):
         bisection_steps: int = 10,
         record_flips: bool = False,
         start_fraction: float | None = None,
-        clip_range=None,
-        seed=0,
-        generator=None,
-        autocast_dtype=None,
+        **common,
     ) -> None:
-        super().__init__(
-            model,
-            eps=eps,
-            norm="l2",
-            clip_range=clip_range,
-            seed=seed,
-            generator=generator,
-            autocast_dtype=autocast_dtype,
-        )
+        super().__init__(model, eps=eps, norm="l2", **common)
         self.delta = check_non_negative("delta", delta)
         self.steps = check_positive_int("steps", steps)
         self.alpha_factor = check_non_negative("alpha_factor", alpha_factor)

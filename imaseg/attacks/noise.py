@@ -31,24 +31,11 @@ class NoiseAttack(Attack):
         self,
         model,
         *,
-        eps,
-        norm="l2",
         distribution: str = "gaussian",
         draws: int = 1,
-        clip_range=None,
-        seed=0,
-        generator=None,
-        autocast_dtype=None,
+        **common,
     ) -> None:
-        super().__init__(
-            model,
-            eps=eps,
-            norm=norm,
-            clip_range=clip_range,
-            seed=seed,
-            generator=generator,
-            autocast_dtype=autocast_dtype,
-        )
+        super().__init__(model, **common)
         self.distribution = check_choice("distribution", distribution, ("gaussian", "uniform"))
         self.draws = check_positive_int("draws", draws)
 

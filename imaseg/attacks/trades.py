@@ -29,24 +29,11 @@ class TradesAttack(Attack):
         self,
         model,
         *,
-        eps,
-        norm="l2",
         steps: int = 10,
         alpha_factor: float = 2.5,
-        clip_range=None,
-        seed=0,
-        generator=None,
-        autocast_dtype=None,
+        **common,
     ) -> None:
-        super().__init__(
-            model,
-            eps=eps,
-            norm=norm,
-            clip_range=clip_range,
-            seed=seed,
-            generator=generator,
-            autocast_dtype=autocast_dtype,
-        )
+        super().__init__(model, **common)
         self.steps = check_positive_int("steps", steps)
         self.alpha_factor = check_non_negative("alpha_factor", alpha_factor)
 

@@ -97,6 +97,13 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     )
     cells = plan_cells(config)
     num_classes = store.num_classes
+    case_memory: dict = {}
+
+    def load_case(case_id: str):
+        if case_id not in case_memory:
+            case_memory[case_id] = store.load_case(case_id)
+        return case_memory[case_id]
+
     started = time.perf_counter()
     records: dict[str, dict] = {}
     outputs_cache: dict[str, dict[str, CaseOutput]] = {}
@@ -110,7 +117,7 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
         if record is None:
             outputs = {}
             for case_id in cases:
-                case = store.load_case(case_id)
+                case = load_case(case_id)
                 if cell.attack.startswith("worst-"):
                     members = [
                         c
@@ -138,7 +145,7 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
                 "has_hd95": config.hd95,
                 "has_perturbations": config.save_predictions,
                 "cases": {
-                    cid: case_record(o, store.load_case(cid), num_classes, cell, hd95=config.hd95)
+                    cid: case_record(o, load_case(cid), num_classes, cell, hd95=config.hd95)
                     for cid, o in outputs.items()
                 },
             }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -18,16 +17,6 @@ from imaseg.data.discover import discover_with_info
 from imaseg.data.errors import DataError
 
 SPACING = (1.5, 1.5, 5.0)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main()`` points the root logger at the (captured, later closed) stderr; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _to_plain(root: Path) -> Path:

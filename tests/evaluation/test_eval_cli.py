@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
 import yaml
@@ -12,16 +11,6 @@ from eval_helpers import read_rows
 from imaseg.cli import main
 
 FAST = ["--steps", "2", "--no-hd95", "--no-steps-check", "--overlays", "0", "--no-progress"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main()`` points the root logger at the (captured, later closed) stderr; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_evaluate_writes_summary_with_the_flags_given(copy_run, capsys):

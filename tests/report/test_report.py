@@ -6,7 +6,6 @@ import base64
 import csv
 import io
 import json
-import logging
 import re
 import shutil
 from html import unescape
@@ -33,16 +32,6 @@ SECTIONS = [
     "IMA margins: ima",
     "Notes",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main()`` points the root logger at the (captured, later closed) stderr; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _html(report) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import yaml
 from helpers import tiny_train_config
@@ -50,16 +48,6 @@ def test_library_raises_a_clear_error_and_writes_no_checkpoint(tiny_cache, tmp_p
     with pytest.raises(ValueError, match=match):
         train(tiny_cache, run, tiny_train_config(epochs=1, **settings), progress=False)
     assert not (run / "checkpoints").exists()
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """``main()`` points the root logger at the (captured, later closed) stderr; undo that after each test."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def cli_train(cache, out, *extra) -> int:
