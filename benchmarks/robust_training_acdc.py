@@ -47,7 +47,7 @@ ROBUST = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--std-minutes", type=float, default=20.0)
-    parser.add_argument("--std-epochs", type=int, default=150, help="schedule length of STD (stopped by the budget)")
+    parser.add_argument("--std-epochs", type=int, default=100, help="schedule length of STD (stopped by the budget)")
     parser.add_argument("--robust-minutes", type=float, default=12.0)
     parser.add_argument("--inner-steps", type=int, default=10, help="inner PGD steps of PGD-AT and IMA")
     parser.add_argument("--ima-delta", type=float, default=0.25)
@@ -102,7 +102,7 @@ def main() -> None:
         stages.run(
             "train-std",
             {"std": vars(std)},
-            lambda resume: train(cache, out / "std", std, resume=resume, progress=False)["epoch"],
+            lambda resume: train(cache, out / "std", std, resume=resume, overwrite=not resume, progress=False)["epoch"],
         )
         runs["std"] = out / "std"
     for name in methods:
@@ -126,7 +126,7 @@ def main() -> None:
         stages.run(
             f"train-{name}",
             {name: vars(config)},
-            lambda resume, c=config, n=name: train(cache, out / n, c, resume=resume, progress=False)["epoch"],
+            lambda resume, c=config, n=name: train(cache, out / n, c, resume=resume, overwrite=not resume, progress=False)["epoch"],
         )
         runs[name] = out / name
     evaluation = EvalConfig(

@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.handler(args) or 0)
-    except (DataError, FileNotFoundError, ValueError) as error:
+    except (DataError, FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"imaseg {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

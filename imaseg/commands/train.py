@@ -15,6 +15,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (checkpoints, logs, resolved config)")
     parser.add_argument("--config", help="YAML file; its 'train' section (or the whole file) sets the options")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt if present")
+    parser.add_argument("--overwrite", action="store_true", help="start over if OUT already holds a trained run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_arguments(parser, TrainConfig, title="training options")
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = load_yaml(args.config)
     config = resolve_config(TrainConfig, data.get("train", data) if data else {}, args)
-    train(args.cache, args.out, config, resume=args.resume, progress=not args.no_progress)
+    train(args.cache, args.out, config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     return 0
 
 

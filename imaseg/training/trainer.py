@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Train on the cache's training side of ``config.fold`` and write the run folder.
 
@@ -96,6 +98,10 @@ def train(
         resume: continue from ``run_dir/checkpoints/last.pt`` if it exists.
         stop_after: run at most this many epochs in this call (then return; resume continues).
         progress: show progress bars.
+        overwrite: start over in a run folder that already holds a checkpoint (otherwise refused).
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a checkpoint and neither ``resume`` nor ``overwrite`` is set.
 
     Returns:
         A summary: epochs done, last validation metrics, margin statistics, run folder.
@@ -137,6 +143,17 @@ def train(
 
     checkpoint_path = run / "checkpoints" / "last.pt"
     start_epoch, best = 0, -1.0
+    if checkpoint_path.is_file() and not resume:
+        if not overwrite:
+            raise FileExistsError(
+                f"{run} already holds a trained run ({checkpoint_path}); pass --resume to continue it or "
+                "--overwrite to start over"
+            )
+        if context.is_main:
+            shutil.rmtree(run / "checkpoints")
+            for stale in ("log.csv", "margins.json"):
+                (run / stale).unlink(missing_ok=True)
+        barrier(context)
     if resume and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path, map_location=device)
         network.load_state_dict(state["network"])

@@ -255,3 +255,17 @@ def test_resume_with_margins_of_other_samples_is_refused(tiny_cache, tmp_path):
     train(tiny_cache, run, config, progress=False, stop_after=1)
     with pytest.raises(ValueError, match="margins belong to other training samples"):
         train(tiny_cache, run, tiny_train_config(method="ima", epochs=2, fold=1), progress=False, resume=True)
+
+
+def test_a_finished_run_is_not_overwritten_unless_asked(tiny_cache, tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = load_checkpoint(run / "checkpoints" / "last.pt")["network"]
+    with pytest.raises(FileExistsError, match=r"already holds a trained run .*--resume.*--overwrite"):
+        train(tiny_cache, run, tiny_train_config(epochs=1), progress=False)
+    kept = load_checkpoint(run / "checkpoints" / "last.pt")["network"]
+    assert all(torch.equal(before[k], kept[k]) for k in before), "the refused call must not touch the checkpoint"
+    train(tiny_cache, run, tiny_train_config(epochs=1), progress=False, overwrite=True)
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [r["epoch"] for r in rows] == ["1"], "overwriting starts a fresh log"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
