@@ -126,7 +126,9 @@ def main() -> None:
         stages.run(
             f"train-{name}",
             {name: vars(config)},
-            lambda resume, c=config, n=name: train(cache, out / n, c, resume=resume, overwrite=not resume, progress=False)["epoch"],
+            lambda resume, c=config, n=name: train(
+                cache, out / n, c, resume=resume, overwrite=not resume, progress=False
+            )["epoch"],
         )
         runs[name] = out / name
     evaluation = EvalConfig(

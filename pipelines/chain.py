@@ -69,7 +69,9 @@ def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner
         runner.run(
             f"train-{name}",
             to_dict(train_config),
-            lambda resume, c=train_config, n=name: train(cache, runs / n, c, resume=resume, overwrite=not resume)["epoch"],
+            lambda resume, c=train_config, n=name: train(cache, runs / n, c, resume=resume, overwrite=not resume)[
+                "epoch"
+            ],
             after=["preprocess", *([f"train-{source}"] if source else [])],
         )
 

@@ -19,8 +19,9 @@ from imaseg.transforms.chain import PreprocessConfig
 @pytest.fixture(scope="module")
 def run_3d(tiny_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("three_d")
-    config = PreprocessConfig(intensity="none", mode="3d", spatial_size=[32, 32, 8], folds=5, val_groups=0,
-                              group_regex=r"^(patient\d+)")
+    config = PreprocessConfig(
+        intensity="none", mode="3d", spatial_size=[32, 32, 8], folds=5, val_groups=0, group_regex=r"^(patient\d+)"
+    )
     preprocess_dataset(tiny_data, root / "cache", config, progress=False)
     train(root / "cache", root / "run", tiny_train_config(epochs=2, channels=[4, 8], batch_size=2), progress=False)
     return root
@@ -44,8 +45,15 @@ def test_3d_evaluation_attacks_whole_volumes_through_sliding_windows(run_3d, mon
         return forward
 
     monkeypatch.setattr(cells_module, "_forward", spy)
-    config = EvalConfig(attacks=["pgd-l2", "noise-l2"], eps=[0.0, 2.0], steps=2, overlays=1, hd95=False,
-                        steps_check=False, roi_size=[16, 16, 8])
+    config = EvalConfig(
+        attacks=["pgd-l2", "noise-l2"],
+        eps=[0.0, 2.0],
+        steps=2,
+        overlays=1,
+        hd95=False,
+        steps_check=False,
+        roi_size=[16, 16, 8],
+    )
     summary = evaluate(run_3d / "run", config, progress=False)
     assert seen and all(seen), "a roi smaller than the volume must go through the sliding window"
     cell = summary["attacks"]["pgd-l2"]["cells"][1]
