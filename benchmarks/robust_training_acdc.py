@@ -148,6 +148,7 @@ def main() -> None:
             f"evaluate-{name}",
             {"run": str(run), "eval": vars(evaluation)},
             lambda _r, r=run: _digest(evaluate(r, evaluation, progress=False), r),
+            after=[f"train-{name}"],
         )
         results[name] = summary
     report = {

@@ -26,6 +26,7 @@ from torch import nn
 
 from imaseg.attacks.geometry import NORMS, perturbation_norm
 from imaseg.metrics.dice import sample_dice
+from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice
 
 __all__ = ["Attack", "AttackResult", "frozen_model"]
@@ -211,7 +212,7 @@ class Attack:
     def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prediction, dice)`` of the model on ``x`` against ``y``."""
         logits = self._logits(x)
-        prediction = logits.argmax(1)
+        prediction = predict_classes(logits)
         return prediction, sample_dice(prediction, y, logits.shape[1])
 
     def _clip(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from imaseg.attacks.base import Attack, AttackResult
 from imaseg.attacks.geometry import project, random_in_ball, scale_to_sphere, step_direction
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
 from imaseg.metrics.dice import sample_dice
+from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability
 
 __all__ = ["DicePredicate", "MarginResult", "MarginSearch"]
@@ -121,7 +122,7 @@ class MarginSearch(Attack):
         with torch.no_grad():
             logits = self._logits(x)
         self._num_classes = logits.shape[1]
-        prediction = logits.argmax(1)
+        prediction = predict_classes(logits)
         return prediction, sample_dice(prediction, y, self._num_classes)
 
     def _run(self, x, y, eps, generator) -> MarginResult:
@@ -176,11 +177,11 @@ class MarginSearch(Attack):
             loss = self.loss_fn(logits, y, step=k, steps=self.steps).sum()
             (grad,) = torch.autograd.grad(loss, current)
             with torch.no_grad():
-                observe(k, delta, logits.detach().argmax(1), logits.shape[1])
+                observe(k, delta, predict_classes(logits.detach()), logits.shape[1])
                 delta = self._clip(x, project(delta + alpha * step_direction(grad, "l2"), eps, "l2"))
         with torch.no_grad():
             logits = self._logits(x + delta)
-            pred = logits.argmax(1)
+            pred = predict_classes(logits)
             observe(self.steps, delta, pred, logits.shape[1])
             num_classes = logits.shape[1]
             final = delta
@@ -211,12 +212,12 @@ class MarginSearch(Attack):
         pred = final_pred
         for _ in range(self.bisection_steps):
             middle = (low + high) / 2
-            pred = self._logits(x + middle).argmax(1)
+            pred = predict_classes(self._logits(x + middle))
             ok = self.predicate(pred, y, num_classes).view_as(view)
             low = torch.where(ok, middle, low)
             high = torch.where(ok, high, middle)
         boundary = (low + high) / 2
-        pred_boundary = self._logits(x + boundary).argmax(1)
+        pred_boundary = predict_classes(self._logits(x + boundary))
         chosen = torch.where(view, boundary, final)
         chosen_pred = torch.where(failed.view(-1, *([1] * (y.dim() - 1))), pred_boundary, final_pred)
         return chosen, chosen_pred

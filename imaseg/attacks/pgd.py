@@ -19,6 +19,7 @@ from imaseg.attacks.base import Attack, AttackResult
 from imaseg.attacks.geometry import project, random_in_ball, step_direction
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
 from imaseg.metrics.dice import sample_dice
+from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int
 
 __all__ = ["PGD", "keep_worse"]
@@ -177,7 +178,7 @@ class PGD(Attack):
             (grad,) = torch.autograd.grad(loss, current)
             with torch.no_grad():
                 if track or record:
-                    observe(k, delta, logits.detach().argmax(1), logits.shape[1])
+                    observe(k, delta, predict_classes(logits.detach()), logits.shape[1])
                 delta = delta + alpha * step_direction(sign * grad, norm)
                 delta = self._clip(x, project(delta, eps, norm))
 
@@ -185,7 +186,7 @@ class PGD(Attack):
         if track or record or steps == 0:
             with torch.no_grad():
                 logits = self._logits(x + delta)
-                pred = logits.argmax(1)
+                pred = predict_classes(logits)
                 observe(steps, delta, pred, logits.shape[1])
                 if track:
                     delta, prediction, dice = best_delta, best_pred, best_dice

@@ -18,6 +18,7 @@ from imaseg.attacks.factory import parse_attack_name
 from imaseg.cache.reader import CachedCase, from_slices, to_slices
 from imaseg.evaluation.metrics import case_metrics, slice_counts
 from imaseg.metrics.dice import sample_dice
+from imaseg.metrics.prediction import predict_classes
 
 __all__ = ["Cell", "CaseOutput", "attack_case", "worst_of"]
 
@@ -80,7 +81,7 @@ def attack_case(
         if cell.attack == "clean":
             with torch.no_grad():
                 logits = forward(x)
-            pred = logits.argmax(1)
+            pred = predict_classes(logits)
             dice = sample_dice(pred, y, logits.shape[1])
             delta = torch.zeros_like(x)
         else:

@@ -51,6 +51,7 @@ from imaseg.attacks.margin_search import DicePredicate, MarginResult, MarginSear
 from imaseg.losses.margins import MarginBank
 from imaseg.losses.segmentation import dice_ce_per_sample, weighted_ce_per_sample
 from imaseg.losses.voxel_stats import VoxelMarginStats
+from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability
 
 __all__ = ["MARGIN_MODES", "IMALoss"]
@@ -166,7 +167,7 @@ class IMALoss(nn.Module):
             clean_logits, adv_logits = model(image).float(), model(adversarial).float()
         clean = dice_ce_per_sample(clean_logits, label)
         if self.margin == "voxel":
-            clean_pred = clean_logits.detach().argmax(1)
+            clean_pred = predict_classes(clean_logits.detach())
             vulnerable = (clean_pred != label) | torch.isfinite(result.flip_radius)
             weight = torch.where(vulnerable, 1.0, self.robust_weight)
             adv = weighted_ce_per_sample(adv_logits, label, weight) + soft_dice_per_sample(adv_logits, label)

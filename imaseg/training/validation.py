@@ -7,6 +7,7 @@ import torch
 from imaseg.attacks import PGD
 from imaseg.cache.reader import SampleSet
 from imaseg.metrics.dice import confusion_counts, dice_from_counts
+from imaseg.metrics.prediction import predict_classes
 
 __all__ = ["validate"]
 
@@ -36,7 +37,7 @@ def validate(
         for start in range(0, len(samples), batch_size):
             images = samples.images[start : start + batch_size].to(device)
             labels = samples.labels[start : start + batch_size, 0].long().to(device)
-            pred = network(images).argmax(1)
+            pred = predict_classes(network(images))
             counts["clean"] += torch.stack(confusion_counts(pred, labels, num_classes)).sum(1).cpu()
             if "robust" in counts:
                 attack = PGD(network, eps=eps, steps=steps, loss="dice", clip_range=clip_range, seed=seed + start)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from imaseg.attacks.losses.base import AttackLoss, register_attack_loss
+from imaseg.metrics.prediction import predict_classes
 
 __all__ = ["SegPGDAttackLoss"]
 
@@ -21,7 +22,7 @@ class SegPGDAttackLoss(AttackLoss):
     def per_sample(self, logits, target, *, step, steps, targeted):
         lam = step / (2 * max(steps, 1))
         ce = F.cross_entropy(logits, target, reduction="none")
-        correct = logits.detach().argmax(1) == target
+        correct = predict_classes(logits.detach()) == target
         if targeted:
             correct = ~correct
         weight = torch.where(correct, torch.full_like(ce, 1 - lam), torch.full_like(ce, lam))
