@@ -113,10 +113,14 @@ class StageRunner:
         """Run ``action(resume)`` unless ``name`` finished with the same settings; returns its result.
 
         ``resume`` is True when the stage started before (same settings) but did not finish. ``after`` names
-        the stages whose outputs this one reads: their fingerprints are part of this one's, so a stage
-        reruns when anything upstream of it changed (a retrained model is evaluated again).
+        the stages whose outputs this one reads: their fingerprints and finishing times are part of this
+        one's, so a stage reruns when anything upstream of it changed or ran again (a retrained model is
+        evaluated again, even when it was retrained with the same settings).
         """
-        upstream = {stage: self.state.get(stage, {}).get("fingerprint") for stage in after}
+        upstream = {
+            stage: [self.state.get(stage, {}).get("fingerprint"), self.state.get(stage, {}).get("finished_ns")]
+            for stage in after
+        }
         key = [settings, upstream] if upstream else settings
         fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         entry = self.state.get(name, {})
@@ -133,6 +137,7 @@ class StageRunner:
         self.state[name].update(
             done=True,
             finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+            finished_ns=time.time_ns(),
             seconds=self.timings[name],
             result=result if _jsonable(result) else None,
         )

@@ -54,6 +54,18 @@ def test_a_changed_stage_reruns_with_everything_downstream(tmp_path):
     assert run_all(tmp_path, calls, data=2, model=2) == [("data", False), ("train", False), ("evaluate", False)]
 
 
+def test_a_stage_run_again_with_the_same_settings_reruns_what_reads_it(tmp_path):
+    """A model retrained with unchanged settings (its record deleted) is a new model: evaluate it again."""
+    calls = Calls()
+    run_all(tmp_path, calls)
+    path = tmp_path / "stages.json"
+    state = json.loads(path.read_text())
+    del state["train"]
+    path.write_text(json.dumps(state))
+    assert run_all(tmp_path, calls) == [("train", False), ("evaluate", False)]
+    assert run_all(tmp_path, calls) == []
+
+
 def test_force_reruns_everything(tmp_path):
     calls = Calls()
     run_all(tmp_path, calls)
