@@ -150,7 +150,8 @@ def train(
                 "--overwrite to start over"
             )
         if context.is_main:
-            shutil.rmtree(run / "checkpoints")
+            for stale_dir in ("checkpoints", "tb"):
+                shutil.rmtree(run / stale_dir, ignore_errors=True)
             for stale in ("log.csv", "margins.json"):
                 (run / stale).unlink(missing_ok=True)
         barrier(context)

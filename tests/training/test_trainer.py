@@ -265,7 +265,11 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tiny_cache, tiny_run, tm
         train(tiny_cache, run, tiny_train_config(epochs=1), progress=False)
     kept = load_checkpoint(run / "checkpoints" / "last.pt")["network"]
     assert all(torch.equal(before[k], kept[k]) for k in before), "the refused call must not touch the checkpoint"
+    stale_events = run / "tb" / "events.out.tfevents.stale"
+    stale_events.parent.mkdir(exist_ok=True)
+    stale_events.write_text("old curves")
     train(tiny_cache, run, tiny_train_config(epochs=1), progress=False, overwrite=True)
+    assert not stale_events.exists(), "the old TensorBoard curves go with the old run"
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [r["epoch"] for r in rows] == ["1"], "overwriting starts a fresh log"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
