@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from timing import Timed
 
 from imaseg.evaluation.config import EvalConfig
 from imaseg.utils.logs import setup_logging
@@ -33,34 +34,17 @@ evaluate_module = importlib.import_module("imaseg.evaluation.evaluate")
 
 
 class CountingNetwork(torch.nn.Module):
+    """Counts calls per (input shape, grad mode) and times them in place."""
+
     def __init__(self, network: torch.nn.Module) -> None:
         super().__init__()
         self.network = network
         self.calls: Counter = Counter()
-
-        self.seconds = 0.0
+        self.timed = Timed(network)
 
     def forward(self, x):
         self.calls[(tuple(x.shape), torch.is_grad_enabled())] += 1
-        start = time.perf_counter()
-        try:
-            return self.network(x)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-
-class TimedGrad:
-    """Stands in for ``torch.autograd.grad`` during the evaluation and adds up its wall time."""
-
-    def __init__(self) -> None:
-        self.original, self.seconds = torch.autograd.grad, 0.0
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.original(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - start
+        return self.timed(x)
 
 
 def main() -> None:
@@ -95,15 +79,15 @@ def main() -> None:
         batch_size=32,
     )
     shutil.rmtree(run / "eval" / "timing", ignore_errors=True)
-    timed_grad = TimedGrad()
+    timed_grad = Timed(torch.autograd.grad)  # stands in for it during the evaluation
     torch.autograd.grad = timed_grad
     try:
         start = time.perf_counter()
         summary = evaluate_module.evaluate(run, config, progress=False)
         total = time.perf_counter() - start
     finally:
-        torch.autograd.grad = timed_grad.original
-    in_network = holder["net"].seconds + timed_grad.seconds
+        torch.autograd.grad = timed_grad.function
+    in_network = holder["net"].timed.seconds + timed_grad.seconds
     network = holder["net"].network
     calls = holder["net"].calls
     floor = 0.0

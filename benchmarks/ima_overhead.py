@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import Timed
 
 from imaseg.networks import build_network
 from imaseg.training.config import TrainConfig
@@ -46,20 +47,6 @@ def _batches(args) -> list[tuple[torch.Tensor, torch.Tensor]]:
         )
         for _ in range(args.repeats)
     ]
-
-
-class _Timer:
-    """Wraps a callable and accumulates its wall time."""
-
-    def __init__(self, function):
-        self.function, self.seconds = function, 0.0
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return self.function(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - start
 
 
 def main() -> None:
@@ -94,12 +81,12 @@ def main() -> None:
         if config.method == "ima":
             # margins spread as after a few epochs: a mix of small, middle and eps_max radii
             method.ima.bank.margins.copy_(torch.linspace(0.1, 1.0, num_samples))
-            method.ima.voxel_stats.update = _Timer(method.ima.voxel_stats.update)
+            method.ima.voxel_stats.update = Timed(method.ima.voxel_stats.update)
             original_search = method.ima.search
 
             def search(*a, _original=original_search, _name=name, **k):
                 attack = _original(*a, **k)
-                attack.run = parts[_name].setdefault("search", _Timer(attack.run))
+                attack.run = parts[_name].setdefault("search", Timed(attack.run))
                 return attack
 
             method.ima.search = search
