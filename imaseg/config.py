@@ -139,7 +139,7 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *, ti
         if inner is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif "choices" in field.metadata:
-            kwargs["choices"] = field.metadata["choices"]
+            kwargs["choices"] = field.metadata["choices"]  # a tuple, or a lazy container (a registry's names)
         else:
             kwargs["metavar"] = field.metadata.get("metavar", _metavar(inner))
         group.add_argument("--" + field.name.replace("_", "-"), dest=f"cfg_{field.name}", **kwargs)

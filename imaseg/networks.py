@@ -6,12 +6,59 @@ eval mode, or forwarding clean and adversarial batches together, changes nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
+import torch
 from monai.networks import nets
 from torch import nn
 
-__all__ = ["NETWORKS", "build_network"]
+__all__ = ["NETWORKS", "NetworkConfig", "build_network", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; any other name as torch reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The network part of a run's settings (the ``network``, ``channels``, ``res_units``, ``dropout`` keys of
+    its ``train`` section): what training builds and what evaluation and prediction rebuild.
+
+    Example:
+        >>> NetworkConfig.from_mapping({"network": "unet", "channels": [4, 8], "epochs": 3}).channels
+        (4, 8)
+    """
+
+    network: str = "unet"
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    res_units: int = 2
+    dropout: float = 0.0
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> NetworkConfig:
+        """Pick the network keys out of a (train) settings mapping; other keys are ignored."""
+        defaults = cls()
+        return cls(
+            network=str(settings.get("network", defaults.network)),
+            channels=tuple(int(c) for c in settings.get("channels", defaults.channels)),
+            res_units=int(settings.get("res_units", defaults.res_units)),
+            dropout=float(settings.get("dropout", defaults.dropout)),
+        )
+
+    def build(self, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
+        """The network these settings describe, for data of this shape."""
+        kwargs: dict[str, Any] = {}
+        name = self.network.lower()
+        if name in ("unet", "attentionunet"):
+            kwargs["channels"] = tuple(self.channels)
+        if name == "unet":
+            kwargs.update(num_res_units=self.res_units, dropout=self.dropout)
+        return build_network(self.network, spatial_dims, in_channels, num_classes, **kwargs)
 
 
 def _unet(

@@ -71,7 +71,9 @@ def load_pipeline_config(args: argparse.Namespace) -> dict:
     config.setdefault("methods", {"std": {"method": "std"}})
     wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.get("compare")
     wanted = wanted or list(config["methods"])
-    unknown = [m for m in wanted if m not in config["methods"] and m not in ("std", "pgd-at", "trades", "ima")]
+    from imaseg.training.methods import method_names
+
+    unknown = [m for m in wanted if m not in config["methods"] and m not in method_names()]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; the config defines {sorted(config['methods'])}")
     for name in wanted:

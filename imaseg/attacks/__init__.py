@@ -2,19 +2,35 @@
 pluggable per-voxel losses (CE, soft Dice, Dice+CE, SegPGD, CosPGD), noise baselines, per-sample worst
 case over attacks, and a differentiable sliding-window forward for whole volumes."""
 
-from imaseg.attacks.base import Attack, AttackResult, frozen_model
+from imaseg.attacks.base import Attack, frozen_model
 from imaseg.attacks.ensemble import WorstCase
-from imaseg.attacks.factory import ATTACK_NAMES, create_attack
 from imaseg.attacks.losses import ATTACK_LOSSES, AttackLoss, build_attack_loss, register_attack_loss
 from imaseg.attacks.margin_search import DicePredicate, MarginSearch
 from imaseg.attacks.noise import NoiseAttack
-from imaseg.attacks.pgd import PGD, keep_worse
+from imaseg.attacks.pgd import PGD
+from imaseg.attacks.registry import (
+    ATTACKS,
+    AttackSettings,
+    AttackSpec,
+    attack_names,
+    attack_spec,
+    create_attack,
+    parse_attack_name,
+    register_attack,
+)
+from imaseg.attacks.result import AttackResult, keep_worse
 from imaseg.attacks.sliding_window import SlidingWindowForward
 from imaseg.attacks.trades import TradesAttack
 
 __all__ = [
     "ATTACK_LOSSES",
-    "ATTACK_NAMES",
+    "ATTACKS",
+    "AttackSettings",
+    "AttackSpec",
+    "attack_names",
+    "attack_spec",
+    "parse_attack_name",
+    "register_attack",
     "PGD",
     "Attack",
     "AttackLoss",

@@ -19,42 +19,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from imaseg.attacks.geometry import NORMS, perturbation_norm
+from imaseg.attacks.geometry import NORMS, clip_to_range, perturbation_norm
+from imaseg.attacks.result import AttackResult
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice
 
-__all__ = ["Attack", "AttackResult", "frozen_model"]
-
-
-@dataclass
-class AttackResult:
-    """What an attack produced, per sample of the batch.
-
-    Attributes:
-        adversarial: ``(B, C, *spatial)`` detached adversarial images.
-        dice: ``(B,)`` hard Dice of the prediction on ``adversarial`` (mean over present classes).
-        norm: ``(B,)`` realised perturbation norm (after clipping), in the attack's norm.
-        prediction: ``(B, *spatial)`` predicted classes on ``adversarial``.
-        flip_radius: ``(B, *spatial)`` perturbation norm at which each voxel's predicted class first
-            changed from its clean prediction along the attack path (``inf`` if never); only when
-            recorded.
-        flip_step: ``(B, *spatial)`` the path iterate where that happened (``-1`` if never).
-        source: ``(B,)`` index of the attack that produced each sample (ensembles), else zeros.
-    """
-
-    adversarial: torch.Tensor
-    dice: torch.Tensor | None
-    norm: torch.Tensor
-    prediction: torch.Tensor | None
-    flip_radius: torch.Tensor | None = None
-    flip_step: torch.Tensor | None = None
-    source: torch.Tensor | None = None
+__all__ = ["Attack", "frozen_model"]
 
 
 @contextlib.contextmanager
@@ -216,8 +191,6 @@ class Attack:
         return prediction, sample_dice(prediction, y, logits.shape[1])
 
     def _clip(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        from imaseg.attacks.geometry import clip_to_range
-
         return clip_to_range(x, delta, self.clip_range)
 
     def _norm_of(self, delta: torch.Tensor) -> torch.Tensor:

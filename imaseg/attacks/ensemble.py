@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
-from imaseg.attacks.base import Attack, AttackResult
-from imaseg.attacks.pgd import keep_worse
+from imaseg.attacks.base import Attack
+from imaseg.attacks.registry import AttackSettings, create_attack, member_names, register_attack
+from imaseg.attacks.result import AttackResult, keep_worse
 
-__all__ = ["WorstCase"]
+__all__ = ["WorstCase", "build_worst_case"]
 
 
 class WorstCase(Attack):
@@ -47,3 +48,9 @@ class WorstCase(Attack):
             candidate.source = torch.full_like(candidate.dice, index, dtype=torch.long)
             result = candidate if result is None else keep_worse(result, candidate)
         return result
+
+
+@register_attack("worst", "per-slice worst case over the other attacks of this norm", ensemble=True)
+def build_worst_case(model, *, eps, norm: str, settings: AttackSettings) -> WorstCase:
+    """The per-sample worst case over ``settings.members`` (kinds) at this norm."""
+    return WorstCase([create_attack(name, model, eps=eps, settings=settings) for name in member_names(norm, settings)])

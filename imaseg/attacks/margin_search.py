@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from imaseg.attacks.base import Attack, AttackResult
-from imaseg.attacks.geometry import project, random_in_ball, scale_to_sphere, step_direction
+from imaseg.attacks.base import Attack
+from imaseg.attacks.geometry import project, random_in_ball, scale_to_sphere
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
+from imaseg.attacks.path import walk
+from imaseg.attacks.result import AttackResult
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability
@@ -171,14 +173,16 @@ class MarginSearch(Attack):
                 flip_radius = torch.where(new, radius, flip_radius)
                 flip_step = torch.where(new, torch.full_like(flip_step, k), flip_step)
 
-        for k in range(self.steps):
-            current = (x + delta).requires_grad_(True)
-            logits = self._logits(current)
-            loss = self.loss_fn(logits, y, step=k, steps=self.steps).sum()
-            (grad,) = torch.autograd.grad(loss, current)
-            with torch.no_grad():
-                observe(k, delta, predict_classes(logits.detach()), logits.shape[1])
-                delta = self._clip(x, project(delta + alpha * step_direction(grad, "l2"), eps, "l2"))
+        delta = walk(
+            self,
+            x,
+            delta,
+            eps,
+            alpha,
+            self.steps,
+            lambda logits, k: self.loss_fn(logits, y, step=k, steps=self.steps),
+            observe=observe,
+        )
         with torch.no_grad():
             logits = self._logits(x + delta)
             pred = predict_classes(logits)

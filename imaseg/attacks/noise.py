@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import torch
 
-from imaseg.attacks.base import Attack, AttackResult
+from imaseg.attacks.base import Attack
 from imaseg.attacks.geometry import scale_to_sphere
-from imaseg.attacks.pgd import keep_worse
+from imaseg.attacks.registry import AttackSettings, register_attack
+from imaseg.attacks.result import AttackResult, keep_worse
 from imaseg.utils.checks import check_choice, check_positive_int
 
-__all__ = ["NoiseAttack"]
+__all__ = ["NoiseAttack", "build_gaussian_noise", "build_uniform_noise"]
 
 
 class NoiseAttack(Attack):
@@ -57,3 +58,28 @@ class NoiseAttack(Attack):
             )
             result = draw if result is None else keep_worse(result, draw)
         return result
+
+
+def _noise(model, eps, norm: str, settings: AttackSettings, distribution: str) -> NoiseAttack:
+    return NoiseAttack(
+        model,
+        distribution=distribution,
+        draws=settings.noise_draws,
+        eps=eps,
+        norm=norm,
+        clip_range=settings.clip_range,
+        seed=settings.seed,
+        autocast_dtype=settings.autocast_dtype,
+    )
+
+
+@register_attack("noise", "random noise scaled to the eps-sphere", gradient=False, uses_steps=False)
+def build_gaussian_noise(model, *, eps, norm: str, settings: AttackSettings) -> NoiseAttack:
+    """Gaussian noise on the eps-sphere."""
+    return _noise(model, eps, norm, settings, "gaussian")
+
+
+@register_attack("uniform", "random noise scaled to the eps-sphere", gradient=False, uses_steps=False)
+def build_uniform_noise(model, *, eps, norm: str, settings: AttackSettings) -> NoiseAttack:
+    """Uniform noise on the eps-sphere."""
+    return _noise(model, eps, norm, settings, "uniform")

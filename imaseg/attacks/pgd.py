@@ -15,41 +15,17 @@ from __future__ import annotations
 
 import torch
 
-from imaseg.attacks.base import Attack, AttackResult
-from imaseg.attacks.geometry import project, random_in_ball, step_direction
+from imaseg.attacks.base import Attack
+from imaseg.attacks.geometry import random_in_ball
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
+from imaseg.attacks.path import walk
+from imaseg.attacks.registry import AttackSettings, register_attack
+from imaseg.attacks.result import AttackResult, keep_worse
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int
 
-__all__ = ["PGD", "keep_worse"]
-
-
-def keep_worse(current: AttackResult, candidate: AttackResult, *, targeted: bool = False) -> AttackResult:
-    """Per sample, the result with the lower Dice (higher when ``targeted``); ties keep ``current``."""
-    better = candidate.dice > current.dice if targeted else candidate.dice < current.dice
-
-    def pick(a, b):
-        if a is None or b is None:
-            return a
-        mask = better.view(-1, *([1] * (a.dim() - 1)))
-        return torch.where(mask, b, a)
-
-    flips = None
-    if current.flip_radius is not None and candidate.flip_radius is not None:
-        flips = torch.minimum(current.flip_radius, candidate.flip_radius)
-    steps = None
-    if current.flip_step is not None and candidate.flip_step is not None:
-        steps = torch.where(candidate.flip_radius < current.flip_radius, candidate.flip_step, current.flip_step)
-    return AttackResult(
-        adversarial=pick(current.adversarial, candidate.adversarial),
-        dice=pick(current.dice, candidate.dice),
-        norm=pick(current.norm, candidate.norm),
-        prediction=pick(current.prediction, candidate.prediction),
-        flip_radius=flips,
-        flip_step=steps,
-        source=pick(current.source, candidate.source),
-    )
+__all__ = ["PGD", "build_cospgd", "build_pgd", "build_segpgd"]
 
 
 class PGD(Attack):
@@ -171,16 +147,17 @@ class PGD(Attack):
                 best_pred = torch.where(better.view(-1, *([1] * (pred.dim() - 1))), pred, best_pred)
                 best_dice = torch.where(better, dice, best_dice)
 
-        for k in range(steps):
-            current = (x + delta).requires_grad_(True)
-            logits = self._logits(current)
-            loss = self.loss_fn(logits, y, step=k, steps=steps, targeted=self.targeted).sum()
-            (grad,) = torch.autograd.grad(loss, current)
-            with torch.no_grad():
-                if track or record:
-                    observe(k, delta, predict_classes(logits.detach()), logits.shape[1])
-                delta = delta + alpha * step_direction(sign * grad, norm)
-                delta = self._clip(x, project(delta, eps, norm))
+        delta = walk(
+            self,
+            x,
+            delta,
+            eps,
+            alpha,
+            steps,
+            lambda logits, k: self.loss_fn(logits, y, step=k, steps=steps, targeted=self.targeted),
+            observe=observe if (track or record) else None,
+            sign=sign,
+        )
 
         prediction = dice = None
         if track or record or steps == 0:
@@ -202,3 +179,47 @@ class PGD(Attack):
             flip_step=flip_step,
             source=torch.zeros(x.shape[0], dtype=torch.long, device=x.device),
         )
+
+
+def _pgd_common(eps, norm: str, settings: AttackSettings) -> dict:
+    return {
+        "eps": eps,
+        "norm": norm,
+        "steps": settings.steps,
+        "restarts": settings.restarts,
+        "record_flips": settings.record_flips,
+        "clip_range": settings.clip_range,
+        "seed": settings.seed,
+        "autocast_dtype": settings.autocast_dtype,
+    }
+
+
+@register_attack(
+    "pgd",
+    "{steps}-step PGD, loss {losses} (per-sample worst), {restarts} restart(s)",
+    uses_losses=True,
+    records_flips=True,
+)
+def build_pgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
+    """PGD with the configured loss; several losses -> the per-sample worst case over them."""
+    from imaseg.attacks.ensemble import WorstCase
+
+    losses = list(settings.losses)
+    if not losses:
+        raise ValueError("`losses` must name at least one attack loss for pgd")
+    common = _pgd_common(eps, norm, settings)
+    if len(losses) == 1:
+        return PGD(model, loss=losses[0], **common)
+    return WorstCase([PGD(model, loss=loss, **common) for loss in losses])
+
+
+@register_attack("segpgd", "{steps}-step PGD, loss segpgd (per-sample worst), {restarts} restart(s)")
+def build_segpgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
+    """SegPGD (Gu et al. 2022): PGD whose loss shifts weight to still-correct voxels over the steps."""
+    return PGD(model, loss="segpgd", **_pgd_common(eps, norm, settings))
+
+
+@register_attack("cospgd", "{steps}-step PGD, loss cospgd (per-sample worst), {restarts} restart(s)")
+def build_cospgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
+    """CosPGD (Agnihotri et al. 2024): PGD whose per-voxel loss is weighted by prediction-target agreement."""
+    return PGD(model, loss="cospgd", **_pgd_common(eps, norm, settings))

@@ -5,20 +5,15 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from imaseg.attacks.base import Attack, AttackResult
-from imaseg.attacks.geometry import project, step_direction
+from imaseg.attacks.base import Attack
+from imaseg.attacks.geometry import project
+from imaseg.attacks.path import walk
+from imaseg.attacks.result import AttackResult
+from imaseg.functional import kl_per_sample
 from imaseg.utils.checks import check_non_negative, check_positive_int
 
-__all__ = ["TradesAttack", "kl_per_sample"]
-
-
-def kl_per_sample(adv_logits: torch.Tensor, clean_probs: torch.Tensor) -> torch.Tensor:
-    """Voxel-mean ``KL(clean || adv)`` over the class axis, ``(B,)``."""
-    log_adv = F.log_softmax(adv_logits.float(), dim=1)
-    kl = (clean_probs * (clean_probs.clamp_min(1e-12).log() - log_adv)).sum(1)
-    return kl.flatten(1).mean(1)
+__all__ = ["TradesAttack"]
 
 
 class TradesAttack(Attack):
@@ -44,10 +39,5 @@ class TradesAttack(Attack):
         noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device) * 1e-3
         delta = self._clip(x, project(noise, eps, self.norm))
         alpha = (self.alpha_factor * eps / self.steps).view(shape)
-        for _ in range(self.steps):
-            current = (x + delta).requires_grad_(True)
-            loss = kl_per_sample(self._logits(current), clean_probs).sum()
-            (grad,) = torch.autograd.grad(loss, current)
-            with torch.no_grad():
-                delta = self._clip(x, project(delta + alpha * step_direction(grad, self.norm), eps, self.norm))
+        delta = walk(self, x, delta, eps, alpha, self.steps, lambda logits, _k: kl_per_sample(logits, clean_probs))
         return AttackResult(x + delta, None, self._norm_of(delta), None)

@@ -1,8 +1,9 @@
 """The preprocessed cache: writing it (``imaseg preprocess``), patient-grouped splits, reading it back."""
 
+from imaseg.cache.manifest import MANIFEST_NAME, read_manifest, sample_id
 from imaseg.cache.reader import CachedCase, CaseStore, SampleSet, from_slices, to_slices
 from imaseg.cache.split import assign_folds, check_disjoint, patient_groups, split_for_fold
-from imaseg.cache.writer import MANIFEST_NAME, preprocess_dataset, sample_id
+from imaseg.cache.writer import preprocess_dataset
 
 __all__ = [
     "MANIFEST_NAME",
@@ -14,6 +15,7 @@ __all__ = [
     "from_slices",
     "patient_groups",
     "preprocess_dataset",
+    "read_manifest",
     "sample_id",
     "split_for_fold",
     "to_slices",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imaseg.cache.writer import MANIFEST_NAME
+from imaseg.cache.manifest import MANIFEST_NAME, read_manifest
 from imaseg.data.errors import DataError
 
 __all__ = ["CachedCase", "CaseStore", "SampleSet", "from_slices", "to_slices"]
@@ -65,12 +64,7 @@ class CaseStore:
 
     def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
         self.root = Path(cache_dir)
-        path = self.root / MANIFEST_NAME
-        if not path.is_file():
-            raise DataError(
-                f"{self.root}: no {MANIFEST_NAME}; run `imaseg preprocess --data DIR --out {self.root}` first"
-            )
-        self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        self.manifest = read_manifest(self.root)
         self._by_case = {c["case"]: c for c in self.manifest["cases"]}
 
     @property

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imaseg.cache.manifest import MANIFEST_NAME, sample_id
 from imaseg.cache.split import assign_folds, patient_groups, split_for_fold
 from imaseg.config import save_config, to_dict
 from imaseg.data.check import validate_case
@@ -34,18 +35,12 @@ from imaseg.data.errors import DataError
 from imaseg.transforms.chain import PreprocessConfig, build_preprocessing, resolve_modality
 from imaseg.utils.atomic import atomic_path, atomic_write_json
 
-__all__ = ["MANIFEST_NAME", "preprocess_dataset", "sample_id"]
+__all__ = ["preprocess_dataset"]
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 # keep_empty_slices is not split-only: the kept slice indices are stored in each case file's meta
 _SPLIT_ONLY = {"folds", "val_groups", "group_regex", "group_map", "seed"}
-
-
-def sample_id(case: str, index: int | None) -> str:
-    """Stable id of a training sample: ``"case:007"`` for slice 7 of a volume, ``"case"`` otherwise."""
-    return case if index is None else f"{case}:{index:03d}"
 
 
 def _fingerprint(config: PreprocessConfig, entry: dict) -> str:

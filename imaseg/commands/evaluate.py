@@ -37,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _preprocess_like_run(run: str, data: str, out) -> str:
+    from dataclasses import replace
+
     from imaseg.cache.reader import CaseStore
     from imaseg.cache.writer import preprocess_dataset
     from imaseg.config import config_from_dict, load_yaml
@@ -44,7 +46,6 @@ def _preprocess_like_run(run: str, data: str, out) -> str:
 
     settings = load_yaml(f"{run}/config.yaml")
     manifest = CaseStore(settings["cache"]).manifest
-    config = config_from_dict(PreprocessConfig, manifest["config"])
-    config.folds, config.val_groups = 1, 0
+    config = replace(config_from_dict(PreprocessConfig, manifest["config"]), folds=1, val_groups=0)
     preprocess_dataset(data, out, config)
     return str(out)

@@ -28,12 +28,3 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(TrainConfig, data.get("train", data) if data else {}, args)
     train(args.cache, args.out, config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     return 0
-
-
-def main() -> int:
-    """Entry point of ``python -m imaseg.train`` (torchrun friendly)."""
-    import sys
-
-    from imaseg.cli import main as cli_main
-
-    return cli_main(["train", *sys.argv[1:]])

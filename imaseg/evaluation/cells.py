@@ -8,33 +8,45 @@ differentiable sliding-window forward (the budget is over the whole volume).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from imaseg.attacks import SlidingWindowForward, create_attack
-from imaseg.attacks.factory import parse_attack_name
+from imaseg.attacks import AttackSettings, AttackSpec, SlidingWindowForward, create_attack, parse_attack_name
 from imaseg.cache.reader import CachedCase, from_slices, to_slices
 from imaseg.evaluation.metrics import case_metrics, slice_counts
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 
-__all__ = ["Cell", "CaseOutput", "attack_case", "worst_of"]
+__all__ = ["CLEAN", "CaseOutput", "CaseSettings", "Cell", "attack_case", "case_record", "worst_of"]
+
+CLEAN = "clean"
 
 
 @dataclass(frozen=True)
 class Cell:
-    attack: str  # "clean", "pgd-l2", ..., "worst-l2"
+    """One attack at one budget (``attack`` is ``"clean"`` or a registered ``KIND-NORM`` name)."""
+
+    attack: str
     eps: float
 
     @property
+    def is_clean(self) -> bool:
+        return self.attack == CLEAN
+
+    @property
+    def spec(self) -> AttackSpec | None:
+        """The attack's registry entry (``None`` for the clean cell)."""
+        return None if self.is_clean else parse_attack_name(self.attack)[0]
+
+    @property
     def norm(self) -> str:
-        return "none" if self.attack == "clean" else self.attack.rsplit("-", 1)[1]
+        return "none" if self.is_clean else parse_attack_name(self.attack)[1]
 
     @property
     def key(self) -> str:
-        return "clean" if self.attack == "clean" else f"{self.attack}__eps{self.eps:.6g}"
+        return CLEAN if self.is_clean else f"{self.attack}__eps{self.eps:.6g}"
 
 
 @dataclass
@@ -43,6 +55,16 @@ class CaseOutput:
     perturbation: np.ndarray | None  # (C, *spatial) float32 in model-input units
     norms: list[float]  # realised norm per attacked sample (slice or volume)
     sample_dice: list[float]  # per-sample Dice (for worst-case selection)
+    flip_radius: np.ndarray | None = None  # (*spatial) per-voxel flip radius, when recorded
+
+
+@dataclass(frozen=True)
+class CaseSettings:
+    """What :func:`attack_case` needs: the shared attack settings, the 2D batch and the 3D window."""
+
+    attack: AttackSettings
+    batch_size: int
+    roi_size: tuple[int, ...] | None
 
 
 def _forward(network, case: CachedCase, roi_size):
@@ -53,55 +75,69 @@ def _forward(network, case: CachedCase, roi_size):
     return SlidingWindowForward(network, roi_size, sw_batch_size=2)
 
 
+def _case_batches(case: CachedCase) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attacked samples of a case: its slices (2D) or the whole volume (3D)."""
+    slice_axis = case.meta["slice_axis"]
+    image = torch.from_numpy(case.image)
+    label = torch.from_numpy(case.label.astype(np.int64))
+    if slice_axis is not None:
+        return to_slices(image, slice_axis), to_slices(label[None], slice_axis)[:, 0]
+    return image[None], label[None]
+
+
+def _predict_clean(forward, x: torch.Tensor, y: torch.Tensor):
+    with torch.no_grad():
+        logits = forward(x)
+    pred = predict_classes(logits)
+    return pred, sample_dice(pred, y, logits.shape[1]), torch.zeros_like(x), None
+
+
+def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: int):
+    spec = cell.spec
+    assert spec is not None
+    steps = 1 if cell.eps == 0 and spec.uses_steps else settings.steps
+    attack = create_attack(
+        cell.attack, forward, eps=cell.eps, settings=replace(settings, steps=steps, seed=settings.seed + start)
+    )
+    result = attack.run(x, y)
+    flips = result.flip_radius.cpu() if settings.record_flips else None
+    return result.prediction, result.dice, result.adversarial - x, flips
+
+
+def _join(samples: list[torch.Tensor], slice_axis: int | None, channel: bool) -> torch.Tensor:
+    stacked = torch.cat(samples)
+    if slice_axis is None:
+        return stacked[0]
+    return from_slices(stacked, slice_axis) if channel else from_slices(stacked[:, None], slice_axis)[0]
+
+
 def attack_case(
     network,
     case: CachedCase,
     cell: Cell,
-    settings,
+    settings: CaseSettings,
     device: torch.device,
     *,
     keep_perturbation: bool = False,
     steps: int | None = None,
     record_flips: bool = False,
-):
-    """Attack (or just predict, for ``clean``) one case; returns a :class:`CaseOutput` (and flips if asked)."""
+) -> CaseOutput:
+    """Attack (or just predict, for ``clean``) one case; flip radii are in the output when recorded."""
     slice_axis = case.meta["slice_axis"]
-    image = torch.from_numpy(case.image)
-    label = torch.from_numpy(case.label.astype(np.int64))
-    if slice_axis is not None:
-        images, labels = to_slices(image, slice_axis), to_slices(label[None], slice_axis)[:, 0]
-    else:
-        images, labels = image[None], label[None]
+    images, labels = _case_batches(case)
     forward = _forward(network, case, settings.roi_size)
     batch = settings.batch_size if slice_axis is not None else 1
+    attack_settings = replace(settings.attack, steps=steps or settings.attack.steps, record_flips=record_flips)
     predictions, deltas, norms, dices, flips = [], [], [], [], []
     for start in range(0, images.shape[0], batch):
         x = images[start : start + batch].to(device)
         y = labels[start : start + batch].to(device)
-        if cell.attack == "clean":
-            with torch.no_grad():
-                logits = forward(x)
-            pred = predict_classes(logits)
-            dice = sample_dice(pred, y, logits.shape[1])
-            delta = torch.zeros_like(x)
+        if cell.is_clean:
+            pred, dice, delta, flip = _predict_clean(forward, x, y)
         else:
-            kind, _ = parse_attack_name(cell.attack)
-            attack = create_attack(
-                cell.attack,
-                forward,
-                eps=cell.eps,
-                steps=1 if cell.eps == 0 and kind not in ("noise", "uniform") else (steps or settings.steps),
-                restarts=settings.restarts,
-                losses=settings.losses,
-                clip_range=settings.clip_range,
-                seed=settings.seed + start,
-                autocast_dtype=torch.bfloat16 if settings.amp else None,
-                record_flips=record_flips,
-            )
-            result = attack.run(x, y)
-            pred, dice, delta = result.prediction, result.dice, result.adversarial - x
-            if record_flips:
-                flips.append(result.flip_radius.cpu())
+            pred, dice, delta, flip = _attack_batch(forward, x, y, cell, attack_settings, start)
+        if flip is not None:
+            flips.append(flip)
         predictions.append(pred.to(torch.uint8).cpu())
         dices += dice.tolist()
         norms += (
@@ -109,17 +145,9 @@ def attack_case(
         )
         if keep_perturbation:
             deltas.append(delta.cpu())
-    stacked = torch.cat(predictions)
-    prediction = from_slices(stacked[:, None], slice_axis)[0] if slice_axis is not None else stacked[0]
-    perturbation = None
-    if keep_perturbation:
-        d = torch.cat(deltas)
-        perturbation = (from_slices(d, slice_axis) if slice_axis is not None else d[0]).numpy().astype(np.float32)
-    output = CaseOutput(prediction.numpy(), perturbation, norms, dices)
-    if record_flips:
-        f = torch.cat(flips)
-        return output, (from_slices(f[:, None], slice_axis)[0] if slice_axis is not None else f[0]).numpy()
-    return output
+    perturbation = _join(deltas, slice_axis, True).numpy().astype(np.float32) if keep_perturbation else None
+    flip_radius = _join(flips, slice_axis, False).numpy() if flips else None
+    return CaseOutput(_join(predictions, slice_axis, False).numpy(), perturbation, norms, dices, flip_radius)
 
 
 def worst_of(outputs: list[CaseOutput], case: CachedCase) -> CaseOutput:

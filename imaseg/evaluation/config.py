@@ -13,7 +13,7 @@ def _f(default, help_text: str, **extra):
     return field(default=default, metadata={"help": help_text, **extra})
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     """Which attacks at which budgets, on which cases, and what to write."""
 

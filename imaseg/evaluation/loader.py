@@ -10,23 +10,26 @@ import torch
 from torch import nn
 
 from imaseg.cache.reader import CaseStore
-from imaseg.config import config_from_dict, load_yaml
+from imaseg.checkpoint import load_checkpoint
+from imaseg.config import load_yaml
 from imaseg.data.errors import DataError
-from imaseg.training.checkpoint import load_checkpoint
-from imaseg.training.config import TrainConfig
-from imaseg.training.trainer import build_model_from_config
+from imaseg.networks import NetworkConfig
 
 __all__ = ["LoadedRun", "load_run"]
 
 
 @dataclass
 class LoadedRun:
+    """A trained network with what evaluation needs to know of its run (read from its files only)."""
+
     run_dir: Path
     network: nn.Module
-    train_config: TrainConfig
     store: CaseStore
     checkpoint: Path
     epoch: int
+    fold: int
+    method: str
+    clip_range: tuple[float, float] | None
 
 
 def _checkpoint_path(run_dir: Path, which: str) -> Path:
@@ -53,7 +56,9 @@ def load_run(
     """
     run = Path(run_dir)
     settings = load_yaml(run / "config.yaml")
-    config = config_from_dict(TrainConfig, settings.get("train", {}), source=str(run / "config.yaml"))
+    train = settings.get("train", {})
+    if not isinstance(train, dict):
+        raise ValueError(f"{run / 'config.yaml'}: its 'train' section must be a mapping")
     store = CaseStore(cache or settings["cache"])
     path = _checkpoint_path(run, checkpoint)
     state = load_checkpoint(path, map_location="cpu")
@@ -67,11 +72,21 @@ def load_run(
             "like the training cache (same channels, labels and 2D/3D mode)",
             [path, store.root],
         )
-    network = build_model_from_config(config, store.spatial_dims, store.in_channels, store.num_classes)
+    network = NetworkConfig.from_mapping(train).build(store.spatial_dims, store.in_channels, store.num_classes)
     try:
         network.load_state_dict(state["network"])
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise DataError(f"{path}: weights do not fit the network for {store.root} ({first})", [path]) from error
     network.to(device).eval()
-    return LoadedRun(run, network, config, store, path, int(state.get("epoch", 0)))
+    clip = train.get("clip_range")
+    return LoadedRun(
+        run,
+        network,
+        store,
+        path,
+        int(state.get("epoch", 0)),
+        fold=int(train.get("fold", 0)),
+        method=str(train.get("method", "std")),
+        clip_range=(float(clip[0]), float(clip[1])) if clip else None,
+    )

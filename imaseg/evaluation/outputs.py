@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,8 @@ def write_results_csv(path: Path, records: dict, labels: dict[int, str]) -> None
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for record in records.values():
-        steps = (
-            0 if record["attack"] == "clean" or record["attack"].startswith(("noise", "uniform")) else record["steps"]
-        )
+        spec = Cell(record["attack"], record["eps"]).spec
+        steps = record["steps"] if spec is not None and spec.uses_steps else 0
         for case_id, case in record["cases"].items():
             for c, (dice, hd95) in enumerate(zip(case["dice"], case["hd95"]), start=1):
                 writer.writerow(
@@ -83,7 +83,7 @@ def write_overlays(folder: Path, network, store, cases: list[str], cells: list[C
     folder.mkdir(parents=True, exist_ok=True)
     attacks = {}
     for cell in cells:
-        if cell.attack not in ("clean",) and not cell.attack.startswith("worst-") and cell.eps > 0:
+        if cell.spec is not None and not cell.spec.ensemble and cell.eps > 0:
             attacks.setdefault(cell.attack, []).append(cell)
     for case_id in cases:
         case = store.load_case(case_id)
@@ -103,17 +103,17 @@ def write_overlays(folder: Path, network, store, cases: list[str], cells: list[C
         meta = {"case": case_id, "slice": index, "attacks": []}
         for name, grid in attacks.items():
             cell = grid[len(grid) // 2]
-            record_flips = name.startswith("pgd-l2") or name.startswith("pgd-linf")
-            outcome = attack_case(
+            record_flips = cell.spec is not None and cell.spec.records_flips
+            output = attack_case(
                 network, case, cell, settings, device, keep_perturbation=True, record_flips=record_flips
             )
-            output, flips = outcome if record_flips else (outcome, None)
+            flips = output.flip_radius
             arrays[f"pred__{name}"] = cut(output.prediction)
             arrays[f"delta__{name}"] = cut(output.perturbation, True)[0]
             if flips is not None:
                 arrays[f"flips__{name}"] = cut(flips)
             meta["attacks"].append({"attack": name, "eps": cell.eps})
-        arrays["meta"] = np.array(__import__("json").dumps(meta))
+        arrays["meta"] = np.array(json.dumps(meta))
         with atomic_path(folder / f"{case_id}.npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, **arrays)
@@ -131,7 +131,7 @@ def write_predictions(folder: Path, store, cases: list[str], cells: list[Cell], 
                 output.prediction.astype(np.uint8), case.affine, case.source_affine, meta["source_shape"], order=0
             )
             write_nifti(target / f"{case_id}_pred.nii.gz", pred.astype(np.uint8), case.source_affine)
-            if output.perturbation is not None and cell.attack != "clean":
+            if output.perturbation is not None and not cell.is_clean:
                 scale = float(meta.get("intensity_scale", 1.0)) or 1.0
                 delta = to_source_grid(
                     output.perturbation[0] / scale, case.affine, case.source_affine, meta["source_shape"], order=1

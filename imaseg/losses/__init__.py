@@ -2,7 +2,6 @@
 
 from imaseg.losses.ima import MARGIN_MODES, IMALoss
 from imaseg.losses.margins import MarginBank
-from imaseg.losses.segmentation import dice_ce_per_sample, weighted_ce_per_sample
 from imaseg.losses.voxel_stats import VoxelMarginStats, class_boundary
 
 __all__ = [
@@ -11,6 +10,4 @@ __all__ = [
     "MarginBank",
     "VoxelMarginStats",
     "class_boundary",
-    "dice_ce_per_sample",
-    "weighted_ce_per_sample",
 ]

@@ -46,10 +46,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from imaseg.attacks.losses.soft_dice import soft_dice_per_sample
 from imaseg.attacks.margin_search import DicePredicate, MarginResult, MarginSearch
+from imaseg.functional import dice_ce_per_sample, soft_dice_per_sample, weighted_ce_per_sample
 from imaseg.losses.margins import MarginBank
-from imaseg.losses.segmentation import dice_ce_per_sample, weighted_ce_per_sample
 from imaseg.losses.voxel_stats import VoxelMarginStats
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability

@@ -30,13 +30,14 @@ class RunData:
 
     @property
     def method(self) -> str:
-        train = self.config.get("train", {})
-        method = train.get("method", "?")
-        if method == "ima":
-            return f"IMA ({train.get('ima_margin', '?')})"
-        if method in ("pgd-at", "trades"):
-            return f"{method.upper()} (eps {train.get('eps')})"
-        return method.upper()
+        """The method's label as training recorded it in ``config.yaml`` (its name for older runs)."""
+        described = self.config.get("method") or {}
+        return str(described.get("label") or str(self.config.get("train", {}).get("method", "?")).upper())
+
+    @property
+    def method_settings(self) -> str:
+        """The method's own hyper-parameters in a few words, as training recorded them."""
+        return str((self.config.get("method") or {}).get("settings", ""))
 
 
 def collect_run(run_dir: str | os.PathLike[str], tag: str = "default", name: str | None = None) -> RunData:

@@ -21,23 +21,19 @@ DATA_CITATIONS = (
 
 
 def _main_attack(runs: list[RunData]) -> str | None:
+    """The headline attack the evaluation chose (its summary's ``main_attack``), else the first evaluated."""
+    for r in runs:
+        if r.summary and r.summary.get("main_attack") in r.summary["attacks"]:
+            return r.summary["main_attack"]
     names = [a for r in runs if r.summary for a in r.summary["attacks"]]
-    for preferred in ("worst-l2", "pgd-l2", "worst-linf", "pgd-linf"):
-        if preferred in names:
-            return preferred
     return names[0] if names else None
 
 
 def _describe_attack(summary: dict, attack: str) -> str:
+    """The attack in words, as the evaluation described it (from the attack registry) in its summary."""
     s = summary["settings"]
-    if attack.startswith(("noise", "uniform")):
-        how = "random noise scaled to the eps-sphere"
-    elif attack.startswith("worst"):
-        how = "per-slice worst case over the other attacks of this norm"
-    else:
-        losses = "+".join(s["losses"]) if attack.startswith("pgd") else attack.split("-")[0]
-        how = f"{s['steps']}-step PGD, loss {losses} (per-sample worst), {s['restarts']} restart(s)"
-    return f"{attack}: {how}, seed {s['seed']}, clip range {s.get('clip_range') or 'none'}"
+    how = summary.get("attack_descriptions", {}).get(attack, "")
+    return f"{attack}: {how + ', ' if how else ''}seed {s['seed']}, clip range {s.get('clip_range') or 'none'}"
 
 
 def build_report(
@@ -108,12 +104,7 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
     rows = []
     for r in runs:
         t = r.config.get("train", {})
-        settings = {
-            "pgd-at": f"eps {t.get('eps')} {t.get('norm')}, {t.get('attack_steps')} steps",
-            "trades": f"eps {t.get('eps')}, beta {t.get('trades_beta')}",
-            "ima": f"delta {t.get('ima_delta')}, eps_max {t.get('ima_eps_max')}, tau {t.get('ima_tau')}, "
-            f"{t.get('ima_steps')} steps",
-        }.get(t.get("method"), "")
+        settings = r.method_settings
         seconds = np.nansum([row.get("seconds", np.nan) for row in r.log]) if r.log else float("nan")
         rows.append([r.name, r.method, settings, len(r.log), f"{seconds / 60:.1f}", t.get("seed", "")])
     doc.table(["run", "method", "settings", "epochs", "train minutes", "seed"], rows)

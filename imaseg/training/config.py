@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["METHODS", "TrainConfig"]
+__all__ = ["MethodChoices", "TrainConfig"]
 
-METHODS = ("std", "pgd-at", "trades", "ima")
+
+class MethodChoices:
+    """The registered method names, looked up only when needed (so building the CLI does not import torch)."""
+
+    def _names(self) -> tuple[str, ...]:
+        from imaseg.training.methods.registry import method_names
+
+        return method_names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __len__(self) -> int:
+        return len(self._names())
 
 
 def _f(default, help_text: str, **extra):
@@ -15,12 +32,12 @@ def _f(default, help_text: str, **extra):
     return field(default=default, metadata={"help": help_text, **extra})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """All hyper-parameters of a training run (the same optimiser, schedule, precision and data for every
     method, so comparisons are fair)."""
 
-    method: str = _f("std", "training method", choices=METHODS)
+    method: str = _f("std", "training method (the registered ones)", choices=MethodChoices())
     fold: int = _f(0, "which fold of the cache's patient-grouped split to train on (its test side is held out)")
     # network
     network: str = _f("unet", "MONAI network: unet, basicunet, segresnet, dynunet, attentionunet")

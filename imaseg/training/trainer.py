@@ -26,38 +26,27 @@ import torch
 from torch import nn
 
 from imaseg.cache.reader import CaseStore
+from imaseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from imaseg.config import save_config, to_dict
-from imaseg.networks import build_network
+from imaseg.networks import NetworkConfig, resolve_device
 from imaseg.training.augment import BatchAugment
-from imaseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from imaseg.training.config import TrainConfig
-from imaseg.training.distributed import DistributedContext, barrier, init_distributed, shard
-from imaseg.training.methods import build_method
+from imaseg.training.distributed import DistributedContext, barrier, init_distributed
+from imaseg.training.loop import Session, train_epoch
+from imaseg.training.methods import build_method, describe_method
 from imaseg.training.run_log import EpochLog
 from imaseg.training.validation import validate
 from imaseg.utils.atomic import atomic_write_json
-from imaseg.utils.seeding import make_generator, seed_everything
+from imaseg.utils.seeding import seed_everything
 
-__all__ = ["build_model_from_config", "resolve_device", "train"]
+__all__ = ["build_model_from_config", "train"]
 
 logger = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_model_from_config(config: TrainConfig, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
-    """The network a config describes (also used by evaluation to rebuild a trained one)."""
-    kwargs: dict = {}
-    name = config.network.lower()
-    if name in ("unet", "attentionunet"):
-        kwargs["channels"] = tuple(config.channels)
-    if name == "unet":
-        kwargs.update(num_res_units=config.res_units, dropout=config.dropout)
-    return build_network(config.network, spatial_dims, in_channels, num_classes, **kwargs)
+    """The network a training config describes (see :class:`~imaseg.networks.NetworkConfig`)."""
+    return NetworkConfig.from_mapping(to_dict(config)).build(spatial_dims, in_channels, num_classes)
 
 
 def _lr_factor(config: TrainConfig, epoch: int) -> float:
@@ -77,6 +66,18 @@ def _optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Optimizer
             network.parameters(), lr=config.lr, momentum=0.99, nesterov=True, weight_decay=config.weight_decay
         )
     return torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _augment(config: TrainConfig) -> BatchAugment | None:
+    if not config.augment:
+        return None
+    return BatchAugment(
+        rotate=config.aug_rotate,
+        scale=config.aug_scale,
+        flip=config.aug_flip,
+        intensity=config.aug_intensity,
+        noise=config.aug_noise,
+    )
 
 
 def train(
@@ -106,6 +107,36 @@ def train(
     Returns:
         A summary: epochs done, last validation metrics, margin statistics, run folder.
     """
+    run = Path(run_dir)
+    session = _start_session(cache_dir, config)
+    start_epoch, best = _restore(session, run, resume=resume, overwrite=overwrite)
+    log = _open_run_folder(session, run, cache_dir, start_epoch)
+    session.method.resume(run, start_epoch)
+    started = time.perf_counter()
+    epochs_run, row = 0, {}
+    for epoch in range(start_epoch, config.epochs):
+        if stop_after is not None and epochs_run >= stop_after:
+            break
+        row = train_epoch(session, epoch, progress=progress)
+        row.update(_validation(session, epoch))
+        epochs_run += 1
+        best = _finish_epoch(session, run, log, row, epoch, best)
+        if config.time_budget > 0 and _over_budget(started, config.time_budget, session.context):
+            logger.info("time budget of %.1f min reached after epoch %d", config.time_budget, epoch + 1)
+            break
+    if log is not None:
+        log.close()
+    return {
+        "run": str(run),
+        "epochs_run": epochs_run,
+        "epoch": start_epoch + epochs_run,
+        "last": row,
+        "margins": session.method.statistics(),
+    }
+
+
+def _start_session(cache_dir, config: TrainConfig) -> Session:
+    """Device, seeds, data, network, method, optimiser: in this order, so a seeded run is reproducible."""
     device = resolve_device(config.device)
     context = init_distributed(device)
     if context.enabled and device.type == "cuda":
@@ -113,14 +144,12 @@ def train(
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, deterministic=config.deterministic)
-    run = Path(run_dir)
     store = CaseStore(cache_dir)
     train_set = store.samples("train", config.fold)
-    val_cases = store.case_ids("val", config.fold)
-    val_set = store.samples("val", config.fold) if val_cases else None
+    val_set = store.samples("val", config.fold) if store.case_ids("val", config.fold) else None
     network = build_model_from_config(config, store.spatial_dims, store.in_channels, store.num_classes).to(device)
     method = build_method(config, network, train_set.ids, store.num_classes).to(device)
-    if context.enabled and method.name in ("pgd-at", "trades", "ima") and not method.joint_forward:
+    if context.enabled and method.adversarial and not method.joint_forward:
         raise ValueError("distributed adversarial training needs a network without batch norm (use instance norm)")
     model: nn.Module = network
     if context.enabled:
@@ -129,20 +158,26 @@ def train(
         )
     optimizer = _optimizer(config, network)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: _lr_factor(config, e))
-    augment = (
-        BatchAugment(
-            rotate=config.aug_rotate,
-            scale=config.aug_scale,
-            flip=config.aug_flip,
-            intensity=config.aug_intensity,
-            noise=config.aug_noise,
-        )
-        if config.augment
-        else None
+    return Session(
+        config,
+        device,
+        context,
+        store,
+        train_set,
+        val_set,
+        network,
+        model,
+        method,
+        optimizer,
+        scheduler,
+        _augment(config),
     )
 
+
+def _restore(session: Session, run: Path, *, resume: bool, overwrite: bool) -> tuple[int, float]:
+    """Refuse, clear, resume or initialise; returns the first epoch to train and the best score so far."""
     checkpoint_path = run / "checkpoints" / "last.pt"
-    start_epoch, best = 0, -1.0
+    context = session.context
     if checkpoint_path.is_file() and not resume:
         if not overwrite:
             raise FileExistsError(
@@ -152,135 +187,77 @@ def train(
         if context.is_main:
             for stale_dir in ("checkpoints", "tb"):
                 shutil.rmtree(run / stale_dir, ignore_errors=True)
-            for stale in ("log.csv", "margins.json"):
+            for stale in ("log.csv", *session.method.run_files):
                 (run / stale).unlink(missing_ok=True)
         barrier(context)
     if resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        network.load_state_dict(state["network"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        method.load_state_dict(state["method"])
+        state = load_checkpoint(checkpoint_path, map_location=session.device)
+        session.network.load_state_dict(state["network"])
+        session.optimizer.load_state_dict(state["optimizer"])
+        session.scheduler.load_state_dict(state["scheduler"])
+        session.method.load_state_dict(state["method"])
         set_rng_state(state["rng"])
-        start_epoch, best = int(state["epoch"]), float(state.get("best", -1.0))
-        logger.info("resuming %s from epoch %d", run, start_epoch)
-    elif config.init:
-        network.load_state_dict(load_checkpoint(config.init, map_location=device)["network"])
-        logger.info("initialised weights from %s", config.init)
+        logger.info("resuming %s from epoch %d", run, int(state["epoch"]))
+        return int(state["epoch"]), float(state.get("best", -1.0))
+    if session.config.init:
+        session.network.load_state_dict(load_checkpoint(session.config.init, map_location=session.device)["network"])
+        logger.info("initialised weights from %s", session.config.init)
+    return 0, -1.0
 
-    log = EpochLog(run, tensorboard=config.tensorboard and context.is_main) if context.is_main else None
-    if context.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(run / "config.yaml", {"cache": str(Path(cache_dir).resolve()), "train": config})
-        split = store.manifest["splits"][str(config.fold)]
-        atomic_write_json(run / "split.json", {"fold": config.fold, **split, "train_samples": len(train_set)})
-        log.truncate(start_epoch)
 
-    class_names = {int(k): v for k, v in store.manifest["labels"].items()}
-    data_info = {
-        "in_channels": store.in_channels,
-        "num_classes": store.num_classes,
-        "spatial_dims": store.spatial_dims,
-        "labels": store.manifest["labels"],
-    }
-    started = time.perf_counter()
-    epochs_run, row = 0, {}
-    margin_history = _read_margin_history(run, start_epoch) if method.name == "ima" else []
-    for epoch in range(start_epoch, config.epochs):
-        if stop_after is not None and epochs_run >= stop_after:
-            break
-        epoch_start = time.perf_counter()
-        network.train()
-        order = torch.randperm(len(train_set), generator=make_generator(config.seed, "order", epoch))
-        order = shard(order, context)
-        batches = [order[i : i + config.batch_size] for i in range(0, order.numel(), config.batch_size)]
-        totals: dict[str, float] = {}
-        iterator = batches
-        if progress and context.is_main:
-            from tqdm.auto import tqdm
+def _open_run_folder(session: Session, run: Path, cache_dir, start_epoch: int) -> EpochLog | None:
+    """The main rank writes config.yaml (with the method's description), split.json and the log."""
+    config, store, context = session.config, session.store, session.context
+    if not context.is_main:
+        return None
+    log = EpochLog(run, tensorboard=config.tensorboard)
+    run.mkdir(parents=True, exist_ok=True)
+    sections = {"cache": str(Path(cache_dir).resolve()), "train": config, "method": describe_method(config)}
+    save_config(run / "config.yaml", sections)
+    split = store.manifest["splits"][str(config.fold)]  # type: ignore[attr-defined]
+    atomic_write_json(run / "split.json", {"fold": config.fold, **split, "train_samples": len(session.train_set)})  # type: ignore[arg-type]
+    log.truncate(start_epoch)
+    return log
 
-            iterator = tqdm(
-                batches, desc=f"epoch {epoch + 1}/{config.epochs} {config.method}", unit="batch", leave=False
-            )
-        for iteration, index in enumerate(iterator):
-            images = train_set.images[index].to(device)
-            labels = train_set.labels[index].to(device).long()
-            if augment is not None:
-                images, labels = augment(
-                    images,
-                    labels,
-                    make_generator(config.seed, "augment", epoch, iteration, context.rank, device=device),
-                )
-            generator = make_generator(config.seed, "attack", epoch, iteration, context.rank, device=device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-                loss, logs = method.loss(model, network, images, labels[:, 0], index, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
-            optimizer.step()
-            for key, value in {"loss": loss.item(), **logs}.items():
-                totals[key] = totals.get(key, 0.0) + value
-            if progress and context.is_main and hasattr(iterator, "set_postfix"):
-                iterator.set_postfix(loss=f"{loss.item():.3f}")
-        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with (before the scheduler steps)
-        scheduler.step()
-        margin_stats = method.end_epoch()
-        row = {"epoch": epoch + 1, "seconds": time.perf_counter() - epoch_start, "lr": lr}
-        row.update({k: v / max(len(batches), 1) for k, v in totals.items()})
-        row.update(margin_stats)
-        if (
-            val_set is not None
-            and context.is_main
-            and ((epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs)
-        ):
-            row.update(
-                validate(
-                    network,
-                    val_set,
-                    store.num_classes,
-                    batch_size=config.batch_size,
-                    device=device,
-                    eps=config.val_eps,
-                    steps=config.val_steps,
-                    clip_range=_clip_tuple(config),
-                    seed=config.seed,
-                    class_names=class_names,
-                )
-            )
-        epochs_run += 1
-        if context.is_main:
-            if method.name == "ima":
-                margin_history.append(_margin_record(method, epoch + 1, class_names))
-                _write_margins(run, method, margin_history)
-            log.append(row)
-            score = row.get("val_dice", float("nan"))
-            if score == score and score > best:
-                best = score
-                save_checkpoint(
-                    run / "checkpoints" / "best.pt",
-                    _payload(network, optimizer, scheduler, method, epoch + 1, best, config, data_info),
-                )
-            save_checkpoint(
-                checkpoint_path, _payload(network, optimizer, scheduler, method, epoch + 1, best, config, data_info)
-            )
-            logger.info("epoch %d/%d %s", epoch + 1, config.epochs, _summary_line(row))
-        if method.name == "ima":
-            method.ima.voxel_stats.reset()
-        barrier(context)
-        if config.time_budget > 0 and _over_budget(started, config.time_budget, context):
-            logger.info("time budget of %.1f min reached after epoch %d", config.time_budget, epoch + 1)
-            break
+
+def _validation(session: Session, epoch: int) -> dict:
+    config = session.config
+    last = epoch + 1 == config.epochs
+    if session.val_set is None or not session.context.is_main or not ((epoch + 1) % config.val_every == 0 or last):
+        return {}
+    store = session.store
+    return validate(
+        session.network,
+        session.val_set,
+        store.num_classes,  # type: ignore[attr-defined]
+        batch_size=config.batch_size,
+        device=session.device,
+        eps=config.val_eps,
+        steps=config.val_steps,
+        clip_range=tuple(config.clip_range) if config.clip_range else None,
+        seed=config.seed,
+        class_names=_class_names(session),
+    )
+
+
+def _class_names(session: Session) -> dict[int, str]:
+    return {int(k): v for k, v in session.store.manifest["labels"].items()}  # type: ignore[attr-defined]
+
+
+def _finish_epoch(session: Session, run: Path, log: EpochLog | None, row: dict, epoch: int, best: float) -> float:
+    """Method files, log row, best and last checkpoints (main rank); per-epoch resets (all ranks)."""
     if log is not None:
-        log.close()
-    margins = method.ima.bank.statistics() if method.name == "ima" else {}
-    return {
-        "run": str(run),
-        "epochs_run": epochs_run,
-        "epoch": start_epoch + epochs_run,
-        "last": row,
-        "margins": margins,
-    }
+        session.method.write_epoch(run, epoch + 1, _class_names(session))
+        log.append(row)
+        score = row.get("val_dice", float("nan"))
+        if score == score and score > best:
+            best = score
+            save_checkpoint(run / "checkpoints" / "best.pt", _payload(session, epoch + 1, best))
+        save_checkpoint(run / "checkpoints" / "last.pt", _payload(session, epoch + 1, best))
+        logger.info("epoch %d/%d %s", epoch + 1, session.config.epochs, _summary_line(row))
+    session.method.reset_epoch()
+    barrier(session.context)
+    return best
 
 
 def _over_budget(started: float, minutes: float, context: DistributedContext) -> bool:
@@ -291,52 +268,24 @@ def _over_budget(started: float, minutes: float, context: DistributedContext) ->
     return bool(over.item())
 
 
-def _clip_tuple(config: TrainConfig):
-    return tuple(config.clip_range) if config.clip_range else None
-
-
-def _payload(network, optimizer, scheduler, method, epoch, best, config, data) -> dict:
+def _payload(session: Session, epoch: int, best: float) -> dict:
+    store = session.store
     return {
-        "data": data,
-        "network": network.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "method": method.state_dict(),
+        "data": {
+            "in_channels": store.in_channels,  # type: ignore[attr-defined]
+            "num_classes": store.num_classes,  # type: ignore[attr-defined]
+            "spatial_dims": store.spatial_dims,  # type: ignore[attr-defined]
+            "labels": store.manifest["labels"],  # type: ignore[attr-defined]
+        },
+        "network": session.network.state_dict(),
+        "optimizer": session.optimizer.state_dict(),
+        "scheduler": session.scheduler.state_dict(),
+        "method": session.method.state_dict(),
         "epoch": epoch,
         "best": best,
         "rng": rng_state(),
-        "config": to_dict(config),
+        "config": to_dict(session.config),
     }
-
-
-def _margin_record(method, epoch: int, class_names: dict) -> dict:
-    ima = method.ima
-    record = {"epoch": epoch, **ima.bank.statistics(), "margins": ima.bank.margins.cpu().tolist()}
-    if ima.margin == "voxel":
-        record["voxels"] = ima.voxel_stats.summary(class_names)
-    return record
-
-
-def _read_margin_history(run: Path, start_epoch: int) -> list[dict]:
-    import json
-
-    path = run / "margins.json"
-    if start_epoch == 0 or not path.is_file():
-        return []
-    return [e for e in json.loads(path.read_text())["epochs"] if e["epoch"] <= start_epoch]
-
-
-def _write_margins(run: Path, method, history: list[dict]) -> None:
-    previous = run / "margins.json"
-    atomic_write_json(
-        previous,
-        {
-            "sample_ids": method.ima.bank.sample_ids,
-            "delta": method.ima.bank.delta,
-            "eps_max": method.ima.bank.eps_max,
-            "epochs": history,
-        },
-    )
 
 
 def _summary_line(row: dict) -> str:

@@ -18,7 +18,7 @@ _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
 _DEFAULT_GROUP_REGEX = r"^(.+?)(?:_frame\d+|_ED|_ES|_fixed|_moving)?$"
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreprocessConfig:
     """How a NIfTI folder becomes cached model inputs. Every field is also a ``imaseg preprocess`` flag."""
 

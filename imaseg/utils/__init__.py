@@ -1,8 +1,11 @@
-"""Small helpers shared by every layer: atomic writes, argument checks, seeding, logging."""
+"""Small helpers shared by every layer: atomic writes, argument checks, seeding, logging.
+
+Import the torch-dependent ones (``imaseg.utils.seeding``) from their module; this package itself stays
+free of torch so the report layer can use it anywhere.
+"""
 
 from imaseg.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability
-from imaseg.utils.seeding import derive_seed, make_generator, seed_everything
 
 __all__ = [
     "atomic_path",
@@ -12,7 +15,4 @@ __all__ = [
     "check_non_negative",
     "check_positive_int",
     "check_probability",
-    "derive_seed",
-    "make_generator",
-    "seed_everything",
 ]

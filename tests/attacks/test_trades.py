@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from imaseg.attacks import NoiseAttack, TradesAttack
 from imaseg.attacks.geometry import perturbation_norm
-from imaseg.attacks.trades import kl_per_sample
+from imaseg.functional import kl_per_sample
 
 NORM_CASES = [pytest.param("l2", 0.8, id="l2"), pytest.param("linf", 0.05, id="linf")]
 

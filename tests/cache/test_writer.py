@@ -13,8 +13,9 @@ import yaml
 from helpers import make_pair, real_data, write_nifti
 
 from imaseg.cache import writer
+from imaseg.cache.manifest import MANIFEST_NAME, sample_id
 from imaseg.cache.reader import CaseStore
-from imaseg.cache.writer import MANIFEST_NAME, preprocess_dataset, sample_id
+from imaseg.cache.writer import preprocess_dataset
 from imaseg.config import to_dict
 from imaseg.data.errors import DataError
 from imaseg.transforms.chain import PreprocessConfig

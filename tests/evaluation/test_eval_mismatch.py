@@ -10,7 +10,8 @@ import pytest
 import torch
 from eval_helpers import small_config
 
-from imaseg.cache.writer import MANIFEST_NAME, preprocess_dataset
+from imaseg.cache.manifest import MANIFEST_NAME
+from imaseg.cache.writer import preprocess_dataset
 from imaseg.data.errors import DataError
 from imaseg.evaluation import evaluate, load_run
 from imaseg.transforms.chain import PreprocessConfig

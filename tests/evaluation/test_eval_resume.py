@@ -14,6 +14,7 @@ from imaseg.evaluation import evaluate
 evaluate_module = importlib.import_module(
     "imaseg.evaluation.evaluate"
 )  # the package re-exports the function under the module's name
+checks_module = importlib.import_module("imaseg.evaluation.checks")  # the steps check attacks again
 
 CASES = 2  # test cases of fold 0
 ATTACKED_CELLS = [
@@ -50,6 +51,7 @@ def calls(monkeypatch) -> Calls:
         return real(network, case, cell, *args, **kwargs)
 
     monkeypatch.setattr(evaluate_module, "attack_case", counting)
+    monkeypatch.setattr(checks_module, "attack_case", counting)
     return made
 
 

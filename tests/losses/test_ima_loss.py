@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imaseg.attacks.losses import soft_dice_per_sample
-from imaseg.losses import IMALoss, dice_ce_per_sample, weighted_ce_per_sample
+from imaseg.functional import dice_ce_per_sample, soft_dice_per_sample, weighted_ce_per_sample
+from imaseg.losses import IMALoss
 
 IDS = [f"case:{i:03d}" for i in range(6)]
 NUM_CLASSES = 3

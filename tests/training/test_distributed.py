@@ -16,7 +16,8 @@ import pytest
 import torch
 from helpers import tiny_train_config
 
-from imaseg.training import load_checkpoint, train
+from imaseg.checkpoint import load_checkpoint
+from imaseg.training import train
 from imaseg.training.distributed import DistributedContext, init_distributed, shard
 
 

@@ -8,8 +8,7 @@ from helpers import tiny_train_config
 from torch import nn
 
 from imaseg.attacks import PGD, TradesAttack
-from imaseg.attacks.trades import kl_per_sample
-from imaseg.losses import dice_ce_per_sample
+from imaseg.functional import dice_ce_per_sample, kl_per_sample
 from imaseg.training.methods import PGDAT, IMAMethod, Standard, Trades, build_method, has_batch_norm
 
 IDS = [f"s:{i:03d}" for i in range(5)]

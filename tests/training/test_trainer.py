@@ -12,9 +12,10 @@ import torch
 import yaml
 from helpers import tiny_train_config
 
+from imaseg import checkpoint as checkpoint_module
 from imaseg.cache.reader import CaseStore
-from imaseg.training import build_model_from_config, load_checkpoint, train
-from imaseg.training import checkpoint as checkpoint_module
+from imaseg.checkpoint import load_checkpoint
+from imaseg.training import build_model_from_config, train
 
 BASE_COLUMNS = {
     "epoch",

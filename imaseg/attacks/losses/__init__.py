@@ -5,7 +5,7 @@ from imaseg.attacks.losses.cospgd import CosPGDAttackLoss
 from imaseg.attacks.losses.cross_entropy import CrossEntropyAttackLoss
 from imaseg.attacks.losses.dice_ce import DiceCEAttackLoss
 from imaseg.attacks.losses.segpgd import SegPGDAttackLoss
-from imaseg.attacks.losses.soft_dice import SoftDiceAttackLoss, soft_dice_per_sample
+from imaseg.attacks.losses.soft_dice import SoftDiceAttackLoss
 
 __all__ = [
     "ATTACK_LOSSES",
@@ -17,5 +17,4 @@ __all__ = [
     "SoftDiceAttackLoss",
     "build_attack_loss",
     "register_attack_loss",
-    "soft_dice_per_sample",
 ]

@@ -4,8 +4,9 @@ An attack loss turns logits ``(B, C, *spatial)`` and integer targets ``(B, *spat
 per sample, ``(B,)``. Untargeted attacks ascend it; targeted attacks descend it towards the target.
 Per-sample values (not a batch mean) keep each sample's gradient independent of the others.
 
-Adding a loss is one file: subclass :class:`AttackLoss`, decorate it with
-``@register_attack_loss("name")``, and import the module in ``imaseg/attacks/losses/__init__.py``.
+Adding a loss is one file: subclass :class:`AttackLoss` and decorate it with
+``@register_attack_loss("name")`` in a new module of ``imaseg/attacks/losses/``; every module of that
+package is imported on first use of the registry.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from imaseg.utils.plugins import import_submodules
 
 __all__ = ["ATTACK_LOSSES", "AttackLoss", "build_attack_loss", "register_attack_loss"]
 
@@ -73,6 +76,7 @@ def build_attack_loss(loss: str | AttackLoss) -> AttackLoss:
     """An :class:`AttackLoss` from its registered name (or pass one through)."""
     if isinstance(loss, AttackLoss):
         return loss
+    import_submodules("imaseg.attacks.losses")
     if not isinstance(loss, str) or loss.lower() not in ATTACK_LOSSES:
         raise ValueError(f"unknown attack loss {loss!r}; choose one of {', '.join(sorted(ATTACK_LOSSES))}")
     return ATTACK_LOSSES[loss.lower()]()

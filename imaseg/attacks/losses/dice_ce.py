@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 from imaseg.attacks.losses.base import AttackLoss, register_attack_loss
-from imaseg.attacks.losses.soft_dice import soft_dice_per_sample
+from imaseg.functional import soft_dice_per_sample
 
 __all__ = ["DiceCEAttackLoss"]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from imaseg.training import checkpoint as checkpoint_module
-from imaseg.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from imaseg import checkpoint as checkpoint_module
+from imaseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 class Payload:

@@ -1,0 +1,180 @@
+"""The attack registry: every attack kind, what it is, and how to build it, in one place.
+
+An attack is named ``KIND-NORM`` (``pgd-l2``, ``cospgd-linf``, ``worst-l2``). Each kind registers an
+:class:`AttackSpec` from its own module with :func:`register_attack`; the spec says what the kind is
+(gradient or noise, whether it uses steps or the configured loss list, whether it is the per-sample
+worst case over the other attacks of its norm), so callers ask the spec instead of comparing names.
+Adding an attack kind is one new module in ``imaseg/attacks/`` that registers itself: every module of
+the package is imported on first use of the registry.
+
+Example:
+    >>> spec, norm = parse_attack_name("cospgd-linf")
+    >>> spec.kind, norm, spec.gradient, spec.uses_steps
+    ('cospgd', 'linf', True, True)
+    >>> attack_spec("noise-l2").gradient
+    False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from imaseg.attacks.geometry import NORMS
+from imaseg.utils.plugins import import_submodules
+
+__all__ = [
+    "ATTACKS",
+    "AttackSettings",
+    "AttackSpec",
+    "attack_names",
+    "attack_spec",
+    "create_attack",
+    "parse_attack_name",
+    "register_attack",
+]
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """What every attack of an evaluation (or a training method) shares, set once.
+
+    Attributes:
+        steps: gradient steps (kinds with ``uses_steps``).
+        restarts: random restarts, per-sample worst kept.
+        losses: attack losses of kinds with ``uses_losses`` (several: per-sample worst over them).
+        clip_range: valid input range ``(lo, hi)`` or ``None``.
+        seed: attack seed.
+        autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` forward passes, or ``None``.
+        record_flips: record per-voxel flip radii (kinds with ``records_flips``).
+        noise_draws: draws of noise kinds (per-sample worst kept).
+        members: kinds the ensemble kind (``worst``) takes the per-sample worst over.
+    """
+
+    steps: int = 20
+    restarts: int = 1
+    losses: tuple[str, ...] = ("ce", "dice")
+    clip_range: tuple[float, float] | None = None
+    seed: int = 0
+    autocast_dtype: torch.dtype | None = None
+    record_flips: bool = False
+    noise_draws: int = 1
+    members: tuple[str, ...] = ("pgd", "noise")
+
+
+Builder = Callable[..., object]
+"""``build(model, *, eps, norm, settings) -> Attack``."""
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack kind.
+
+    Attributes:
+        kind: the name before the norm (``pgd``).
+        build: ``build(model, *, eps, norm, settings) -> Attack``.
+        description: one line for reports (``{steps}``, ``{losses}``, ``{restarts}`` are filled in).
+        gradient: follows input gradients (``False``: random noise, a baseline).
+        uses_steps: its cost and strength depend on ``settings.steps``.
+        uses_losses: takes ``settings.losses`` (the attack the steps check reruns).
+        records_flips: can record per-voxel flip radii along its path.
+        ensemble: the per-sample worst case over the other attacks of its norm.
+        norms: the norms it supports.
+    """
+
+    kind: str
+    build: Builder = field(repr=False)
+    description: str
+    gradient: bool = True
+    uses_steps: bool = True
+    uses_losses: bool = False
+    records_flips: bool = False
+    ensemble: bool = False
+    norms: tuple[str, ...] = NORMS
+
+    def describe(self, settings: AttackSettings | dict) -> str:
+        """The description with the settings filled in (a dict as saved in ``summary.json`` works too)."""
+        values = settings if isinstance(settings, dict) else vars(settings)
+        losses = values.get("losses", ())
+        return self.description.format(
+            steps=values.get("steps"), restarts=values.get("restarts"), losses="+".join(losses)
+        )
+
+
+ATTACKS: dict[str, AttackSpec] = {}
+
+
+def register_attack(kind: str, description: str, **properties: bool | tuple[str, ...]) -> Callable[[Builder], Builder]:
+    """Decorator registering ``build`` as attack kind ``kind`` (see :class:`AttackSpec` for properties)."""
+
+    def decorate(build: Builder) -> Builder:
+        if kind in ATTACKS and ATTACKS[kind].build is not build:
+            raise ValueError(f"attack kind {kind!r} is registered twice")
+        ATTACKS[kind] = AttackSpec(kind, build, description, **properties)  # type: ignore[arg-type]
+        return build
+
+    return decorate
+
+
+def attack_names() -> tuple[str, ...]:
+    """Every valid ``KIND-NORM`` name."""
+    import_submodules("imaseg.attacks")
+    return tuple(f"{kind}-{norm}" for kind, spec in ATTACKS.items() for norm in spec.norms)
+
+
+def parse_attack_name(name: str) -> tuple[AttackSpec, str]:
+    """``"pgd-l2" -> (spec of pgd, "l2")``; raises listing the valid names."""
+    import_submodules("imaseg.attacks")
+    kind, _, norm = str(name).lower().rpartition("-")
+    spec = ATTACKS.get(kind)
+    if spec is None or norm not in spec.norms:
+        raise ValueError(f"unknown attack {name!r}; choose one of {', '.join(attack_names())}")
+    return spec, norm
+
+
+def attack_spec(name: str) -> AttackSpec:
+    """The spec of attack ``KIND-NORM`` (or of a bare kind)."""
+    import_submodules("imaseg.attacks")
+    if str(name).lower() in ATTACKS:
+        return ATTACKS[str(name).lower()]
+    return parse_attack_name(name)[0]
+
+
+def create_attack(
+    name: str, model, *, eps: float | torch.Tensor, settings: AttackSettings | None = None, **overrides
+) -> object:
+    """Build the attack called ``name`` with shared ``settings`` (``overrides`` replace single fields).
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Conv2d(1, 3, 1)
+        >>> attack = create_attack("pgd-l2", net, eps=0.5, steps=2, losses=("ce",))
+        >>> type(attack).__name__, attack.steps
+        ('PGD', 2)
+    """
+    spec, norm = parse_attack_name(name)
+    settings = settings or AttackSettings()
+    if overrides:
+        if "losses" in overrides:
+            overrides["losses"] = tuple(overrides["losses"])
+        settings = _replace(settings, overrides)
+    return spec.build(model, eps=eps, norm=norm, settings=settings)
+
+
+def _replace(settings: AttackSettings, overrides: dict) -> AttackSettings:
+    from dataclasses import fields, replace
+
+    valid = {f.name for f in fields(AttackSettings)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise TypeError(f"unknown attack settings {unknown}; valid: {', '.join(sorted(valid))}")
+    return replace(settings, **overrides)
+
+
+def member_names(norm: str, settings: AttackSettings, names: Sequence[str] | None = None) -> list[str]:
+    """The ``KIND-NORM`` names an ensemble of ``norm`` runs: ``names`` of that norm, else the settings' kinds."""
+    if names is not None:
+        return [n for n in names if parse_attack_name(n)[1] == norm and not attack_spec(n).ensemble]
+    return [f"{kind}-{norm}" for kind in settings.members]

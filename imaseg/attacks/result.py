@@ -1,0 +1,62 @@
+"""What an attack returns, and the per-sample "keep the worse of two results" rule that restarts,
+noise draws and ensembles share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["AttackResult", "keep_worse"]
+
+
+@dataclass
+class AttackResult:
+    """What an attack produced, per sample of the batch.
+
+    Attributes:
+        adversarial: ``(B, C, *spatial)`` detached adversarial images.
+        dice: ``(B,)`` hard Dice of the prediction on ``adversarial`` (mean over present classes).
+        norm: ``(B,)`` realised perturbation norm (after clipping), in the attack's norm.
+        prediction: ``(B, *spatial)`` predicted classes on ``adversarial``.
+        flip_radius: ``(B, *spatial)`` perturbation norm at which each voxel's predicted class first
+            changed from its clean prediction along the attack path (``inf`` if never); only when
+            recorded.
+        flip_step: ``(B, *spatial)`` the path iterate where that happened (``-1`` if never).
+        source: ``(B,)`` index of the attack that produced each sample (ensembles), else zeros.
+    """
+
+    adversarial: torch.Tensor
+    dice: torch.Tensor | None
+    norm: torch.Tensor
+    prediction: torch.Tensor | None
+    flip_radius: torch.Tensor | None = None
+    flip_step: torch.Tensor | None = None
+    source: torch.Tensor | None = None
+
+
+def keep_worse(current: AttackResult, candidate: AttackResult, *, targeted: bool = False) -> AttackResult:
+    """Per sample, the result with the lower Dice (higher when ``targeted``); ties keep ``current``."""
+    better = candidate.dice > current.dice if targeted else candidate.dice < current.dice
+
+    def pick(a, b):
+        if a is None or b is None:
+            return a
+        mask = better.view(-1, *([1] * (a.dim() - 1)))
+        return torch.where(mask, b, a)
+
+    flips = None
+    if current.flip_radius is not None and candidate.flip_radius is not None:
+        flips = torch.minimum(current.flip_radius, candidate.flip_radius)
+    steps = None
+    if current.flip_step is not None and candidate.flip_step is not None:
+        steps = torch.where(candidate.flip_radius < current.flip_radius, candidate.flip_step, current.flip_step)
+    return AttackResult(
+        adversarial=pick(current.adversarial, candidate.adversarial),
+        dice=pick(current.dice, candidate.dice),
+        norm=pick(current.norm, candidate.norm),
+        prediction=pick(current.prediction, candidate.prediction),
+        flip_radius=flips,
+        flip_step=steps,
+        source=pick(current.source, candidate.source),
+    )

@@ -1,0 +1,73 @@
+"""What an evaluation will compute: its cells, the settings every attack shares, and their fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import torch
+
+from imaseg.attacks import AttackSettings, parse_attack_name
+from imaseg.config import to_dict
+from imaseg.evaluation.cells import CLEAN, CaseSettings, Cell
+from imaseg.evaluation.config import EvalConfig
+
+__all__ = ["attack_settings", "case_settings", "fingerprint", "plan_cells", "worst_members"]
+
+# The settings whose change makes stored cells stale (the budget grid and attack list only add or drop cells).
+FINGERPRINTED = ("steps", "restarts", "losses", "seed", "clip_range", "roi_size", "amp")
+
+
+def plan_cells(config: EvalConfig) -> list[Cell]:
+    """The clean cell, every attack at every budget of its norm, then the ensemble (worst-case) cells."""
+    cells = [Cell(CLEAN, 0.0)]
+    ensembles = []
+    for name in config.attacks:
+        spec, norm = parse_attack_name(name)
+        grid = config.eps if norm == "l2" else config.eps_linf
+        planned = [Cell(name.lower(), float(e)) for e in grid]
+        if spec.ensemble:
+            ensembles += planned
+        else:
+            cells += planned
+    return cells + ensembles
+
+
+def worst_members(cell: Cell, cells: list[Cell]) -> list[Cell]:
+    """The cells an ensemble cell takes the per-sample worst over: same norm and budget, not ensembles."""
+    members = [
+        c
+        for c in cells
+        if not c.is_clean and c.norm == cell.norm and c.eps == cell.eps and c.spec is not None and not c.spec.ensemble
+    ]
+    if not members:
+        raise ValueError(f"{cell.attack} needs at least one {cell.norm} attack in `attacks`")
+    return members
+
+
+def attack_settings(config: EvalConfig) -> AttackSettings:
+    """The settings every attack of the evaluation shares."""
+    return AttackSettings(
+        steps=config.steps,
+        restarts=config.restarts,
+        losses=tuple(config.losses),
+        clip_range=(float(config.clip_range[0]), float(config.clip_range[1])) if config.clip_range else None,
+        seed=config.seed,
+        autocast_dtype=torch.bfloat16 if config.amp else None,
+    )
+
+
+def case_settings(config: EvalConfig, spatial_dims: int, spatial_size) -> CaseSettings:
+    """:class:`CaseSettings` with the 3D window from the config or the training size."""
+    size = config.roi_size or spatial_size
+    roi = tuple(int(s) for s in size) if (size and spatial_dims == 3) else None
+    return CaseSettings(attack_settings(config), config.batch_size, roi)
+
+
+def fingerprint(config: EvalConfig, checkpoint: os.PathLike[str] | str, cases: list[str]) -> str:
+    """Identifies stored cells: the fingerprinted settings, the checkpoint file (path, size, time), the cases."""
+    relevant = {k: v for k, v in to_dict(config).items() if k in FINGERPRINTED}
+    stat = os.stat(checkpoint)
+    blob = json.dumps([relevant, str(checkpoint), stat.st_size, stat.st_mtime_ns, cases], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,98 @@
+"""IMA training (see :mod:`imaseg.losses.ima`): per-sample margins kept in buffers, written to ``RUN/margins.json``.
+
+``margins.json`` holds, per epoch, the margin statistics, every sample's margin and (voxel mode) the
+per-class flip statistics; it is rewritten atomically after every epoch and cut back to the resumed
+epoch when a run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imaseg.losses import IMALoss
+from imaseg.training.methods.registry import Method, register_method
+from imaseg.utils.atomic import atomic_write_json
+
+__all__ = ["IMAMethod"]
+
+MARGINS_FILE = "margins.json"
+
+
+@register_method("ima")
+class IMAMethod(Method):
+    """IMA; the margins are buffers of ``self.ima.bank`` (so every checkpoint carries them)."""
+
+    order = 30
+
+    adversarial = True
+    run_files = (MARGINS_FILE,)
+
+    def __init__(self, config, joint_forward, sample_ids, num_classes) -> None:
+        super().__init__(config, joint_forward, sample_ids, num_classes)
+        c = config
+        self.ima = IMALoss(
+            sample_ids,
+            margin=c.ima_margin,
+            delta=c.ima_delta,
+            eps_max=c.ima_eps_max,
+            beta=c.ima_beta,
+            tau=c.ima_tau,
+            dice_reduction=c.ima_dice_reduction,
+            steps=c.ima_steps,
+            alpha_factor=c.ima_alpha_factor,
+            bisection_steps=c.ima_bisection_steps,
+            empty_tolerance=c.ima_empty_tolerance,
+            robust_weight=c.ima_robust_weight,
+            voxel_start=c.ima_voxel_start,
+            voxel_alpha_factor=c.ima_voxel_alpha_factor,
+            clip_range=self.clip_range,
+            num_classes=num_classes,
+            autocast_dtype=self.autocast,
+        )
+        self.history: list[dict] = []
+
+    @classmethod
+    def label(cls, config) -> str:
+        return f"IMA ({config.ima_margin})"
+
+    @classmethod
+    def settings_text(cls, config) -> str:
+        return f"delta {config.ima_delta}, eps_max {config.ima_eps_max}, tau {config.ima_tau}, {config.ima_steps} steps"
+
+    def loss(self, model, network, images, labels, index, generator):
+        return self.ima(
+            model, images, labels, index, generator=generator, network=network, joint_forward=self.joint_forward
+        )
+
+    def end_epoch(self) -> dict[str, float]:
+        return self.ima.bank.end_epoch()
+
+    def resume(self, run: Path, epoch: int) -> None:
+        path = run / MARGINS_FILE
+        if epoch == 0 or not path.is_file():
+            self.history = []
+            return
+        self.history = [e for e in json.loads(path.read_text())["epochs"] if e["epoch"] <= epoch]
+
+    def write_epoch(self, run: Path, epoch: int, class_names: dict[int, str]) -> None:
+        ima = self.ima
+        record = {"epoch": epoch, **ima.bank.statistics(), "margins": ima.bank.margins.cpu().tolist()}
+        if ima.margin == "voxel":
+            record["voxels"] = ima.voxel_stats.summary(class_names)
+        self.history.append(record)
+        atomic_write_json(
+            run / MARGINS_FILE,
+            {
+                "sample_ids": ima.bank.sample_ids,
+                "delta": ima.bank.delta,
+                "eps_max": ima.bank.eps_max,
+                "epochs": self.history,
+            },
+        )
+
+    def reset_epoch(self) -> None:
+        self.ima.voxel_stats.reset()
+
+    def statistics(self) -> dict[str, float]:
+        return self.ima.bank.statistics()

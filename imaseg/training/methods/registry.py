@@ -1,0 +1,151 @@
+"""The training-method registry and the small protocol every method implements.
+
+A method turns one batch into a loss; the trainer owns everything else (model, optimiser, schedule,
+precision, data order), so comparisons between methods are fair. The trainer talks to a method only
+through the hooks of :class:`Method`, and the CLI, the pipelines and the run folder read the registry,
+so nothing outside this package compares method names. Adding a method is one new module in
+``imaseg/training/methods/`` holding a :class:`Method` subclass decorated with :func:`register_method`
+(every module of the package is imported on first use of the registry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from imaseg.utils.checks import check_choice
+from imaseg.utils.plugins import import_submodules
+
+if TYPE_CHECKING:
+    from imaseg.training.config import TrainConfig
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "build_method",
+    "describe_method",
+    "has_batch_norm",
+    "method_class",
+    "method_names",
+    "register_method",
+]
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def has_batch_norm(network: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in network.modules())
+
+
+class Method(nn.Module):
+    """Base of every training method.
+
+    ``loss(model, network, images, labels, index, generator) -> (loss, logs)`` is the one required hook;
+    the others have do-nothing defaults. Buffers of a method (IMA's margins) are part of its
+    ``state_dict`` and so of every checkpoint.
+
+    Class attributes:
+        name: the registered name (set by :func:`register_method`).
+        order: position in listings (``--help``, pipelines): baselines first.
+        adversarial: it attacks the model inside training (needs a network without batch norm under DDP).
+        run_files: files the method writes into the run folder (cleared by ``train --overwrite``).
+    """
+
+    name: ClassVar[str] = ""
+    order: ClassVar[int] = 100
+    adversarial: ClassVar[bool] = False
+    run_files: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: TrainConfig, joint_forward: bool, sample_ids: Sequence[str], num_classes: int) -> None:
+        super().__init__()
+        self.config = config
+        self.joint_forward = joint_forward
+        self.autocast = torch.bfloat16 if config.amp else None
+
+    # ---- what the report shows (computed from the config alone) -----------------------------------
+    @classmethod
+    def label(cls, config: TrainConfig) -> str:
+        """Short name in tables and legends."""
+        return cls.name.upper()
+
+    @classmethod
+    def settings_text(cls, config: TrainConfig) -> str:
+        """The method's own hyper-parameters in a few words."""
+        return ""
+
+    # ---- hooks the trainer calls ------------------------------------------------------------------
+    def loss(self, model, network, images, labels, index, generator) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def end_epoch(self) -> dict[str, float]:
+        """After the last batch of an epoch, on every rank: extra log fields (e.g. margin statistics)."""
+        return {}
+
+    def resume(self, run: Path, epoch: int) -> None:
+        """Before training resumes at ``epoch`` (0: a fresh run) from ``run``."""
+
+    def write_epoch(self, run: Path, epoch: int, class_names: dict[int, str]) -> None:
+        """After ``epoch`` is logged, on the main rank: the method's own run files."""
+
+    def reset_epoch(self) -> None:
+        """After an epoch is written, on every rank: clear per-epoch accumulators."""
+
+    def statistics(self) -> dict[str, float]:
+        """Final statistics returned by ``train`` (IMA: margins)."""
+        return {}
+
+    # ---- helpers -------------------------------------------------------------------------------------
+    @property
+    def clip_range(self) -> tuple[float, float] | None:
+        clip = self.config.clip_range
+        if clip is None:
+            return None
+        if len(clip) != 2:
+            raise ValueError(f"`clip_range` must be 'lo,hi', got {clip}")
+        return (float(clip[0]), float(clip[1]))
+
+    def forward_pair(self, model, clean: torch.Tensor, adversarial: torch.Tensor):
+        if self.joint_forward:
+            return model(torch.cat([clean, adversarial])).float().chunk(2)
+        return model(clean).float(), model(adversarial).float()
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator adding a :class:`Method` to :data:`METHODS` under ``name``."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if name in METHODS and METHODS[name] is not cls:
+            raise ValueError(f"training method {name!r} is registered twice")
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return decorate
+
+
+def method_names() -> tuple[str, ...]:
+    """Every registered method, baselines first (by :attr:`Method.order`, then name)."""
+    import_submodules("imaseg.training.methods")
+    return tuple(sorted(METHODS, key=lambda name: (METHODS[name].order, name)))
+
+
+def method_class(name: str) -> type[Method]:
+    """The class of method ``name``; raises listing the valid names."""
+    import_submodules("imaseg.training.methods")
+    return METHODS[check_choice("method", name, method_names())]
+
+
+def build_method(config: TrainConfig, network: nn.Module, sample_ids: Sequence[str], num_classes: int) -> Method:
+    """The method named by ``config.method``, for ``network`` and these training samples."""
+    cls = method_class(config.method)
+    return cls(config, not has_batch_norm(network), sample_ids, num_classes)
+
+
+def describe_method(config: TrainConfig) -> dict[str, Any]:
+    """What the run folder records about the method for readers without torch (the report)."""
+    cls = method_class(config.method)
+    return {"name": cls.name, "label": cls.label(config), "settings": cls.settings_text(config)}

@@ -1,0 +1,19 @@
+"""Standard training: per-sample soft Dice + cross-entropy on clean images."""
+
+from __future__ import annotations
+
+from imaseg.functional import dice_ce_per_sample
+from imaseg.training.methods.registry import Method, register_method
+
+__all__ = ["Standard"]
+
+
+@register_method("std")
+class Standard(Method):
+    """Clean training, the baseline every robust method is compared with."""
+
+    order = 0
+
+    def loss(self, model, network, images, labels, index, generator):
+        loss = dice_ce_per_sample(model(images).float(), labels).mean()
+        return loss, {}
