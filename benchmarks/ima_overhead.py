@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from timing import Timed
 
+from imaseg.config import config_from_dict
 from imaseg.networks import build_network
 from imaseg.training.config import TrainConfig
 from imaseg.training.methods import build_method
@@ -69,9 +70,9 @@ def main() -> None:
         "clip_range": [0.0, 1.0],
     }
     configs = {
-        "pgd-at": TrainConfig(method="pgd-at", **common),
-        "ima-voxel": TrainConfig(method="ima", ima_margin="voxel", **common),
-        "ima-sample": TrainConfig(method="ima", ima_margin="sample", **common),
+        "pgd-at": config_from_dict(TrainConfig, {"method": "pgd-at", **common}),
+        "ima-voxel": config_from_dict(TrainConfig, {"method": "ima", "ima_margin": "voxel", **common}),
+        "ima-sample": config_from_dict(TrainConfig, {"method": "ima", "ima_margin": "sample", **common}),
     }
     torch.manual_seed(0)
     network = build_network("unet", 2, 1, 4, channels=(16, 32, 64, 128, 256), num_res_units=2)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from imaseg.cache.writer import preprocess_dataset
+from imaseg.config import config_from_dict
 from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.evaluate import evaluate
 from imaseg.pipeline import StageRunner
@@ -122,7 +123,7 @@ def main() -> None:
             "time_budget": args.robust_minutes,
             "init": str(out / "std" / "checkpoints" / "last.pt"),
         }
-        config = TrainConfig(**settings)
+        config = config_from_dict(TrainConfig, settings)
         stages.run(
             f"train-{name}",
             {name: vars(config)},

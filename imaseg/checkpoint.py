@@ -11,6 +11,7 @@ import os
 import pickle
 import random
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ __all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
 
 def rng_state() -> dict:
     """RNG states of Python, NumPy and torch as tensors / plain values (safe to load)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())
     state = {
         "python": random.getstate(),
         "numpy": {

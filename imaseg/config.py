@@ -1,9 +1,20 @@
-"""Configuration: flat dataclasses, read from YAML (``yaml.safe_load``), overridden by CLI flags.
+"""Configuration: one mechanism for the CLI, the library and the pipelines.
 
-Every field of a config dataclass becomes a ``--kebab-case`` flag through :func:`add_config_arguments`
-(help text from the field's ``metadata["help"]``), so each hyper-parameter can be set in a file, on the
-command line, or both (the flag wins). :func:`resolve_config` does the merge and :func:`save_config`
-writes the resolved result beside the outputs.
+Configs are frozen dataclasses, read from YAML (``yaml.safe_load``) and overridden by CLI flags. Every
+field becomes a ``--kebab-case`` flag through :func:`add_config_arguments` (help text from the field's
+``metadata["help"]``), so each hyper-parameter can be set in a file, on the command line, or both (the
+flag wins). A field whose type is itself a config dataclass is a *section*: its fields are the flags
+``--SECTION-FIELD`` and may be written in YAML either nested (``ima: {delta: 0.5}``) or flat
+(``ima_delta: 0.5``; a flat key wins over the nested one). :func:`resolve_config` does the merge and
+:func:`save_config` writes the resolved result (sections nested) beside the outputs.
+
+Example:
+    >>> from imaseg.training.config import TrainConfig
+    >>> config = config_from_dict(TrainConfig, {"epochs": "3", "ima_delta": "1/4"})
+    >>> config.epochs, config.ima.delta
+    (3, 0.25)
+    >>> to_dict(config_from_dict(TrainConfig, {"ima": {"delta": 2}}))["ima"]["delta"]
+    2.0
 """
 
 from __future__ import annotations
@@ -101,15 +112,48 @@ def _eval_number(text: str) -> float:
     return float(text)
 
 
+def _section_type(tp: Any) -> type | None:
+    """The dataclass of a section field, else ``None``."""
+    inner, _ = _unwrap_optional(tp)
+    return inner if isinstance(inner, type) and dataclasses.is_dataclass(inner) else None
+
+
+def _gather_sections(cls: type, normalised: dict[str, Any], source: str) -> dict[str, Any]:
+    """Fold flat ``SECTION_FIELD`` keys into their section's mapping (flat keys win)."""
+    types_ = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        section = _section_type(types_[f.name])
+        if section is None:
+            continue
+        nested = normalised.get(f.name) or {}
+        if dataclasses.is_dataclass(nested) and not isinstance(nested, type):
+            nested = to_dict(nested)
+        if not isinstance(nested, Mapping):
+            raise ValueError(f"{source}: `{f.name}` must be a mapping of {section.__name__} keys, got {nested!r}")
+        merged = {str(k).replace("-", "_"): v for k, v in nested.items()}
+        prefix = f"{f.name}_"
+        for key in [k for k in normalised if k.startswith(prefix)]:
+            merged[key[len(prefix) :]] = normalised.pop(key)
+        if merged or f.name in normalised:
+            normalised[f.name] = merged
+    return normalised
+
+
 def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config") -> T:
     """Build dataclass ``cls`` from a mapping; unknown keys raise listing the valid ones."""
     types_ = _field_types(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    normalised = _gather_sections(cls, {str(k).replace("-", "_"): v for k, v in data.items()}, source)
     unknown = sorted(set(normalised) - set(names))
     if unknown:
         raise ValueError(f"{source}: unknown keys {unknown} for {cls.__name__}; valid keys: {', '.join(names)}")
-    kwargs = {k: _coerce(k, v, types_[k]) for k, v in normalised.items()}
+    kwargs: dict[str, Any] = {}
+    for key, value in normalised.items():
+        section = _section_type(types_[key])
+        if section is not None:
+            kwargs[key] = config_from_dict(section, value, source=f"{source}: {key}")
+        else:
+            kwargs[key] = _coerce(key, value, types_[key])
     return cls(**kwargs)
 
 
@@ -117,6 +161,8 @@ def to_dict(config: Any) -> dict:
     """A dataclass as a plain dict of YAML-friendly values (tuples become lists)."""
 
     def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return to_dict(value)
         if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
         if isinstance(value, dict):
@@ -126,13 +172,23 @@ def to_dict(config: Any) -> dict:
     return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
-def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *, title: str | None = None) -> None:
-    """Add one ``--kebab-case`` flag per field of ``cls`` (default ``None`` = "keep the config value")."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser | Any, cls: type, *, title: str | None = None, prefix: str = ""
+) -> None:
+    """Add one ``--kebab-case`` flag per field of ``cls`` (default ``None`` = "keep the config value");
+    a section's fields become ``--SECTION-FIELD`` flags in a group of their own."""
     group = parser.add_argument_group(title or f"{cls.__name__} (also settable in the YAML config)")
     types_ = _field_types(cls)
     for field in dataclasses.fields(cls):
+        section = _section_type(types_[field.name])
+        if section is not None:
+            help_text = field.metadata.get("help", field.name)
+            add_config_arguments(
+                parser, section, title=f"{title or cls.__name__}: {help_text}", prefix=prefix + field.name + "_"
+            )
+            continue
         inner, _ = _unwrap_optional(types_[field.name])
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[operator]
         help_text = field.metadata.get("help", "")
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
         kwargs: dict[str, Any] = {"default": None, "help": f"{help_text} (default: {shown})".strip()}
@@ -142,7 +198,8 @@ def add_config_arguments(parser: argparse.ArgumentParser | Any, cls: type, *, ti
             kwargs["choices"] = field.metadata["choices"]  # a tuple, or a lazy container (a registry's names)
         else:
             kwargs["metavar"] = field.metadata.get("metavar", _metavar(inner))
-        group.add_argument("--" + field.name.replace("_", "-"), dest=f"cfg_{field.name}", **kwargs)
+        name = prefix + field.name
+        group.add_argument("--" + name.replace("_", "-"), dest=f"cfg_{name}", **kwargs)
 
 
 def _metavar(tp: Any) -> str:
@@ -152,14 +209,26 @@ def _metavar(tp: Any) -> str:
     return getattr(tp, "__name__", "VALUE").upper()
 
 
+def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The flags set on the command line, as flat keys (``ima_delta``) that :func:`config_from_dict` folds."""
+    values: dict[str, Any] = {}
+    types_ = _field_types(cls)
+    for field in dataclasses.fields(cls):
+        section = _section_type(types_[field.name])
+        if section is not None:
+            values.update(_flag_values(section, args, prefix + field.name + "_"))
+            continue
+        value = getattr(args, f"cfg_{prefix}{field.name}", None)
+        if value is not None:
+            values[prefix + field.name] = value
+    return values
+
+
 def resolve_config(cls: type[T], yaml_data: Mapping[str, Any], args: argparse.Namespace | None = None) -> T:
     """Merge: dataclass defaults < ``yaml_data`` < flags set on the command line."""
     merged = dict(yaml_data)
     if args is not None:
-        for field in dataclasses.fields(cls):
-            value = getattr(args, f"cfg_{field.name}", None)
-            if value is not None:
-                merged[field.name] = value
+        merged.update(_flag_values(cls, args))
     return config_from_dict(cls, merged)
 
 

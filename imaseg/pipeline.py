@@ -1,8 +1,12 @@
 """Building blocks of the pipelines in ``pipelines/``: sectioned YAML configs and resumable stages.
 
-A pipeline config has the sections ``preprocess``, ``train`` (shared by every method), ``methods``
-(per-method overrides, e.g. ``ima: {method: ima, init_from: std, epochs: 20}``), ``evaluate`` and
-``quick`` (overrides applied with ``--quick``). :class:`StageRunner` records each finished stage with a
+A pipeline config has the sections ``data`` (the pipeline's own: a data path, or the demo's phantoms),
+``preprocess``, ``train`` (shared by every method), ``methods`` (per-method overrides, e.g.
+``ima: {method: ima, init_from: std, epochs: 20}``), ``compare`` (the methods trained by default),
+``evaluate`` and ``quick`` (overrides applied with ``--quick``). :func:`load_pipeline_config` resolves it
+with the one config mechanism of :mod:`imaseg.config` into a frozen :class:`PipelineConfig` of typed
+sections (the same dataclasses ``imaseg preprocess / train / evaluate`` use), so a bad key or value stops
+the pipeline before any work, and ``--eps 2/255`` means what it means on the main CLI. :class:`StageRunner` records each finished stage with a
 fingerprint of its settings (and of the stages it reads from) in ``OUT/stages.json``: a rerun skips
 finished stages, reruns changed ones and those downstream of them, and resumes an interrupted training or
 evaluation where it stopped.
@@ -17,13 +21,19 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imaseg.config import load_yaml
+from imaseg.attacks import parse_attack_name
+from imaseg.config import config_from_dict, load_yaml
+from imaseg.evaluation.config import EvalConfig
+from imaseg.training.config import TrainConfig
+from imaseg.training.methods import method_names
+from imaseg.transforms.chain import PreprocessConfig
 from imaseg.utils.atomic import atomic_write_json
 
-__all__ = ["StageRunner", "load_pipeline_config", "method_settings", "pipeline_arguments"]
+__all__ = ["MethodPlan", "PipelineConfig", "StageRunner", "load_pipeline_config", "pipeline_arguments"]
 
 logger = logging.getLogger("imaseg.pipeline")
 
@@ -36,6 +46,26 @@ def _merge(base: dict, override: dict) -> dict:
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """One method of a pipeline: its resolved training config and the method whose weights it starts from."""
+
+    name: str
+    train: TrainConfig
+    init_from: str | None = None
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A resolved pipeline config (see the module docstring); ``methods`` in training order."""
+
+    data: dict
+    preprocess: PreprocessConfig
+    methods: tuple[MethodPlan, ...]
+    compare: tuple[str, ...]
+    evaluate: EvalConfig
 
 
 def pipeline_arguments(
@@ -52,7 +82,7 @@ def pipeline_arguments(
     parser.add_argument(
         "--attacks", help="comma-separated attacks, e.g. pgd-l2,noise-l2,worst-l2 (default: the config's)"
     )
-    parser.add_argument("--eps", help="comma-separated L2 budgets (default: the config's)")
+    parser.add_argument("--eps", help="comma-separated L2 budgets, fractions allowed: 0,0.5,1 (default: the config's)")
     parser.add_argument("--seed", type=int, help="seed for splits, training and attacks")
     parser.add_argument("--quick", action="store_true", help="the config's quick preset: a few minutes on a CPU")
     parser.add_argument("--device", help="auto, cpu, cuda")
@@ -60,44 +90,70 @@ def pipeline_arguments(
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
 
 
-def load_pipeline_config(args: argparse.Namespace) -> dict:
-    """The config file, with ``quick`` applied if asked and the command-line flags on top."""
-    config = load_yaml(args.config)
-    quick = config.pop("quick", {})
-    if args.quick:
-        config = _merge(config, quick)
-    config.setdefault("train", {})
-    config.setdefault("evaluate", {})
-    config.setdefault("methods", {"std": {"method": "std"}})
-    wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.get("compare")
-    wanted = wanted or list(config["methods"])
-    from imaseg.training.methods import method_names
-
-    unknown = [m for m in wanted if m not in config["methods"] and m not in method_names()]
-    if unknown:
-        raise ValueError(f"unknown methods {unknown}; the config defines {sorted(config['methods'])}")
-    for name in wanted:
-        config["methods"].setdefault(name, {"method": name})
-    config["compare"] = wanted
+def _with_flags(config: dict, args: argparse.Namespace) -> dict:
+    """The raw sections with the command-line flags on top (values stay raw: the dataclasses coerce them)."""
+    for section in ("train", "evaluate", "preprocess"):
+        config.setdefault(section, {})
     if args.attacks:
-        config["evaluate"]["attacks"] = args.attacks.split(",")
+        config["evaluate"]["attacks"] = args.attacks
     if args.eps:
-        config["evaluate"]["eps"] = [float(e) for e in args.eps.split(",")]
+        config["evaluate"]["eps"] = args.eps
     if args.seed is not None:
-        config["train"]["seed"] = args.seed
-        config["evaluate"]["seed"] = args.seed
-        config.setdefault("preprocess", {})["seed"] = args.seed
+        for section in ("train", "evaluate", "preprocess"):
+            config[section]["seed"] = args.seed
     if args.device:
         config["train"]["device"] = args.device
         config["evaluate"]["device"] = args.device
     return config
 
 
-def method_settings(config: dict, name: str) -> dict:
-    """Train settings of method ``name``: the shared ``train`` section with the method's overrides."""
-    settings = _merge(config.get("train", {}), config["methods"].get(name) or {})
+def _ordered_methods(methods: dict, compare: Sequence[str]) -> list[str]:
+    """The compared methods plus those they initialise from, each after its ``init_from`` source."""
+    ordered: list[str] = []
+    for name in compare:
+        chain: list[str] = []
+        current: str | None = name
+        while current and current not in ordered and current not in chain:
+            if current not in methods:
+                raise ValueError(f"method {chain[-1]!r} initialises from {current!r}, which the config does not define")
+            chain.append(current)
+            current = (methods.get(current) or {}).get("init_from")
+        ordered += [m for m in reversed(chain) if m not in ordered]
+    return ordered
+
+
+def _method_plan(config: dict, name: str) -> MethodPlan:
+    settings = _merge(config["train"], config["methods"].get(name) or {})
     settings.setdefault("method", name)
-    return settings
+    source = settings.pop("init_from", None)
+    return MethodPlan(name, config_from_dict(TrainConfig, settings, source=f"methods.{name}"), source)
+
+
+def load_pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """The config file, with ``quick`` applied if asked and the command-line flags on top, resolved and checked."""
+    config = load_yaml(args.config)
+    quick = config.pop("quick", {})
+    if args.quick:
+        config = _merge(config, quick)
+    config = _with_flags(config, args)
+    methods = config.setdefault("methods", {"std": {"method": "std"}})
+    wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.get("compare")
+    wanted = list(wanted or methods)
+    unknown = [m for m in wanted if m not in methods and m not in method_names()]
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; the config defines {sorted(methods)}")
+    for name in wanted:
+        methods.setdefault(name, {"method": name})
+    evaluate = config_from_dict(EvalConfig, config["evaluate"], source="evaluate")
+    for attack in evaluate.attacks:
+        parse_attack_name(attack)
+    return PipelineConfig(
+        data=dict(config.get("data") or {}),
+        preprocess=config_from_dict(PreprocessConfig, config["preprocess"], source="preprocess"),
+        methods=tuple(_method_plan(config, name) for name in _ordered_methods(methods, wanted)),
+        compare=tuple(wanted),
+        evaluate=evaluate,
+    )
 
 
 class StageRunner:

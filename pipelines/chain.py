@@ -7,40 +7,24 @@ skips what finished, resumes what was interrupted, and reruns what changed.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from imaseg.cache.writer import preprocess_dataset
-from imaseg.config import config_from_dict, to_dict
+from imaseg.config import to_dict
 from imaseg.data.check import check_dataset, format_report
 from imaseg.data.errors import DataError
-from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.evaluate import evaluate
-from imaseg.pipeline import StageRunner, method_settings
+from imaseg.pipeline import PipelineConfig, StageRunner
 from imaseg.report.report import build_report
-from imaseg.training.config import TrainConfig
 from imaseg.training.trainer import train
-from imaseg.transforms.chain import PreprocessConfig
 
 __all__ = ["print_summary", "run_chain"]
 
 logger = logging.getLogger("imaseg.pipeline")
 
 
-def _ordered_methods(config: dict) -> list[str]:
-    """The compared methods plus those they initialise from, each after its ``init_from`` source."""
-    methods, ordered = config["methods"], []
-    for name in config.get("compare") or list(methods):
-        chain, current = [], name
-        while current and current not in ordered and current not in chain:
-            if current not in methods:
-                raise ValueError(f"method {chain[-1]!r} initialises from {current!r}, which the config does not define")
-            chain.append(current)
-            current = (methods.get(current) or {}).get("init_from")
-        ordered += [m for m in reversed(chain) if m not in ordered]
-    return ordered
-
-
-def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner, *, title: str) -> dict:
+def run_chain(data_dir: str | Path, out: Path, config: PipelineConfig, runner: StageRunner, *, title: str) -> dict:
     """Run the whole chain for ``data_dir`` into ``out``; returns the headline numbers per method."""
     cache, runs = out / "cache", out / "runs"
 
@@ -51,7 +35,7 @@ def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner
         return len(report.cases)
 
     runner.run("check", {"data": str(data_dir), "files": _data_signature(data_dir)}, check)
-    preprocess = config_from_dict(PreprocessConfig, config.get("preprocess", {}), source="preprocess")
+    preprocess = config.preprocess
     runner.run(
         "preprocess",
         {"data": str(data_dir), **to_dict(preprocess)},
@@ -59,29 +43,27 @@ def run_chain(data_dir: str | Path, out: Path, config: dict, runner: StageRunner
         after=["check"],
     )
 
-    methods = _ordered_methods(config)
-    for name in methods:
-        settings = method_settings(config, name)
-        source = settings.pop("init_from", None)
-        if source:
-            settings["init"] = str(runs / source / "checkpoints" / "last.pt")
-        train_config = config_from_dict(TrainConfig, settings, source=f"methods.{name}")
+    for plan in config.methods:
+        source = plan.init_from
+        train_config = (
+            replace(plan.train, init=str(runs / source / "checkpoints" / "last.pt")) if source else plan.train
+        )
         runner.run(
-            f"train-{name}",
+            f"train-{plan.name}",
             to_dict(train_config),
-            lambda resume, c=train_config, n=name: train(cache, runs / n, c, resume=resume, overwrite=not resume)[
+            lambda resume, c=train_config, n=plan.name: train(cache, runs / n, c, resume=resume, overwrite=not resume)[
                 "epoch"
             ],
             after=["preprocess", *([f"train-{source}"] if source else [])],
         )
 
     headline = {}
+    methods = [plan.name for plan in config.methods]
     for name in methods:
-        eval_config = config_from_dict(EvalConfig, config.get("evaluate", {}), source="evaluate")
         summary = runner.run(
             f"evaluate-{name}",
-            {"run": name, **to_dict(eval_config)},
-            lambda _r, c=eval_config, n=name: _headline(evaluate(runs / n, c)),
+            {"run": name, **to_dict(config.evaluate)},
+            lambda _r, c=config.evaluate, n=name: _headline(evaluate(runs / n, c)),
             after=[f"train-{name}"],
         )
         headline[name] = summary

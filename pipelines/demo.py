@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     config = load_pipeline_config(args)
     out = Path(args.out)
     runner = StageRunner(out, force=args.force)
-    demo = config.get("data", {})
+    demo = config.data
     patients = args.patients or int(demo.get("patients", 10))
     shape = tuple(demo.get("shape", (96, 96, 8)))
     runner.run(

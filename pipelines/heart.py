@@ -27,7 +27,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = load_pipeline_config(args)
-    data = Path(args.data or (HERE.parent / config["data"]["path"]))
+    data = Path(args.data or (HERE.parent / config.data["path"]))
     if not data.is_dir():
         parser.error(f"data folder {data} does not exist; pass --data DIR (an MSD / nnU-Net / images+labels folder)")
     result = run_chain(

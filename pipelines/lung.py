@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     for name in datasets:
         args.config = args.config or str(HERE / "configs" / CONFIGS[name])
         config = load_pipeline_config(args)
-        data = Path(args.data or (HERE.parent / config["data"]["path"]))
+        data = Path(args.data or (HERE.parent / config.data["path"]))
         if not data.is_dir():
             parser.error(f"data folder {data} does not exist; pass --data DIR")
         out = Path(args.out) / name if len(datasets) > 1 else Path(args.out)

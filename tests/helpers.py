@@ -48,6 +48,7 @@ TINY_CHANNELS = [4, 8, 16]
 
 def tiny_train_config(**overrides):
     """A TrainConfig that trains a very small UNet in seconds (no TensorBoard, no progress)."""
+    from imaseg.config import config_from_dict
     from imaseg.training.config import TrainConfig
 
     settings = {
@@ -65,4 +66,4 @@ def tiny_train_config(**overrides):
         "deterministic": True,
     }
     settings.update(overrides)
-    return TrainConfig(**settings)
+    return config_from_dict(TrainConfig, settings)

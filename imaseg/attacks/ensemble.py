@@ -47,6 +47,8 @@ class WorstCase(Attack):
                     candidate.prediction, candidate.dice = attack._evaluate(x.float(), y)
             candidate.source = torch.full_like(candidate.dice, index, dtype=torch.long)
             result = candidate if result is None else keep_worse(result, candidate)
+        if result is None:  # at least one attack (checked in __init__)
+            raise RuntimeError("the worst case ran no attack")
         return result
 
 

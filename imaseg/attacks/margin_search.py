@@ -168,6 +168,7 @@ class MarginSearch(Attack):
             bad_score = torch.where(bad_now, score, bad_score)
             failed = failed | bad_now
             if self.record_flips:
+                assert flip_radius is not None and flip_step is not None  # set above when recording
                 radius = self._norm_of(current).view(-1, *([1] * (y.dim() - 1))).expand_as(flip_radius)
                 new = (prediction != clean_pred) & (flip_step < 0)
                 flip_radius = torch.where(new, radius, flip_radius)

@@ -57,6 +57,8 @@ class NoiseAttack(Attack):
                 source=torch.zeros(x.shape[0], dtype=torch.long, device=x.device),
             )
             result = draw if result is None else keep_worse(result, draw)
+        if result is None:  # draws >= 1 (checked in __init__)
+            raise RuntimeError("the noise attack made no draw")
         return result
 
 

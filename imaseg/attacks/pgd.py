@@ -99,6 +99,8 @@ class PGD(Attack):
         for _ in range(self.restarts):
             path = self._path(x, y, eps, generator)
             result = path if result is None else keep_worse(result, path, targeted=self.targeted)
+        if result is None:  # restarts >= 1 (checked in __init__)
+            raise RuntimeError("PGD ran no restart")
         return result
 
     def _path(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> AttackResult:
@@ -132,6 +134,7 @@ class PGD(Attack):
                 if flip_radius is None:
                     flip_radius = torch.full(pred.shape, float("inf"), device=x.device)
                     flip_step = torch.full(pred.shape, -1, dtype=torch.int32, device=x.device)
+                assert flip_step is not None  # set together with flip_radius
                 radius = self._norm_of(current).view(-1, *([1] * (pred.dim() - 1))).expand_as(flip_radius)
                 new = (pred != clean_pred) & (flip_step < 0)
                 flip_radius = torch.where(new, radius, flip_radius)
@@ -166,6 +169,7 @@ class PGD(Attack):
                 pred = predict_classes(logits)
                 observe(steps, delta, pred, logits.shape[1])
                 if track:
+                    assert best_delta is not None  # set from the start when tracking
                     delta, prediction, dice = best_delta, best_pred, best_dice
                 else:
                     prediction, dice = pred, sample_dice(pred, y, logits.shape[1])

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
 from imaseg.attacks.geometry import NORMS
 from imaseg.utils.plugins import import_submodules
+
+if TYPE_CHECKING:
+    from imaseg.attacks.base import Attack
 
 __all__ = [
     "ATTACKS",
@@ -64,7 +68,7 @@ class AttackSettings:
     members: tuple[str, ...] = ("pgd", "noise")
 
 
-Builder = Callable[..., object]
+Builder = Callable[..., "Attack"]
 """``build(model, *, eps, norm, settings) -> Attack``."""
 
 
@@ -144,7 +148,7 @@ def attack_spec(name: str) -> AttackSpec:
 
 def create_attack(
     name: str, model, *, eps: float | torch.Tensor, settings: AttackSettings | None = None, **overrides
-) -> object:
+) -> Attack:
     """Build the attack called ``name`` with shared ``settings`` (``overrides`` replace single fields).
 
     Example:

@@ -37,6 +37,8 @@ class AttackResult:
 
 def keep_worse(current: AttackResult, candidate: AttackResult, *, targeted: bool = False) -> AttackResult:
     """Per sample, the result with the lower Dice (higher when ``targeted``); ties keep ``current``."""
+    if current.dice is None or candidate.dice is None:  # restarts, noise draws and ensembles all score
+        raise RuntimeError("keep_worse needs the Dice of both results")
     better = candidate.dice > current.dice if targeted else candidate.dice < current.dice
 
     def pick(a, b):
@@ -50,6 +52,7 @@ def keep_worse(current: AttackResult, candidate: AttackResult, *, targeted: bool
         flips = torch.minimum(current.flip_radius, candidate.flip_radius)
     steps = None
     if current.flip_step is not None and candidate.flip_step is not None:
+        assert current.flip_radius is not None and candidate.flip_radius is not None  # recorded together
         steps = torch.where(candidate.flip_radius < current.flip_radius, candidate.flip_step, current.flip_step)
     return AttackResult(
         adversarial=pick(current.adversarial, candidate.adversarial),

@@ -9,6 +9,7 @@ whole volume. The network is a submodule, so the attack's eval-mode and frozen-w
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from monai.inferers import sliding_window_inference
@@ -45,6 +46,9 @@ class SlidingWindowForward(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if image.dim() - 2 != len(self.roi_size):
             raise ValueError(f"roi_size {self.roi_size} does not fit an input of shape {tuple(image.shape)}")
-        return sliding_window_inference(
-            image, self.roi_size, self.sw_batch_size, self.network, overlap=self.overlap, mode=self.mode
+        return cast(  # a tensor-valued network gives a tensor
+            torch.Tensor,
+            sliding_window_inference(
+                image, self.roi_size, self.sw_batch_size, self.network, overlap=self.overlap, mode=self.mode
+            ),
         )

@@ -6,6 +6,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import numpy as np
 import torch
@@ -18,6 +19,10 @@ __all__ = ["CachedCase", "CaseStore", "SampleSet", "from_slices", "to_slices"]
 SPLITS = ("train", "val", "test", "all")
 
 
+@overload
+def to_slices(volume: np.ndarray, slice_axis: int) -> np.ndarray: ...
+@overload
+def to_slices(volume: torch.Tensor, slice_axis: int) -> torch.Tensor: ...
 def to_slices(volume: np.ndarray | torch.Tensor, slice_axis: int) -> np.ndarray | torch.Tensor:
     """``(C, *spatial)`` -> ``(S, C, *plane)``: the slices along spatial axis ``slice_axis`` as a batch."""
     axis = slice_axis + 1
@@ -26,6 +31,10 @@ def to_slices(volume: np.ndarray | torch.Tensor, slice_axis: int) -> np.ndarray 
     return np.moveaxis(volume, axis, 0)
 
 
+@overload
+def from_slices(slices: np.ndarray, slice_axis: int) -> np.ndarray: ...
+@overload
+def from_slices(slices: torch.Tensor, slice_axis: int) -> torch.Tensor: ...
 def from_slices(slices: np.ndarray | torch.Tensor, slice_axis: int) -> np.ndarray | torch.Tensor:
     """Inverse of :func:`to_slices`: ``(S, C, *plane)`` -> ``(C, *spatial)``."""
     axis = slice_axis + 1

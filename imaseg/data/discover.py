@@ -21,6 +21,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from imaseg.data.errors import DataError
 from imaseg.data.nifti import is_nifti, strip_nifti_suffix
@@ -194,7 +195,7 @@ def _discover_plain(root: Path, meta: dict | None) -> tuple[list[dict], DatasetI
     labels = {strip_nifti_suffix(p.name): p for p in _list_nifti(labels_dir)}
     # nnU-Net-style single-channel names without a json: CASE_0000 image, CASE label.
     if images and all(_CHANNEL_SUFFIX.match(c) for c in images) and not any(_CHANNEL_SUFFIX.match(c) for c in labels):
-        images = {_CHANNEL_SUFFIX.match(c)["case"]: p for c, p in images.items()}
+        images = {cast("re.Match[str]", _CHANNEL_SUFFIX.match(c))["case"]: p for c, p in images.items()}
     _raise_unpaired(root, set(images), set(labels), images, labels)
     datalist = [{"image": str(images[c]), "label": str(labels[c]), "case": c} for c in images]
     return datalist, info

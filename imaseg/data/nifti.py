@@ -14,6 +14,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import nibabel as nib
 import numpy as np
@@ -101,7 +102,7 @@ def read_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     if not path.is_file():
         raise DataError(f"{path}: file does not exist", [path])
     try:
-        image = nib.load(str(path))
+        image = cast("nib.Nifti1Image", nib.load(str(path)))  # .nii / .nii.gz: Nifti1Image or its subclass Nifti2Image
         array = np.asarray(image.dataobj)
     except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as error:
         raise DataError(

@@ -50,7 +50,7 @@ class CellStore:
         )
         with atomic_path(self.folder / f"{cell.key}.npz") as tmp:
             with open(tmp, "wb") as handle:
-                np.savez_compressed(handle, **arrays)
+                np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy stubs: ** meets allow_pickle
         atomic_write_json(self.folder / f"{cell.key}.json", record)  # written last: marks the cell done
         self.memory[cell.key] = outputs
 

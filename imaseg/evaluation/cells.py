@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: in
         cell.attack, forward, eps=cell.eps, settings=replace(settings, steps=steps, seed=settings.seed + start)
     )
     result = attack.run(x, y)
-    flips = result.flip_radius.cpu() if settings.record_flips else None
+    flips = cast(torch.Tensor, result.flip_radius).cpu() if settings.record_flips else None
     return result.prediction, result.dice, result.adversarial - x, flips
 
 

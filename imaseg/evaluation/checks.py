@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from imaseg.evaluation.cells import CaseSettings, Cell, attack_case, case_record
 from imaseg.evaluation.metrics import aggregate_dice
+
+if TYPE_CHECKING:
+    import torch
+
+    from imaseg.cache.reader import CaseStore
 
 __all__ = ["CheckContext", "sanity_checks"]
 
@@ -19,10 +25,10 @@ class CheckContext:
     """What the steps check needs to attack a few cases again."""
 
     network: Callable
-    store: object
+    store: CaseStore
     cases: list[str]
     settings: CaseSettings
-    device: object
+    device: torch.device
     steps: int
     steps_check: bool
 
@@ -72,10 +78,10 @@ def _steps_2x(records: dict, cell: Cell, context: CheckContext, warnings: list[s
     subset = context.cases[:3]
     once, twice = [], []
     for cid in subset:
-        case = context.store.load_case(cid)  # type: ignore[attr-defined]
+        case = context.store.load_case(cid)
         once.append(records[cell.key]["cases"][cid])
         double = attack_case(context.network, case, cell, context.settings, context.device, steps=2 * context.steps)
-        twice.append(case_record(double, case, context.store.num_classes, cell, hd95=False))  # type: ignore[attr-defined]
+        twice.append(case_record(double, case, context.store.num_classes, cell, hd95=False))
     d1 = float(np.nanmean(aggregate_dice(dict(enumerate(once)))["global"]))
     d2 = float(np.nanmean(aggregate_dice(dict(enumerate(twice)))["global"]))
     if d2 > d1 + 0.01:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,7 +58,7 @@ def slice_counts(pred_slices: torch.Tensor, label_slices: torch.Tensor, num_clas
     return torch.stack([tp[:, 1:], fp[:, 1:], fn[:, 1:]], -1).tolist()
 
 
-def aggregate_dice(cases: dict[str, dict]) -> dict[str, list[float]]:
+def aggregate_dice(cases: Mapping[Any, dict]) -> dict[str, list[float]]:
     """Per foreground class Dice under each aggregation, plus the per-case spread (std)."""
     tp = np.sum([c["tp"] for c in cases.values()], axis=0).astype(float)
     fp = np.sum([c["fp"] for c in cases.values()], axis=0).astype(float)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def write_overlays(folder: Path, network, store, cases: list[str], cells: list[C
     with image, ground truth, clean prediction, and per attack the attacked prediction and
     perturbation at the middle budget of its grid, plus the flip-radius map of the first L2 PGD."""
     folder.mkdir(parents=True, exist_ok=True)
-    attacks = {}
+    attacks: dict[str, list[Cell]] = {}
     for cell in cells:
         if cell.spec is not None and not cell.spec.ensemble and cell.eps > 0:
             attacks.setdefault(cell.attack, []).append(cell)
@@ -100,7 +101,7 @@ def write_overlays(folder: Path, network, store, cases: list[str], cells: list[C
         arrays = {"image": cut(case.image, True)[0], "label": cut(case.label)}
         clean = attack_case(network, case, Cell("clean", 0.0), settings, device)
         arrays["clean"] = cut(clean.prediction)
-        meta = {"case": case_id, "slice": index, "attacks": []}
+        meta: dict[str, Any] = {"case": case_id, "slice": index, "attacks": []}
         for name, grid in attacks.items():
             cell = grid[len(grid) // 2]
             record_flips = cell.spec is not None and cell.spec.records_flips
@@ -108,6 +109,8 @@ def write_overlays(folder: Path, network, store, cases: list[str], cells: list[C
                 network, case, cell, settings, device, keep_perturbation=True, record_flips=record_flips
             )
             flips = output.flip_radius
+            if output.perturbation is None:  # kept: keep_perturbation=True
+                raise RuntimeError(f"{case_id}: {name} returned no perturbation")
             arrays[f"pred__{name}"] = cut(output.prediction)
             arrays[f"delta__{name}"] = cut(output.perturbation, True)[0]
             if flips is not None:

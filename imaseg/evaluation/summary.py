@@ -61,8 +61,8 @@ def build_summary(records: dict, cells, labels: dict[int, str], config, checks: 
         f"clean Dice {clean['mean_dice']['global']:.3f} (global voxel Dice, mean over foreground classes; "
         f"per-case mean {clean['mean_dice']['case']:.3f})"
     ]
-    for name, curve in robust.items():
-        points = ", ".join(f"{e}: {d:.3f}" for e, d in curve.items())
+    for name, by_eps in robust.items():
+        points = ", ".join(f"{e}: {d:.3f}" for e, d in by_eps.items())
         headline.append(f"{name} (steps {config.steps}, restarts {config.restarts}, seed {config.seed}): {points}")
     return {
         "classes": {str(k): v for k, v in labels.items() if k > 0},

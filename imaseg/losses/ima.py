@@ -42,6 +42,7 @@ margins and the same grow / shrink dynamics as every other slice.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -158,7 +159,9 @@ class IMALoss(nn.Module):
             joint_forward: forward clean and adversarial batches as one (safe with instance norm).
         """
         margins = self.bank.lookup(index).to(image.device)
-        result: MarginResult = self.search(network or model, generator).run(image, label, eps=margins)
+        result = cast(MarginResult, self.search(network or model, generator).run(image, label, eps=margins))
+        if result.failed is None or result.boundary is None:  # the margin search always sets both
+            raise RuntimeError("the margin search returned no `failed` / `boundary`")
         adversarial = result.adversarial
         if joint_forward:
             clean_logits, adv_logits = model(torch.cat([image, adversarial])).float().chunk(2)
@@ -166,6 +169,8 @@ class IMALoss(nn.Module):
             clean_logits, adv_logits = model(image).float(), model(adversarial).float()
         clean = dice_ce_per_sample(clean_logits, label)
         if self.margin == "voxel":
+            if result.flip_radius is None:  # recorded in voxel mode
+                raise RuntimeError("the margin search recorded no flip radii")
             clean_pred = predict_classes(clean_logits.detach())
             vulnerable = (clean_pred != label) | torch.isfinite(result.flip_radius)
             weight = torch.where(vulnerable, 1.0, self.robust_weight)

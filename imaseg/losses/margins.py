@@ -36,6 +36,12 @@ class MarginBank(nn.Module):
         eps_max: upper clamp of the margins.
     """
 
+    margins: torch.Tensor
+    estimate: torch.Tensor
+    visits: torch.Tensor
+    survived: torch.Tensor
+    epochs: torch.Tensor
+
     def __init__(self, sample_ids: Sequence[str], *, delta: float, eps_max: float) -> None:
         super().__init__()
         self.delta = check_non_negative("delta", delta)

@@ -8,6 +8,8 @@ histogram of the flip radii.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -73,7 +75,7 @@ class VoxelMarginStats:
 
     def summary(self, class_names: dict[int, str] | None = None) -> dict:
         """Plain-dict statistics: per class and region, fractions and the radius histogram."""
-        out = {"edges": self.edges.tolist(), "classes": {}}
+        out: dict[str, Any] = {"edges": self.edges.tolist(), "classes": {}}
         for c in range(1, self.num_classes):
             name = (class_names or {}).get(c, f"class {c}")
             out["classes"][name] = {

@@ -29,6 +29,13 @@ class RunData:
     overlays: dict[str, dict] = field(default_factory=dict)
 
     @property
+    def evaluation(self) -> dict:
+        """``summary`` of a run known to be evaluated (the report passes on only runs with a summary)."""
+        if self.summary is None:
+            raise RuntimeError(f"{self.name}: no evaluation summary")
+        return self.summary
+
+    @property
     def method(self) -> str:
         """The method's label as training recorded it in ``config.yaml`` (its name for older runs)."""
         described = self.config.get("method") or {}

@@ -35,7 +35,7 @@ def _png(figure) -> bytes:
 
 
 def _attack_curves(run: RunData, attack: str, metric: str):
-    entry = run.summary["attacks"][attack]
+    entry = run.evaluation["attacks"][attack]
     eps = np.array(entry["eps"], dtype=float)
     if metric == "dice":
         per_class = np.array([c["dice"]["global"] for c in entry["cells"]], dtype=float)  # (E, K)
@@ -47,7 +47,7 @@ def _attack_curves(run: RunData, attack: str, metric: str):
 def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes:
     """One panel per foreground class plus their mean; one line per run (global voxel Dice)."""
     runs = [r for r in runs if r.summary and attack in r.summary["attacks"]]
-    classes = runs[0].summary["classes"]
+    classes = runs[0].evaluation["classes"]
     panels = [*classes.values(), "mean over classes"]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=metric == "dice")
     axes = np.atleast_1d(axes)
@@ -57,7 +57,7 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
             series = [*per_class.T, np.nanmean(per_class, axis=1)]
         for axis, values in zip(axes, series):
             axis.plot(eps, values, marker="o", label=f"{run.name}: {run.method}")
-    norm = runs[0].summary["attacks"][attack]["norm"]
+    norm = runs[0].evaluation["attacks"][attack]["norm"]
     unit = "L2 over the sample" if norm == "l2" else "Linf"
     for axis, title in zip(axes, panels):
         axis.set_title(title)
@@ -77,6 +77,8 @@ def hd95_vs_eps(runs: list[RunData], attack: str) -> bytes:
 
 def margin_histograms(run: RunData) -> bytes:
     """IMA margins at the first, middle and last logged epoch, plus mean and quantiles per epoch."""
+    if run.margins is None:  # called for runs with a margins file only
+        raise RuntimeError(f"{run.name}: no IMA margins")
     epochs = run.margins["epochs"]
     chosen = sorted({0, len(epochs) // 2, len(epochs) - 1})
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))

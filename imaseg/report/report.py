@@ -93,7 +93,7 @@ def build_report(
         "note",
     )
     if evaluated:
-        for name, text in evaluated[0].summary["aggregations"].items():
+        for name, text in evaluated[0].evaluation["aggregations"].items():
             doc.paragraph(f"Dice '{name}': {text}.", "note")
     doc.paragraph(DATA_CITATIONS, "note")
     return doc.write(out)
@@ -112,43 +112,43 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
 
 def _headline(doc: Document, runs: list[RunData], attack: str) -> None:
     doc.heading(f"Clean and robust Dice ({attack})")
-    eps = runs[0].summary["attacks"][attack]["eps"]
+    eps = runs[0].evaluation["attacks"][attack]["eps"]
     rows = []
     for r in runs:
-        entry = r.summary["attacks"].get(attack)
+        entry = r.evaluation["attacks"].get(attack)
         if not entry:
             continue
         curve = [c["mean_dice"]["global"] for c in entry["cells"]]
         rows.append(
-            [r.name, r.method, r.summary["clean"]["mean_dice"]["global"], *curve, entry.get("auc", float("nan"))]
+            [r.name, r.method, r.evaluation["clean"]["mean_dice"]["global"], *curve, entry.get("auc", float("nan"))]
         )
     doc.table(
         ["run", "method", "clean", *[f"eps {e:g}" for e in eps], "AUC"],
         rows,
         caption="Global voxel Dice, mean over foreground classes. AUC: area under Dice-vs-eps divided by the eps range.",
     )
-    doc.paragraph(_describe_attack(runs[0].summary, attack), "note")
+    doc.paragraph(_describe_attack(runs[0].evaluation, attack), "note")
 
 
 def _curves(doc: Document, runs: list[RunData]) -> None:
-    attacks = sorted({a for r in runs for a in r.summary["attacks"]})
+    attacks = sorted({a for r in runs for a in r.evaluation["attacks"]})
     doc.heading("Dice and HD95 against the budget")
     for attack in attacks:
-        doc.image(f"dice_{attack}", plots.dice_vs_eps(runs, attack), _describe_attack(runs[0].summary, attack))
+        doc.image(f"dice_{attack}", plots.dice_vs_eps(runs, attack), _describe_attack(runs[0].evaluation, attack))
     for attack in attacks:
         if any(
-            np.isfinite(np.array([c["hd95"] for c in r.summary["attacks"][attack]["cells"]], dtype=float)).any()
+            np.isfinite(np.array([c["hd95"] for c in r.evaluation["attacks"][attack]["cells"]], dtype=float)).any()
             for r in runs
-            if attack in r.summary["attacks"]
+            if attack in r.evaluation["attacks"]
         ):
             doc.image(
                 f"hd95_{attack}", plots.hd95_vs_eps(runs, attack), f"HD95 per class under {attack} (lower is better)."
             )
     for r in runs:
         rows = []
-        names = list(r.summary["classes"].values())
-        rows.append(["clean", "", *r.summary["clean"]["dice"]["global"], r.summary["clean"]["mean_dice"]["case"]])
-        for attack, entry in r.summary["attacks"].items():
+        names = list(r.evaluation["classes"].values())
+        rows.append(["clean", "", *r.evaluation["clean"]["dice"]["global"], r.evaluation["clean"]["mean_dice"]["case"]])
+        for attack, entry in r.evaluation["attacks"].items():
             for e, cell in zip(entry["eps"], entry["cells"]):
                 if e > 0:
                     rows.append(
@@ -169,7 +169,7 @@ def _curves(doc: Document, runs: list[RunData]) -> None:
 def _per_case(doc: Document, runs: list[RunData], attack: str) -> None:
     doc.heading("Per case")
     for r in runs:
-        entry = r.summary["attacks"].get(attack)
+        entry = r.evaluation["attacks"].get(attack)
         if not entry or not r.results:
             continue
         middle = entry["eps"][len(entry["eps"]) // 2]
@@ -194,7 +194,7 @@ def _per_case(doc: Document, runs: list[RunData], attack: str) -> None:
 def _checks(doc: Document, runs: list[RunData]) -> None:
     doc.heading("Sanity checks")
     for r in runs:
-        checks = r.summary["checks"]
+        checks = r.evaluation["checks"]
         zero = checks.get("eps0_equals_clean", {})
         doc.paragraph(
             f"{r.name}: eps = 0 equals clean Dice: {'yes' if zero.get('ok') else 'NO'} (max difference {zero.get('max_abs_diff', float('nan')):.2g})."
@@ -222,6 +222,8 @@ def _margins(doc: Document, run: RunData) -> None:
         "Per-sample margins (L2 radius in model-input units) "
         "at the first, middle and last epoch, and their mean and quartiles per epoch.",
     )
+    if run.margins is None:  # called for runs with margins only
+        raise RuntimeError(f"{run.name}: no IMA margins")
     last = run.margins["epochs"][-1]
     voxels = last.get("voxels")
     if voxels:

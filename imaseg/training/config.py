@@ -1,11 +1,11 @@
-"""Training configuration: one flat dataclass; every field is also an ``imaseg train`` flag."""
+"""Training configuration: a frozen dataclass with an ``ima`` section; every field is also an ``imaseg train`` flag."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["MethodChoices", "TrainConfig"]
+__all__ = ["IMAConfig", "MethodChoices", "TrainConfig"]
 
 
 class MethodChoices:
@@ -30,6 +30,35 @@ def _f(default, help_text: str, **extra):
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata={"help": help_text, **extra})
     return field(default=default, metadata={"help": help_text, **extra})
+
+
+@dataclass(frozen=True)
+class IMAConfig:
+    """IMA's own settings (the ``ima`` section of :class:`TrainConfig`); the keyword arguments of
+    :class:`~imaseg.losses.IMALoss`, field for field.
+
+    Example:
+        >>> from imaseg.config import config_from_dict
+        >>> config = config_from_dict(TrainConfig, {"method": "ima", "ima_delta": "1/4", "ima": {"steps": 20}})
+        >>> config.ima.delta, config.ima.steps
+        (0.25, 20)
+    """
+
+    margin: str = _f("voxel", "mode: voxel (ours) or sample (the published algorithm)", choices=("voxel", "sample"))
+    delta: float = _f(0.25, "margin step and initial margin (L2)")
+    eps_max: float = _f(1.0, "largest margin (L2)")
+    beta: float = _f(0.5, "weight of the adversarial term")
+    tau: float = _f(0.6, "Dice threshold of the 'still correct' predicate")
+    dice_reduction: str | None = _f(
+        None, "predicate over classes: max, mean, min (default: max for sample, mean for voxel)"
+    )
+    steps: int = _f(10, "inner PGD steps (official: 20)")
+    alpha_factor: float = _f(4.0, "inner step as a multiple of margin / steps (official: 4)")
+    bisection_steps: int = _f(10, "sample mode: bisection steps")
+    empty_tolerance: float = _f(0.002, "foreground fraction tolerated on samples with empty ground truth")
+    robust_weight: float = _f(0.1, "voxel mode: loss weight of voxels robust beyond the margin")
+    voxel_start: float = _f(0.05, "voxel mode: random-start radius as a fraction of the margin")
+    voxel_alpha_factor: float = _f(2.5, "voxel mode: inner step as a multiple of margin / steps")
 
 
 @dataclass(frozen=True)
@@ -68,24 +97,10 @@ class TrainConfig:
     adv_weight: float = _f(0.5, "pgd-at: weight of the adversarial term, (1 - w) * clean + w * adversarial")
     trades_beta: float = _f(6.0, "trades: weight of the KL term")
     clip_range: list[float] | None = _f(None, "valid input range 'lo,hi' for every attack (none: no clamp)")
-    # IMA
-    ima_margin: str = _f(
-        "voxel", "IMA mode: voxel (ours) or sample (the published algorithm)", choices=("voxel", "sample")
+    ima: IMAConfig = field(
+        default_factory=lambda: IMAConfig(),
+        metadata={"help": "IMA (method ima); flags --ima-*, YAML ima: {...} or ima_*"},
     )
-    ima_delta: float = _f(0.25, "IMA margin step and initial margin (L2)")
-    ima_eps_max: float = _f(1.0, "IMA largest margin (L2)")
-    ima_beta: float = _f(0.5, "IMA weight of the adversarial term")
-    ima_tau: float = _f(0.6, "IMA Dice threshold of the 'still correct' predicate")
-    ima_dice_reduction: str | None = _f(
-        None, "IMA predicate over classes: max, mean, min (default: max for sample, mean for voxel)"
-    )
-    ima_steps: int = _f(10, "IMA inner PGD steps (official: 20)")
-    ima_alpha_factor: float = _f(4.0, "IMA inner step as a multiple of margin / steps (official: 4)")
-    ima_bisection_steps: int = _f(10, "IMA sample mode: bisection steps")
-    ima_empty_tolerance: float = _f(0.002, "IMA: foreground fraction tolerated on samples with empty ground truth")
-    ima_robust_weight: float = _f(0.1, "IMA voxel mode: loss weight of voxels robust beyond the margin")
-    ima_voxel_start: float = _f(0.05, "IMA voxel mode: random-start radius as a fraction of the margin")
-    ima_voxel_alpha_factor: float = _f(2.5, "IMA voxel mode: inner step as a multiple of margin / steps")
     # validation and logging
     val_every: int = _f(1, "validate every N epochs (on the validation side of the split; never the test side)")
     val_eps: float = _f(0.5, "budget of the cheap validation attack (L2, soft-Dice PGD)")

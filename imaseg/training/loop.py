@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -14,6 +15,9 @@ from imaseg.training.config import TrainConfig
 from imaseg.training.distributed import DistributedContext, shard
 from imaseg.training.methods import Method
 from imaseg.utils.seeding import make_generator
+
+if TYPE_CHECKING:
+    from imaseg.cache.reader import CaseStore, SampleSet
 
 __all__ = ["Session", "train_epoch"]
 
@@ -25,9 +29,9 @@ class Session:
     config: TrainConfig
     device: torch.device
     context: DistributedContext
-    store: object
-    train_set: object
-    val_set: object | None
+    store: CaseStore
+    train_set: SampleSet
+    val_set: SampleSet | None
     network: nn.Module
     model: nn.Module  # the network, or its DDP wrapper
     method: Method
@@ -38,15 +42,15 @@ class Session:
 
 def _batches(session: Session, epoch: int) -> list[torch.Tensor]:
     config = session.config
-    order = torch.randperm(len(session.train_set), generator=make_generator(config.seed, "order", epoch))  # type: ignore[arg-type]
+    order = torch.randperm(len(session.train_set), generator=make_generator(config.seed, "order", epoch))
     order = shard(order, session.context)
     return [order[i : i + config.batch_size] for i in range(0, order.numel(), config.batch_size)]
 
 
 def _step(session: Session, epoch: int, iteration: int, index: torch.Tensor) -> tuple[float, dict[str, float]]:
     config, device, rank = session.config, session.device, session.context.rank
-    images = session.train_set.images[index].to(device)  # type: ignore[attr-defined]
-    labels = session.train_set.labels[index].to(device).long()  # type: ignore[attr-defined]
+    images = session.train_set.images[index].to(device)
+    labels = session.train_set.labels[index].to(device).long()
     if session.augment is not None:
         images, labels = session.augment(
             images, labels, make_generator(config.seed, "augment", epoch, iteration, rank, device=device)

@@ -214,8 +214,8 @@ def _open_run_folder(session: Session, run: Path, cache_dir, start_epoch: int) -
     run.mkdir(parents=True, exist_ok=True)
     sections = {"cache": str(Path(cache_dir).resolve()), "train": config, "method": describe_method(config)}
     save_config(run / "config.yaml", sections)
-    split = store.manifest["splits"][str(config.fold)]  # type: ignore[attr-defined]
-    atomic_write_json(run / "split.json", {"fold": config.fold, **split, "train_samples": len(session.train_set)})  # type: ignore[arg-type]
+    split = store.manifest["splits"][str(config.fold)]
+    atomic_write_json(run / "split.json", {"fold": config.fold, **split, "train_samples": len(session.train_set)})
     log.truncate(start_epoch)
     return log
 
@@ -229,7 +229,7 @@ def _validation(session: Session, epoch: int) -> dict:
     return validate(
         session.network,
         session.val_set,
-        store.num_classes,  # type: ignore[attr-defined]
+        store.num_classes,
         batch_size=config.batch_size,
         device=session.device,
         eps=config.val_eps,
@@ -241,7 +241,7 @@ def _validation(session: Session, epoch: int) -> dict:
 
 
 def _class_names(session: Session) -> dict[int, str]:
-    return {int(k): v for k, v in session.store.manifest["labels"].items()}  # type: ignore[attr-defined]
+    return {int(k): v for k, v in session.store.manifest["labels"].items()}
 
 
 def _finish_epoch(session: Session, run: Path, log: EpochLog | None, row: dict, epoch: int, best: float) -> float:
@@ -272,10 +272,10 @@ def _payload(session: Session, epoch: int, best: float) -> dict:
     store = session.store
     return {
         "data": {
-            "in_channels": store.in_channels,  # type: ignore[attr-defined]
-            "num_classes": store.num_classes,  # type: ignore[attr-defined]
-            "spatial_dims": store.spatial_dims,  # type: ignore[attr-defined]
-            "labels": store.manifest["labels"],  # type: ignore[attr-defined]
+            "in_channels": store.in_channels,
+            "num_classes": store.num_classes,
+            "spatial_dims": store.spatial_dims,
+            "labels": store.manifest["labels"],
         },
         "network": session.network.state_dict(),
         "optimizer": session.optimizer.state_dict(),

@@ -42,6 +42,8 @@ def validate(
             if "robust" in counts:
                 attack = PGD(network, eps=eps, steps=steps, loss="dice", clip_range=clip_range, seed=seed + start)
                 result = attack.run(images, labels)
+                if result.prediction is None:  # PGD with select="best" always predicts
+                    raise RuntimeError("PGD returned no prediction")
                 counts["robust"] += torch.stack(confusion_counts(result.prediction, labels, num_classes)).sum(1).cpu()
     finally:
         network.train(was_training)

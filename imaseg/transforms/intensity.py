@@ -77,6 +77,8 @@ class IntensityScaling(Transform):
                 flat = flat[:: flat.numel() // 4_000_000 + 1]
             lo, hi = torch.quantile(flat, torch.tensor([p / 100 for p in self.percentiles])).tolist()
         else:
+            if self.source_range is None:  # window / range modes need one (checked in __init__)
+                raise RuntimeError(f"intensity mode {self.mode!r} has no source range")
             lo, hi = self.source_range
         hi = hi if hi > lo else lo + 1.0
         b_lo, b_hi = self.target_range

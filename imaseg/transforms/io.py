@@ -8,7 +8,8 @@ unit-scale sform and the real spacing in pixdim; these transforms read through
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,8 @@ class LoadNifti(Transform):
         self.dtype = dtype
 
     def __call__(self, paths: str | os.PathLike[str] | Sequence[str]) -> MetaTensor:
-        paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        volumes = [read_nifti(p) for p in paths]
+        files: list[str | os.PathLike[str]] = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+        volumes = [read_nifti(p) for p in files]
         first = volumes[0]
         arrays = []
         for volume in volumes:
@@ -67,7 +68,7 @@ class LoadNiftid(MapTransform):
     def __init__(
         self,
         keys: KeysCollection,
-        label_keys: KeysCollection = ("label",),
+        label_keys: Collection[Hashable] = ("label",),
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
@@ -75,7 +76,7 @@ class LoadNiftid(MapTransform):
         self.image_loader = LoadNifti(torch.float32)
         self.label_loader = LoadNifti(torch.int64)
 
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         for key in self.key_iterator(d):
             loader = self.label_loader if key in self.label_keys else self.image_loader

@@ -12,7 +12,7 @@ Modes:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Collection, Hashable, Mapping, Sequence
 
 import torch
 from monai.config import KeysCollection
@@ -85,7 +85,7 @@ class FitToSized(MapTransform):
         size: Sequence[int],
         mode: str = "pad-resize",
         keep_axis: int | None = None,
-        label_keys: KeysCollection = ("label",),
+        label_keys: Collection[Hashable] = ("label",),
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)

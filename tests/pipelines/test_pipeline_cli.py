@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import pytest
 import yaml
 from pipeline_tools import PIPELINES, load_pipeline
 
-from imaseg.config import config_from_dict
-from imaseg.evaluation.config import EvalConfig
-from imaseg.pipeline import load_pipeline_config, method_settings
-from imaseg.training.config import TrainConfig
-from imaseg.transforms.chain import PreprocessConfig
+from imaseg.pipeline import load_pipeline_config
 
 CONFIGS = sorted(PIPELINES.glob("configs/*.yaml"))
 COMMON_FLAGS = ["--out", "--config", "--methods", "--attacks", "--eps", "--seed", "--quick", "--device", "--force"]
@@ -71,25 +66,58 @@ def test_unknown_method_is_refused(tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_shipped_configs_build_every_stage_config(path, quick):
     """Every section of every shipped config (all its methods, with and without ``--quick``) is valid."""
-    load_pipeline("demo")  # puts pipelines/ on sys.path
-    chain = sys.modules["chain"]
     methods = list(yaml.safe_load(path.read_text())["methods"])
     args = argparse.Namespace(
         config=str(path), quick=quick, methods=",".join(methods), attacks=None, eps=None, seed=3, device="cpu"
     )
     config = load_pipeline_config(args)
-    preprocess = config_from_dict(PreprocessConfig, config.get("preprocess", {}), source="preprocess")
-    assert preprocess.seed == 3
-    ordered = chain._ordered_methods(config)
+    assert config.preprocess.seed == 3
+    ordered = [plan.name for plan in config.methods]
     assert sorted(ordered) == sorted(methods)
-    for name in ordered:
-        settings = method_settings(config, name)
-        source = settings.pop("init_from", None)
-        if source:
-            assert ordered.index(source) < ordered.index(name)
-        train = config_from_dict(TrainConfig, settings, source=f"{path.name}: methods.{name}")
-        assert train.seed == 3 and train.device == "cpu"
-    evaluate = config_from_dict(EvalConfig, config["evaluate"], source=f"{path.name}: evaluate")
-    assert evaluate.eps[0] == 0.0 and sorted(evaluate.eps) == evaluate.eps
+    for plan in config.methods:
+        if plan.init_from:
+            assert ordered.index(plan.init_from) < ordered.index(plan.name)
+        assert plan.train.seed == 3 and plan.train.device == "cpu"
+    assert config.evaluate.eps[0] == 0.0 and sorted(config.evaluate.eps) == config.evaluate.eps
     if path.stem != "demo":
-        assert config["data"]["path"].startswith("../shared/data/")
+        assert config.data["path"].startswith("../shared/data/")
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        pytest.param({"eps": "0,2/255"}, [0.0, 2 / 255], id="fraction"),
+        pytest.param({"eps": "0,0.5,1"}, [0.0, 0.5, 1.0], id="decimals"),
+    ],
+)
+def test_eps_flag_reads_numbers_as_the_main_cli_does(flags, expected):
+    args = argparse.Namespace(
+        config=str(PIPELINES / "configs" / "demo.yaml"),
+        quick=False,
+        methods=None,
+        attacks=None,
+        seed=None,
+        device=None,
+        **{"eps": None, **flags},
+    )
+    assert load_pipeline_config(args).evaluate.eps == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        pytest.param({"eps": "0,half"}, "`eps` must be float, got 'half'", id="bad-eps"),
+        pytest.param({"attacks": "pgd-l2,fgsm-l2"}, "unknown attack 'fgsm-l2'", id="bad-attack"),
+    ],
+)
+def test_bad_flags_stop_before_any_work(flags, message):
+    args = argparse.Namespace(
+        config=str(PIPELINES / "configs" / "demo.yaml"),
+        quick=False,
+        methods=None,
+        seed=None,
+        device=None,
+        **{"eps": None, "attacks": None, **flags},
+    )
+    with pytest.raises(ValueError, match=message):
+        load_pipeline_config(args)

@@ -51,6 +51,7 @@ WORKER = textwrap.dedent(
     import json, os, sys
     import torch
     from imaseg.losses.margins import MarginBank
+    from imaseg.config import config_from_dict
     from imaseg.training.config import TrainConfig
     from imaseg.training.trainer import train
 
@@ -78,7 +79,7 @@ WORKER = textwrap.dedent(
 
     MarginBank.end_epoch = end_epoch
     trainer.build_model_from_config = keep_network
-    train(cache, run, TrainConfig(**settings), stop_after=1, progress=False)
+    train(cache, run, config_from_dict(TrainConfig, settings), stop_after=1, progress=False)
     torch.save({k: v.detach().cpu() for k, v in networks[0].state_dict().items()}, os.path.join(out, f"net{rank}.pt"))
     """
 )
@@ -129,12 +130,12 @@ def test_two_process_ima_keeps_margins_in_sync_and_resumes_in_one_process(tiny_c
     assert ranks[0]["margins"] == ranks[1]["margins"], "after the all-reduce every rank holds the same margins"
 
     # and they are the official rule applied to the union of both ranks' visits
-    delta, expected = config.ima_delta, []
+    delta, expected = config.ima.delta, []
     for i in range(visits.shape[1]):
         r = int(visits[:, i].argmax())
         local = ranks[r]
         grown = local["before"][i] + delta if local["survived"][i] else local["estimate"][i]
-        expected.append(min(max(grown, 0.0), config.ima_eps_max))
+        expected.append(min(max(grown, 0.0), config.ima.eps_max))
     assert ranks[0]["margins"] == pytest.approx(expected, abs=1e-6)
     assert len(set(expected)) > 1, "margins must differ between samples for a real check"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from imaseg.config import to_dict
 from imaseg.losses import IMALoss
 from imaseg.training.methods.registry import Method, register_method
 from imaseg.utils.atomic import atomic_write_json
@@ -30,22 +31,9 @@ class IMAMethod(Method):
 
     def __init__(self, config, joint_forward, sample_ids, num_classes) -> None:
         super().__init__(config, joint_forward, sample_ids, num_classes)
-        c = config
         self.ima = IMALoss(
             sample_ids,
-            margin=c.ima_margin,
-            delta=c.ima_delta,
-            eps_max=c.ima_eps_max,
-            beta=c.ima_beta,
-            tau=c.ima_tau,
-            dice_reduction=c.ima_dice_reduction,
-            steps=c.ima_steps,
-            alpha_factor=c.ima_alpha_factor,
-            bisection_steps=c.ima_bisection_steps,
-            empty_tolerance=c.ima_empty_tolerance,
-            robust_weight=c.ima_robust_weight,
-            voxel_start=c.ima_voxel_start,
-            voxel_alpha_factor=c.ima_voxel_alpha_factor,
+            **to_dict(config.ima),
             clip_range=self.clip_range,
             num_classes=num_classes,
             autocast_dtype=self.autocast,
@@ -54,11 +42,11 @@ class IMAMethod(Method):
 
     @classmethod
     def label(cls, config) -> str:
-        return f"IMA ({config.ima_margin})"
+        return f"IMA ({config.ima.margin})"
 
     @classmethod
     def settings_text(cls, config) -> str:
-        return f"delta {config.ima_delta}, eps_max {config.ima_eps_max}, tau {config.ima_tau}, {config.ima_steps} steps"
+        return f"delta {config.ima.delta}, eps_max {config.ima.eps_max}, tau {config.ima.tau}, {config.ima.steps} steps"
 
     def loss(self, model, network, images, labels, index, generator):
         return self.ima(
