@@ -127,8 +127,8 @@ class MarginSearch(Attack):
         prediction = predict_classes(logits)
         return prediction, sample_dice(prediction, y, self._num_classes)
 
-    def _run(self, x, y, eps, generator) -> MarginResult:
-        shape = (-1, *([1] * (x.dim() - 1)))
+    def _start(self, x: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The random start: radius ``max(eps - delta, delta)`` (official) or ``start_fraction * eps``."""
         if self.start_fraction is None:
             start_radius = torch.minimum(torch.clamp(eps - self.delta, min=self.delta), eps)
         else:
@@ -136,7 +136,11 @@ class MarginSearch(Attack):
         delta = scale_to_sphere(
             random_in_ball(x.shape, torch.ones_like(eps), "l2", generator).to(x.device), start_radius, "l2"
         )
-        delta = self._clip(x, project(delta, eps, "l2"))
+        return self._clip(x, project(delta, eps, "l2"))
+
+    def _run(self, x, y, eps, generator) -> MarginResult:
+        shape = (-1, *([1] * (x.dim() - 1)))
+        delta = self._start(x, eps, generator)
         alpha = (self.alpha_factor * eps / self.steps).view(shape)
 
         batch = x.shape[0]
@@ -194,11 +198,7 @@ class MarginSearch(Attack):
                 final, pred = self._bisect(x, y, last_ok, first_bad, failed, delta, pred, num_classes)
                 boundary = self._norm_of(final)
             else:
-                ok_norm, bad_norm = self._norm_of(last_ok), self._norm_of(first_bad)
-                # Linear interpolation of the score between the bracketing iterates; a clean input that
-                # already fails (score below tau) puts the boundary at 0.
-                fraction = ((ok_score - self.predicate.tau) / (ok_score - bad_score).clamp_min(1e-6)).clamp(0, 1)
-                boundary = torch.where(failed, ok_norm + fraction * (bad_norm - ok_norm), self._norm_of(delta))
+                boundary = self._interpolate(last_ok, first_bad, ok_score, bad_score, failed, delta)
         return MarginResult(
             adversarial=x + final,
             dice=sample_dice(pred, y, num_classes),
@@ -210,6 +210,13 @@ class MarginSearch(Attack):
             failed=failed,
             boundary=boundary,
         )
+
+    def _interpolate(self, last_ok, first_bad, ok_score, bad_score, failed, final) -> torch.Tensor:
+        """Boundary norm by linear interpolation of the score between the bracketing iterates; a clean
+        input that already fails (score below tau) puts the boundary at 0; survivors keep their final norm."""
+        ok_norm, bad_norm = self._norm_of(last_ok), self._norm_of(first_bad)
+        fraction = ((ok_score - self.predicate.tau) / (ok_score - bad_score).clamp_min(1e-6)).clamp(0, 1)
+        return torch.where(failed, ok_norm + fraction * (bad_norm - ok_norm), self._norm_of(final))
 
     def _bisect(self, x, y, low, high, failed, final, final_pred, num_classes):
         """Bisection on [last correct, first failing] for the failed samples; others keep ``final``."""
