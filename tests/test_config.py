@@ -190,3 +190,53 @@ def test_load_yaml_errors(tmp_path, text, error, match):
 
 def test_load_yaml_of_nothing():
     assert load_yaml(None) == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param({"ima_delta": 0.5}, 0.5, id="flat"),
+        pytest.param({"ima": {"delta": 0.5}}, 0.5, id="nested"),
+        pytest.param({"ima": {"delta": 0.5}, "ima_delta": "1/8"}, 0.125, id="flat-wins"),
+        pytest.param({"ima-delta": "0.75"}, 0.75, id="kebab"),
+    ],
+)
+def test_sections_read_nested_or_flat_keys(data, expected):
+    from imaseg.training.config import TrainConfig
+
+    assert config_from_dict(TrainConfig, data).ima.delta == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param({"ima": {"delat": 0.5}}, r"train: ima: unknown keys \['delat'\] for IMAConfig", id="nested-typo"),
+        pytest.param({"ima": 0.5}, "`ima` must be a mapping of IMAConfig keys", id="not-a-mapping"),
+        pytest.param({"ima_steps": "2.5"}, "`steps` must be int, got '2.5'", id="bad-value"),
+    ],
+)
+def test_section_errors_name_the_key(data, message):
+    from imaseg.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=message):
+        config_from_dict(TrainConfig, data, source="train")
+
+
+def test_section_flags_override_the_yaml_and_save_nested():
+    from imaseg.training.config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TrainConfig)
+    args = parser.parse_args(["--ima-delta", "0.5", "--ima-margin", "sample", "--epochs", "3"])
+    config = resolve_config(TrainConfig, {"ima": {"delta": 0.1, "steps": 7}, "epochs": 9}, args)
+    assert (config.epochs, config.ima.delta, config.ima.margin, config.ima.steps) == (3, 0.5, "sample", 7)
+    saved = to_dict(config)
+    assert saved["ima"]["delta"] == 0.5 and "ima_delta" not in saved
+    assert config_from_dict(TrainConfig, saved) == config
+
+
+def test_configs_are_frozen():
+    from imaseg.training.config import TrainConfig
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TrainConfig().epochs = 3  # type: ignore[misc]
