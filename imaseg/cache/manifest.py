@@ -11,7 +11,7 @@ from pathlib import Path
 
 from imaseg.data.errors import DataError
 
-__all__ = ["MANIFEST_NAME", "read_manifest", "sample_id"]
+__all__ = ["MANIFEST_NAME", "class_values", "read_manifest", "sample_id"]
 
 MANIFEST_NAME = "manifest.json"
 
@@ -32,3 +32,22 @@ def read_manifest(cache_dir: str | os.PathLike[str]) -> dict:
     if not path.is_file():
         raise DataError(f"{root}: no {MANIFEST_NAME}; run `imaseg preprocess --data DIR --out {root}` first")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def class_values(declared, seen) -> list[int]:
+    """The label value of each class index, ``values[i]``.
+
+    Values up to 255 map to themselves (classes ``0..max``, gaps kept as unused classes, as before); a
+    set with any value above 255 is compacted to ``0..K-1`` in sorted order, so label 1000 needs no
+    1001-class network. The cache stores raw values; the reader maps them to classes and outputs map
+    classes back (:func:`imaseg.cache.reader.CaseStore.to_values`).
+
+    >>> class_values({0: "bg", 1: "a", 2: "b"}, [0, 1])
+    [0, 1, 2]
+    >>> class_values({}, [0, 1, 256, 1000])
+    [0, 1, 256, 1000]
+    """
+    values = sorted({0, *(int(v) for v in declared), *(int(v) for v in seen)})
+    if values[-1] <= 255:
+        return list(range(values[-1] + 1))
+    return values

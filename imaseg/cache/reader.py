@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -74,6 +75,9 @@ class CaseStore:
     def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
         self.root = Path(cache_dir)
         self.manifest = read_manifest(self.root)
+        values = self.manifest.get("class_values") or list(range(int(self.manifest["num_classes"])))
+        self._values = np.asarray(values, dtype=np.int64)
+        self._identity = bool(np.array_equal(self._values, np.arange(len(self._values))))
         self._by_case = {c["case"]: c for c in self.manifest["cases"]}
 
     @property
@@ -91,6 +95,30 @@ class CaseStore:
     @property
     def labels(self) -> dict[int, str]:
         return {int(k): v for k, v in self.manifest["labels"].items()}
+
+    @property
+    def class_values(self) -> list[int]:
+        """The label value of each class index (identity unless a value exceeds 255)."""
+        return self._values.tolist()
+
+    def to_classes(self, raw: np.ndarray, where: str | os.PathLike[str] = "") -> np.ndarray:
+        """Stored label values -> class indices ``0..K-1`` (uint8 while K <= 256)."""
+        if self._identity:
+            return raw
+        index = np.clip(np.searchsorted(self._values, raw), 0, len(self._values) - 1)
+        if not np.array_equal(self._values[index], raw):
+            unknown = sorted(set(np.unique(raw).tolist()) - set(self._values.tolist()))
+            raise DataError(
+                f"{where}: label values {unknown} are not in the cache's classes; rerun `imaseg preprocess`"
+            )
+        return index.astype(np.uint8 if len(self._values) <= 256 else np.int16)
+
+    def to_values(self, classes: np.ndarray) -> np.ndarray:
+        """Class indices -> the label values of the source data (what outputs write)."""
+        if self._identity:
+            return classes
+        values = self._values[np.asarray(classes, dtype=np.int64)]
+        return values.astype(np.uint16 if values.max(initial=0) <= 65535 else np.int32)
 
     def case_ids(self, split: str = "all", fold: int = 0) -> list[str]:
         """Case ids of ``split`` (train / val / test / all) in ``fold``."""
@@ -113,11 +141,20 @@ class CaseStore:
         path = self.root / meta["file"]
         try:
             with np.load(path, allow_pickle=False) as data:
-                return CachedCase(case, data["image"], data["label"], data["affine"], data["source_affine"], meta)
+                stored = json.loads(str(data["meta"])) if "meta" in data.files else {}
+                image, label = data["image"], data["label"]
+                affine, source_affine = data["affine"], data["source_affine"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise DataError(
                 f"{path}: cached case is unreadable ({error}); rerun `imaseg preprocess`", [path]
             ) from error
+        if stored.get("fingerprint") != meta.get("fingerprint"):
+            raise DataError(
+                f"{path}: cached case does not match {self.root / MANIFEST_NAME} (written by another preprocess "
+                "run, e.g. one that was interrupted); rerun `imaseg preprocess` with the settings you want",
+                [path],
+            )
+        return CachedCase(case, image, self.to_classes(label, path), affine, source_affine, meta)
 
     def samples(self, split: str = "train", fold: int = 0) -> SampleSet:
         """All samples of ``split`` in memory, in manifest order (2D slices or whole images/volumes)."""

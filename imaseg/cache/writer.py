@@ -5,7 +5,7 @@ Layout of the cache folder::
     manifest.json     cases (id, patient group, fold, source files, shapes, sample ids), the split of
                       every fold, label names, the resolved config, fingerprints
     config.yaml       the resolved preprocessing config
-    cases/CASE.npz    image (C, *spatial) float32, label (*spatial) uint8, affine of the preprocessed
+    cases/CASE.npz    image (C, *spatial) float32, label (*spatial) uint8 (int32 when a value exceeds 255), affine of the preprocessed
                       grid, the source geometry and the intensity map
 
 Rerunning on an unchanged input (same files, same array-relevant settings) reuses each case file;
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imaseg.cache.manifest import MANIFEST_NAME, sample_id
+from imaseg.cache.manifest import MANIFEST_NAME, class_values, sample_id
 from imaseg.cache.split import assign_folds, patient_groups, split_for_fold
 from imaseg.config import save_config, to_dict
 from imaseg.data.check import validate_case
@@ -50,8 +50,11 @@ def _fingerprint(config: PreprocessConfig, entry: dict) -> str:
     return hashlib.sha256(json.dumps([settings, stats], sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _num_classes(info: DatasetInfo, seen: int) -> int:
-    return max([*info.labels, seen]) + 1 if info.labels else seen + 1
+def _class_names(declared: dict[int, str], values: list[int]) -> dict[str, str]:
+    """Names per class index: the declared ones (undeclared classes of a gap stay unnamed), or ``class V``."""
+    if declared:
+        return {str(i): declared[v] for i, v in enumerate(values) if v in declared}
+    return {str(i): f"class {v}" for i, v in enumerate(values)}
 
 
 def preprocess_dataset(
@@ -67,7 +70,8 @@ def preprocess_dataset(
         DataError: bad input, naming the file (from discovery or the per-case check).
     """
     out_dir = Path(out_dir)
-    (out_dir / "cases").mkdir(parents=True, exist_ok=True)
+    if not (out_dir / "cases").is_dir():
+        (out_dir / "cases").mkdir(parents=True, exist_ok=True)
     datalist, info = discover_with_info(data_dir)
     modality = resolve_modality(config, info.modality)
     chains: dict[int, object] = {}
@@ -82,15 +86,39 @@ def preprocess_dataset(
         path = out_dir / "cases" / f"{entry['case']}.npz"
         meta = _read_case_meta(path, fingerprint)
         if meta is None:
+            _invalidate_manifest(out_dir)  # before the first rewrite: an interrupted run leaves no stale manifest
             meta = _preprocess_case(entry, info, config, modality, chains, path, fingerprint)
         else:
             reused += 1
         cases.append(meta)
     logger.info("%d cases preprocessed, %d reused from %s", len(cases) - reused, reused, out_dir)
     manifest = _build_manifest(data_dir, out_dir, config, info, modality, cases)
+    previous = _previous_manifest(out_dir)
+    if previous is not None and _same_manifest(previous, manifest):
+        return previous  # nothing changed: write nothing (a finished cache may live on a read-only disk)
     atomic_write_json(out_dir / MANIFEST_NAME, manifest)
     save_config(out_dir / "config.yaml", {"preprocess": config})
     return manifest
+
+
+def _invalidate_manifest(out_dir: Path) -> None:
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+
+
+def _previous_manifest(out_dir: Path) -> dict | None:
+    try:
+        return json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _same_manifest(previous: dict, manifest: dict) -> bool:
+    """Equal but for the creation time (compared through JSON, as it is stored)."""
+
+    def comparable(m: dict) -> str:
+        return json.dumps({k: v for k, v in m.items() if k != "created"}, sort_keys=True)
+
+    return comparable(previous) == comparable(manifest)
 
 
 def _read_case_meta(path: Path, fingerprint: str) -> dict | None:
@@ -104,9 +132,62 @@ def _read_case_meta(path: Path, fingerprint: str) -> dict | None:
     return meta if meta.get("fingerprint") == fingerprint else None
 
 
+# Resampling that grows an axis (or the whole case) more than this is refused: a broken pixdim, not a plan.
+MAX_AXIS_GROWTH = 32.0
+MAX_VOXEL_GROWTH = 64.0
+
+
+def _check_resampling(entry: dict, report, config: PreprocessConfig, spatial_dims: int) -> None:
+    """Refuse a ``--spacing`` that would blow a case up (e.g. a 500 mm slice resampled to 1 mm)."""
+    if not config.spacing:
+        return
+    factors = [
+        float(src) / float(dst) if dst and dst > 0 else 1.0
+        for src, dst in zip(report.spacing[:spatial_dims], config.spacing[:spatial_dims])
+    ]
+    total = float(np.prod(factors))
+    worst = max(range(len(factors)), key=lambda a: factors[a])
+    if factors[worst] > MAX_AXIS_GROWTH or total > MAX_VOXEL_GROWTH:
+        expected = [max(1, round(n * f)) for n, f in zip(report.shape[:spatial_dims], factors)]
+        raise DataError(
+            f"{entry['image']}: resampling its spacing {_fmt_mm(report.spacing[:spatial_dims])} mm to "
+            f"{_fmt_mm(config.spacing[:spatial_dims])} mm would turn {list(report.shape[:spatial_dims])} voxels into "
+            f"about {expected} (x{factors[worst]:.0f} along axis {worst}); fix the file's pixdim or pick a --spacing "
+            "closer to the data's (<= 0 keeps an axis)",
+            [entry["image"]],
+        )
+
+
+def _fmt_mm(values) -> str:
+    return " x ".join(f"{float(v):g}" for v in values)
+
+
+def _label_array(label, entry: dict) -> np.ndarray:
+    """The label map as stored in the cache: uint8 when every value fits, else int32 (never wrapped)."""
+    array = np.rint(label.as_tensor()[0].numpy()).astype(np.int64)
+    if array.size and array.min() < 0:
+        raise DataError(f"{entry['label']}: negative label values after preprocessing", [entry["label"]])
+    return array.astype(np.uint8 if array.max(initial=0) <= 255 else np.int32)
+
+
+def _warn_erased(entry: dict, before: dict[int, int], label_np: np.ndarray) -> list[str]:
+    """Classes that preprocessing erased from a case (e.g. resampling a thin structure away)."""
+    after = set(np.unique(label_np).tolist())
+    erased = sorted(v for v, n in before.items() if v != 0 and n > 0 and v not in after)
+    if not erased:
+        return []
+    message = (
+        f"{entry['label']}: label values {erased} vanished in preprocessing (resampling or resizing erased them); "
+        "check --spacing / --spatial-size or the file's pixdim"
+    )
+    logger.warning(message)
+    return [message]
+
+
 def _preprocess_case(entry, info, config, modality, chains, path: Path, fingerprint: str) -> dict:
     report = validate_case(entry, info)
     spatial_dims = min(len(report.shape), 3)
+    _check_resampling(entry, report, config, spatial_dims)
     if spatial_dims not in chains:
         chains[spatial_dims] = build_preprocessing(config, modality, spatial_dims)
     with warnings.catch_warnings():
@@ -119,11 +200,12 @@ def _preprocess_case(entry, info, config, modality, chains, path: Path, fingerpr
             raise DataError(f"{entry['image']}: preprocessing failed: {error}", [entry["image"]]) from error
     image, label = out["image"], out["label"]
     image_np = image.as_tensor().numpy().astype(np.float32)
-    label_np = label.as_tensor()[0].numpy().astype(np.uint8)
+    label_np = _label_array(label, entry)
+    erased = _warn_erased(entry, report.label_counts, label_np)
     slice_axis = config.slice_axis if (config.mode == "2d" and spatial_dims == 3) else None
     if slice_axis is not None:
         reduce_axes = tuple(a for a in range(label_np.ndim) if a != slice_axis)
-        has_fg = (label_np > 0).any(axis=reduce_axes)
+        has_fg = np.asarray((label_np > 0).any(axis=reduce_axes))
         indices = [int(i) for i in range(label_np.shape[slice_axis]) if config.keep_empty_slices or has_fg[i]]
         ids = [sample_id(entry["case"], i) for i in indices]
     else:
@@ -142,6 +224,8 @@ def _preprocess_case(entry, info, config, modality, chains, path: Path, fingerpr
         "slice_indices": indices,
         "sample_ids": ids,
         "max_label": int(label_np.max(initial=0)),
+        "label_values": [int(v) for v in np.unique(label_np)],
+        "warnings": erased,
         "intensity_scale": float(image.meta.get("intensity_scale", 1.0)),
         "intensity_offset": float(image.meta.get("intensity_offset", 0.0)),
     }
@@ -170,7 +254,7 @@ def _build_manifest(data_dir, out_dir: Path, config: PreprocessConfig, info: Dat
     splits = {
         str(k): split_for_fold(groups, group_folds, k, config.val_groups, config.seed) for k in range(config.folds)
     }
-    seen = max((c["max_label"] for c in cases), default=0)
+    values = class_values(info.labels, [v for c in cases for v in c.get("label_values", range(c["max_label"] + 1))])
     spatial_dims = 2 if config.mode == "2d" else max(c["source_dims"] for c in cases)
     in_channels = {c["shape"][0] for c in cases}
     if len(in_channels) != 1:
@@ -181,8 +265,9 @@ def _build_manifest(data_dir, out_dir: Path, config: PreprocessConfig, info: Dat
         "data_dir": str(Path(data_dir).resolve()),
         "dataset": {"name": info.name, "layout": info.layout, "declared_modality": info.modality},
         "modality": modality,
-        "labels": {str(k): v for k, v in info.labels.items()} or {str(i): f"class {i}" for i in range(seen + 1)},
-        "num_classes": _num_classes(info, seen),
+        "labels": _class_names(info.labels, values),
+        "num_classes": len(values),
+        "class_values": values,
         "in_channels": in_channels.pop(),
         "spatial_dims": spatial_dims,
         "config": to_dict(config),

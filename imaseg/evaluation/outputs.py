@@ -130,10 +130,9 @@ def write_predictions(folder: Path, store, cases: list[str], cells: list[Cell], 
         for cell in cells:
             output = load_output(cell, case_id)
             target = folder / cell.key
-            pred = to_source_grid(
-                output.prediction.astype(np.uint8), case.affine, case.source_affine, meta["source_shape"], order=0
-            )
-            write_nifti(target / f"{case_id}_pred.nii.gz", pred.astype(np.uint8), case.source_affine)
+            values = store.to_values(output.prediction.astype(np.uint8))  # class indices -> the data's label values
+            pred = to_source_grid(values, case.affine, case.source_affine, meta["source_shape"], order=0)
+            write_nifti(target / f"{case_id}_pred.nii.gz", pred.astype(values.dtype), case.source_affine)
             if output.perturbation is not None and not cell.is_clean:
                 scale = float(meta.get("intensity_scale", 1.0)) or 1.0
                 delta = to_source_grid(
