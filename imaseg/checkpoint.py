@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import cast
 
@@ -18,7 +19,7 @@ import torch
 
 from imaseg.utils.atomic import atomic_path
 
-__all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["load_checkpoint", "load_weights", "rng_state", "save_checkpoint", "set_rng_state"]
 
 
 def rng_state() -> dict:
@@ -61,7 +62,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not a checkpoint, is truncated, or carries arbitrary pickled objects.
+        ValueError: the file is not a checkpoint, is truncated, or carries arbitrary pickled objects (the
+            message never suggests ``weights_only=False``).
     """
     path = Path(path)
     if not path.is_file():
@@ -69,13 +71,52 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's message suggests retrying with weights_only=False: that is the unsafe path, so only the
+        # offending type is quoted (the line that names it), never the hint
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        culprit = f"a pickled {found.group(1)}" if found else ""
         raise ValueError(
-            f"{path}: refusing to load: the checkpoint carries objects other than tensors and plain containers "
-            f"(torch.load(weights_only=True) said: {str(error).splitlines()[0]}). Only load checkpoints you trust, "
-            "re-saved as plain state dicts."
-        ) from error
-    except (RuntimeError, EOFError, OSError) as error:
-        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt?): {error}") from error
+            f"{path}: refusing to load: the checkpoint carries objects other than tensors and plain containers"
+            f"{' (' + culprit + ')' if culprit else ''}, which can run code when loaded; re-save the weights as a "
+            "plain state dict from a trusted copy"
+        ) from None
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError, TypeError) as error:
+        kind = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
+        raise ValueError(
+            f"{path}: not a readable PyTorch checkpoint (truncated, corrupt, or another kind of file; {kind}); "
+            "pass a checkpoints/last.pt or best.pt written by `imaseg train`"
+        ) from None
     if not isinstance(payload, dict) or "network" not in payload:
         raise ValueError(f"{path}: not an imaseg checkpoint (no 'network' weights)")
     return payload
+
+
+def load_weights(network: torch.nn.Module, weights: dict, source: str | os.PathLike[str]) -> None:
+    """``network.load_state_dict(weights)`` with an error that lists the tensors that do not fit.
+
+    Raises:
+        ValueError: missing or unexpected tensors, or shapes that differ, each named (first 8 of each kind).
+    """
+    own = network.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [
+        f"{k}: checkpoint {tuple(weights[k].shape)} vs network {tuple(own[k].shape)}"
+        for k in own
+        if k in weights and hasattr(weights[k], "shape") and tuple(weights[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        for title, items in (
+            ("shapes differ", shapes),
+            ("missing in the checkpoint", missing),
+            ("not in the network", unexpected),
+        ):
+            if items:
+                more = f" and {len(items) - 8} more" if len(items) > 8 else ""
+                parts.append(f"{title} ({len(items)}): {'; '.join(items[:8])}{more}")
+        raise ValueError(
+            f"{source}: the weights do not fit this network ({'. '.join(parts)}); build the network with the "
+            "settings the checkpoint was trained with (network, channels, res_units, classes and channels of the data)"
+        )
+    network.load_state_dict(weights)

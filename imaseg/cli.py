@@ -11,13 +11,14 @@ imaseg report RUN [RUN ...]                  HTML + Markdown robustness report
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
 
 from imaseg import __version__
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main", "os_error_message"]
 
 SUBCOMMANDS = {
     "demo-data": "imaseg.commands.demo_data",
@@ -66,12 +67,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.handler(args) or 0)
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as error:
+    except (DataError, ValueError) as error:
         print(f"imaseg {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"imaseg {args.command}: error: {os_error_message(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"imaseg {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+
+
+_WRITE_ERRORS = {errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EDQUOT}
+
+
+def os_error_message(error: OSError) -> str:
+    """One line for a failed file operation: our own messages as they are, the OS's as 'cannot write X: reason'."""
+    if error.errno is None or error.filename is None:
+        return str(error)
+    if "cannot " in str(error):  # an OutputError: already names the file meant
+        return str(error)
+    verb = "write" if error.errno in _WRITE_ERRORS else "read"
+    return f"cannot {verb} {error.filename}: {error.strerror}"
 
 
 if __name__ == "__main__":

@@ -37,23 +37,55 @@ def test_arbitrary_pickled_objects_are_refused(tmp_path):
     torch.save({"network": {}, "evil": Payload()}, path)
     with pytest.raises(
         ValueError, match=r"evil\.pt: refusing to load: the checkpoint carries objects other than tensors"
-    ):
+    ) as info:
         load_checkpoint(path)
+    assert "weights_only=False" not in str(info.value) and "add_safe_globals" not in str(info.value)
+    assert "(a pickled builtins.print)" in str(info.value) or "(a pickled print)" in str(info.value), (
+        "names the culprit"
+    )
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.01], ids=["half", "most", "header-only"])
 def test_a_truncated_file_is_a_clear_error(last_pt, keep):
     data = last_pt.read_bytes()
     last_pt.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(ValueError, match=r"last\.pt: not a readable checkpoint \(truncated or corrupt\?\)"):
+    with pytest.raises(ValueError, match=r"last\.pt: not a readable PyTorch checkpoint \(truncated, corrupt"):
         load_checkpoint(last_pt)
 
 
 def test_an_empty_file_is_a_clear_error(tmp_path):
     path = tmp_path / "empty.pt"
     path.write_bytes(b"")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [pytest.param(b"hello world\n", id="text"), pytest.param(b"PK\x03\x04junk", id="zip-header")],
+)
+def test_another_kind_of_file_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "notes.pt"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"notes\.pt: not a readable PyTorch checkpoint .*written by `imaseg train`"):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_fit_name_the_tensors_and_shapes():
+    from torch import nn
+
+    from imaseg.checkpoint import load_weights
+
+    network = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 3, 1))
+    weights = {k: v for k, v in nn.Sequential(nn.Conv2d(1, 8, 3), nn.Conv2d(8, 3, 1)).state_dict().items()}
+    weights["extra.weight"] = torch.zeros(1)
+    del weights["1.bias"]
+    with pytest.raises(ValueError) as info:
+        load_weights(network, weights, "model.pt")
+    message = str(info.value)
+    assert message.startswith("model.pt: the weights do not fit this network")
+    assert "0.weight: checkpoint (8, 1, 3, 3) vs network (4, 1, 3, 3)" in message
+    assert "missing in the checkpoint (1): 1.bias" in message and "not in the network (1): extra.weight" in message
 
 
 @pytest.mark.parametrize(

@@ -63,8 +63,11 @@ def preprocess_dataset(
     config: PreprocessConfig,
     *,
     progress: bool = True,
+    allow_outside_paths: bool = False,
 ) -> dict:
     """Preprocess every case of ``data_dir`` into ``out_dir`` and return the manifest.
+
+    ``allow_outside_paths`` accepts dataset.json entries outside ``data_dir`` (refused by default).
 
     Raises:
         DataError: bad input, naming the file (from discovery or the per-case check).
@@ -72,7 +75,7 @@ def preprocess_dataset(
     out_dir = Path(out_dir)
     if not (out_dir / "cases").is_dir():
         (out_dir / "cases").mkdir(parents=True, exist_ok=True)
-    datalist, info = discover_with_info(data_dir)
+    datalist, info = discover_with_info(data_dir, allow_outside_paths=allow_outside_paths)
     modality = resolve_modality(config, info.modality)
     chains: dict[int, object] = {}
     cases, reused = [], 0

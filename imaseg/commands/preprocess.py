@@ -14,6 +14,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="NIfTI folder to read")
     parser.add_argument("--out", required=True, help="cache folder to write (reused when inputs are unchanged)")
     parser.add_argument("--config", help="YAML file; its 'preprocess' section (or the whole file) sets the options")
+    parser.add_argument(
+        "--allow-outside-paths",
+        action="store_true",
+        help="accept dataset.json entries that resolve outside the data folder (../.. or absolute paths); "
+        "refused by default, since they would pull any readable file into the outputs",
+    )
     add_config_arguments(parser, PreprocessConfig, title="preprocessing options")
 
 
@@ -25,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = load_yaml(args.config)
     config = resolve_config(PreprocessConfig, data.get("preprocess", data) if data else {}, args)
-    manifest = preprocess_dataset(args.data, args.out, config)
+    manifest = preprocess_dataset(args.data, args.out, config, allow_outside_paths=args.allow_outside_paths)
     split = manifest["splits"]["0"]
     logging.getLogger("imaseg").info(
         "%s: %d cases, %d samples, %d classes; fold 0: %d train / %d val / %d test cases",

@@ -169,10 +169,12 @@ def validate_case(entry: dict, info: DatasetInfo) -> CaseReport:
     return report
 
 
-def check_dataset(root: str | os.PathLike[str], *, progress: bool = False) -> DatasetReport:
+def check_dataset(
+    root: str | os.PathLike[str], *, progress: bool = False, allow_outside_paths: bool = False
+) -> DatasetReport:
     """Discover and inspect every case of ``root``; never raises for bad data, the report says."""
     try:
-        datalist, info = discover_with_info(root)
+        datalist, info = discover_with_info(root, allow_outside_paths=allow_outside_paths)
     except DataError as error:
         return DatasetReport(str(root), None, [], [str(error)])
     iterator = datalist
@@ -180,8 +182,19 @@ def check_dataset(root: str | os.PathLike[str], *, progress: bool = False) -> Da
         from tqdm.auto import tqdm
 
         iterator = tqdm(datalist, desc="checking", unit="case")
-    cases = [inspect_case(entry, info) for entry in iterator]
+    cases = [_inspect_safely(entry, info) for entry in iterator]
     return DatasetReport(str(root), info, cases)
+
+
+def _inspect_safely(entry: dict, info: DatasetInfo) -> CaseReport:
+    """One case's report; whatever goes wrong with it becomes its problem, so the other cases still get theirs."""
+    try:
+        return inspect_case(entry, info)
+    except (ValueError, TypeError, OSError, MemoryError, IndexError, KeyError) as error:
+        images = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
+        report = CaseReport(entry["case"], ", ".join(map(str, images)), str(entry["label"]))
+        report.problems.append(f"{report.image}: cannot inspect this case ({type(error).__name__}: {error})")
+        return report
 
 
 def format_report(report: DatasetReport) -> str:

@@ -51,17 +51,25 @@ class DatasetInfo:
         return self.channels.get(0, "")
 
 
-def discover(root: str | os.PathLike[str]) -> list[dict]:
+def discover(root: str | os.PathLike[str], *, allow_outside_paths: bool = False) -> list[dict]:
     """Return the datalist of ``root``; see :func:`discover_with_info`."""
-    return discover_with_info(root)[0]
+    return discover_with_info(root, allow_outside_paths=allow_outside_paths)[0]
 
 
-def discover_with_info(root: str | os.PathLike[str]) -> tuple[list[dict], DatasetInfo]:
+def discover_with_info(
+    root: str | os.PathLike[str], *, allow_outside_paths: bool = False
+) -> tuple[list[dict], DatasetInfo]:
     """Return ``(datalist, info)`` for the NIfTI folder ``root``, sorted by case id.
+
+    Args:
+        root: the data folder.
+        allow_outside_paths: accept dataset.json entries that resolve outside ``root`` (``../..`` or absolute
+            paths); refused by default, since they would pull any readable file into the outputs.
 
     Raises:
         DataError: missing or empty folder, images without labels or labels without images (all
-            listed), duplicate case ids, non-NIfTI files among the images or labels.
+            listed), duplicate case ids, non-NIfTI files among the images or labels, broken links,
+            malformed dataset.json, entries outside the folder.
     """
     root = Path(root)
     if not root.is_dir():
@@ -69,7 +77,7 @@ def discover_with_info(root: str | os.PathLike[str]) -> tuple[list[dict], Datase
     meta_path = root / "dataset.json"
     meta = _read_json(meta_path) if meta_path.is_file() else None
     if meta is not None and "training" in meta:
-        datalist, info = _discover_msd(root, meta)
+        datalist, info = _discover_msd(root, meta, allow_outside_paths)
     elif meta is not None and "channel_names" in meta:
         datalist, info = _discover_nnunet(root, meta)
     else:
@@ -89,10 +97,24 @@ def discover_with_info(root: str | os.PathLike[str]) -> tuple[list[dict], Datase
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8", [path]
+        ) from None
     except (OSError, json.JSONDecodeError) as error:
         raise DataError(f"{path}: cannot parse dataset.json ({error})", [path]) from error
     if not isinstance(data, dict):
         raise DataError(f"{path}: dataset.json must hold a JSON object", [path])
+    for key, kind, example in (
+        ("labels", dict, '{"0": "background", "1": "heart"}'),
+        ("training", list, '[{"image": ..., "label": ...}]'),
+    ):
+        if key in data and not isinstance(data[key], kind):
+            raise DataError(
+                f"{path}: `{key}` must be a JSON {'object' if kind is dict else 'list'} like {example}, got "
+                f"{type(data[key]).__name__} {data[key]!r:.60}",
+                [path],
+            )
     return data
 
 
@@ -115,7 +137,7 @@ def _channels(meta: dict, key: str) -> dict[int, str]:
     return {int(k): str(v) for k, v in channels.items()} or {0: "image"}
 
 
-def _discover_msd(root: Path, meta: dict) -> tuple[list[dict], DatasetInfo]:
+def _discover_msd(root: Path, meta: dict, allow_outside_paths: bool = False) -> tuple[list[dict], DatasetInfo]:
     info = DatasetInfo(
         str(root),
         "msd",
@@ -128,19 +150,45 @@ def _discover_msd(root: Path, meta: dict) -> tuple[list[dict], DatasetInfo]:
     for item in meta["training"]:
         if not isinstance(item, dict) or "image" not in item:
             raise DataError(f"{root / 'dataset.json'}: training entry without an image: {item!r}", [root])
-        image = (root / item["image"]).resolve()
-        label = (root / item["label"]).resolve() if item.get("label") else None
+        image = _listed_path(root, item["image"], "image", allow_outside_paths)
+        label = _listed_path(root, item["label"], "label", allow_outside_paths) if item.get("label") else None
         if not image.is_file():  # listed, but the image file is not there
-            missing_images.append(f"{label} (its image {image} is missing)" if label else str(image))
+            missing_images.append(
+                f"{label} (its image {_why_missing(image)} is missing)" if label else _why_missing(image)
+            )
             continue
         if label is None or not label.is_file():
-            missing_labels.append(str(image))
+            missing_labels.append(str(image) + (f" (its label {_why_missing(label)})" if label else ""))
             continue
         _require_nifti([image, label])
         datalist.append({"image": str(image), "label": str(label), "case": strip_nifti_suffix(image.name)})
     if missing_images or missing_labels:
         raise DataError(_pairing_message(root, missing_labels, missing_images), missing_labels + missing_images)
     return datalist, info
+
+
+def _listed_path(root: Path, value: object, what: str, allow_outside_paths: bool) -> Path:
+    """A path listed in dataset.json, resolved; refused when it is no string or leaves the data folder."""
+    meta = root / "dataset.json"
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{meta}: a training entry's {what} must be a path string, got {value!r}", [meta])
+    try:
+        path = (root / value).resolve()
+    except (OSError, RuntimeError) as error:  # a symbolic link loop
+        raise DataError(f"{meta}: cannot resolve the {what} {value!r} ({error})", [meta]) from None
+    if not allow_outside_paths and not path.is_relative_to(root.resolve()):
+        raise DataError(
+            f"{meta}: the {what} {value!r} resolves to {path}, outside the data folder {root.resolve()}; move the "
+            "file into the folder, or pass --allow-outside-paths if you trust this dataset.json",
+            [meta],
+        )
+    return path
+
+
+def _why_missing(path: Path) -> str:
+    if path.is_symlink():
+        return f"{path} (a broken symbolic link)"
+    return str(path)
 
 
 def _discover_nnunet(root: Path, meta: dict) -> tuple[list[dict], DatasetInfo]:
@@ -204,7 +252,11 @@ def _discover_plain(root: Path, meta: dict | None) -> tuple[list[dict], DatasetI
 def _list_nifti(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    broken = [str(p) for p in entries if p.is_symlink() and not p.exists()]
+    if broken:
+        raise DataError(f"{folder}: broken symbolic links {broken}; fix or remove them", broken)
+    files = [p for p in entries if p.is_file()]
     _require_nifti(files)
     counts = Counter(strip_nifti_suffix(p.name) for p in files)
     duplicated = sorted(name for name, n in counts.items() if n > 1)

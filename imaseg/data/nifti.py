@@ -9,8 +9,10 @@ what ITK does for such files; every reader in imaseg goes through it.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from imaseg.utils.atomic import atomic_path
 __all__ = [
     "NIFTI_SUFFIXES",
     "NiftiVolume",
+    "check_exists",
     "is_nifti",
     "read_nifti",
     "strip_nifti_suffix",
@@ -90,28 +93,124 @@ def _true_affine(image: nib.Nifti1Image, path: str | os.PathLike[str]) -> tuple[
     return affine, note
 
 
-def read_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
-    """Read a NIfTI file fully, with the true spacing.
+# deflate cannot compress better than about 1032:1; a header claiming more data than that is lying
+MAX_DEFLATE_RATIO = 1032
+MAX_ARRAY_BYTES = 16 * 1024**3  # refuse to read a single volume above 16 GiB
 
-    Raises:
-        DataError: the file is not NIfTI, does not exist, or is truncated / corrupt.
-    """
-    path = Path(path)
-    if not is_nifti(path):
-        raise DataError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)", [path])
+
+def check_exists(path: Path) -> None:
+    """A :class:`DataError` for a missing file, a broken symbolic link or a link loop, naming the path."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(
+                f"{path}: broken symbolic link (it points to {os.readlink(path)}, which does not exist)", [path]
+            ) from None
+        raise DataError(f"{path}: file does not exist", [path]) from None
+    except OSError as error:  # ELOOP and friends
+        raise DataError(f"{path}: cannot open ({error.strerror or error}); a symbolic link loop?", [path]) from None
     if not path.is_file():
-        raise DataError(f"{path}: file does not exist", [path])
+        raise DataError(f"{path}: not a file", [path])
+
+
+def _check_claimed_size(path: Path, image: nib.Nifti1Image) -> None:
+    """Refuse a header that claims far more voxels than the file can hold, before reading them."""
+    header = image.header
+    claimed = int(np.prod(image.shape, dtype=np.float64)) * header.get_data_dtype().itemsize
+    size = path.stat().st_size
+    offset = int(header.get("vox_offset", 0) or 0)
+    compressed = str(path).endswith(".gz")
+    if claimed > MAX_ARRAY_BYTES:
+        raise DataError(
+            f"{path}: the header claims {image.shape} voxels ({claimed / 1024**3:.1f} GiB), more than imaseg reads "
+            f"({MAX_ARRAY_BYTES / 1024**3:.0f} GiB); the header is broken or the volume needs cropping first",
+            [path],
+        )
+    if (compressed and claimed > size * MAX_DEFLATE_RATIO) or (not compressed and size < offset + claimed):
+        raise DataError(
+            f"{path}: the file is truncated or corrupt: its header claims {image.shape} voxels ({_bytes(claimed)}) "
+            f"but the file holds {_bytes(size)}{' compressed' if compressed else ''}; re-export or re-download it",
+            [path],
+        )
+
+
+def _bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
+        count /= 1024
+    return f"{count:.1f} GiB"
+
+
+def _check_geometry(path: Path, affine: np.ndarray, ndim: int) -> None:
+    if not np.all(np.isfinite(affine)):
+        raise DataError(f"{path}: the header's affine holds NaN/Inf; fix its sform/qform (e.g. re-export it)", [path])
+    if np.linalg.matrix_rank(affine[:3, :ndim], tol=1e-9) < ndim:
+        raise DataError(
+            f"{path}: the header's affine is degenerate (all zero or flat: {affine[:3, :3].tolist()}); fix its "
+            "sform/qform or pixdim (e.g. re-export it) so each voxel axis has a direction and a spacing",
+            [path],
+        )
+
+
+def _raw_pixdim(path: Path, ndim: int) -> list[float] | None:
+    """The spatial pixdim as stored (nibabel replaces zeros by 1 on load); ``None`` if unreadable."""
+    try:
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "rb") as handle:
+            head = handle.read(348)
+        if len(head) < 348 or struct.unpack("<i", head[:4])[0] not in (348, 540):
+            return None
+        return [float(v) for v in struct.unpack("<8f", head[76:108])[1 : ndim + 1]]
+    except (OSError, EOFError, zlib.error, struct.error):
+        return None
+
+
+def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
     try:
         image = cast("nib.Nifti1Image", nib.load(str(path)))  # .nii / .nii.gz: Nifti1Image or its subclass Nifti2Image
+        _check_claimed_size(path, image)
         array = np.asarray(image.dataobj)
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as error:
+    except DataError:
+        raise
+    except (OSError, EOFError, zlib.error, ValueError, MemoryError, nib.filebasedimages.ImageFileError) as error:
         raise DataError(
             f"{path}: cannot read the file, it is truncated or corrupt ({type(error).__name__}: {error}); "
             "re-export or re-download it",
             [path],
         ) from error
-    affine, note = _true_affine(image, path)
+    if array.dtype.fields is not None:
+        raise DataError(
+            f"{path}: a colour (RGB) NIfTI ({array.dtype}); convert it to grey values or one channel per file",
+            [path],
+        )
+    return image, array
+
+
+def read_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
+    """Read a NIfTI file fully, with the true spacing.
+
+    Raises:
+        DataError: the file is not NIfTI, does not exist (or is a broken link), is truncated / corrupt, its
+            header claims more data than the file holds, its affine is degenerate, or it is RGB.
+    """
+    path = Path(path)
+    if not is_nifti(path):
+        raise DataError(f"{path}: not a NIfTI file (expected .nii or .nii.gz)", [path])
+    check_exists(path)
+    image, array = _load(path)
     ndim = min(array.ndim, 3)
+    raw = _raw_pixdim(path, ndim)
+    if raw is not None and any(z == 0 for z in raw):
+        affine = np.array(image.affine, dtype=np.float64)  # nibabel turned the 0 into 1 mm: trust the affine
+        _check_geometry(path, affine, ndim)
+        spacing_now = np.round(np.linalg.norm(affine[:3, :ndim], axis=0), 4).tolist()
+        note = f"pixdim {raw} holds 0; spacing taken from the affine: {spacing_now} mm"
+        logger.warning("%s: %s", path, note)
+    else:
+        affine, note = _true_affine(image, path)
+        _check_geometry(path, affine, ndim)
     spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :ndim], axis=0))
     orientation = "".join(nib.aff2axcodes(affine))[:ndim]
     return NiftiVolume(str(path), array, affine, spacing, orientation, note)

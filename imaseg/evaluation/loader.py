@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from imaseg.cache.reader import CaseStore
-from imaseg.checkpoint import load_checkpoint
+from imaseg.checkpoint import load_checkpoint, load_weights
 from imaseg.config import load_yaml
 from imaseg.data.errors import DataError
 from imaseg.networks import NetworkConfig
@@ -74,10 +74,9 @@ def load_run(
         )
     network = NetworkConfig.from_mapping(train).build(store.spatial_dims, store.in_channels, store.num_classes)
     try:
-        network.load_state_dict(state["network"])
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise DataError(f"{path}: weights do not fit the network for {store.root} ({first})", [path]) from error
+        load_weights(network, state["network"], path)
+    except ValueError as error:
+        raise DataError(str(error), [path]) from None
     network.to(device).eval()
     clip = train.get("clip_range")
     return LoadedRun(

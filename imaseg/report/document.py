@@ -7,10 +7,11 @@ import html
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from imaseg.utils.atomic import atomic_path, atomic_write_text
 
-__all__ = ["Document"]
+__all__ = ["Document", "md_escape"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -52,11 +53,11 @@ class Document:
             kind = block[0]
             if kind == "h2":
                 html_parts.append(f"<h2>{html.escape(block[1])}</h2>")
-                md_parts.append(f"\n## {block[1]}\n")
+                md_parts.append(f"\n## {md_escape(block[1])}\n")
             elif kind == "p":
                 css = f" class='{block[2]}'" if block[2] else ""
                 html_parts.append(f"<p{css}>{html.escape(block[1])}</p>")
-                md_parts.append(f"{block[1]}\n")
+                md_parts.append(f"{md_escape(block[1])}\n")
             elif kind == "table":
                 _, header, rows, caption = block
                 head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
@@ -66,10 +67,13 @@ class Document:
                 cap = f"<caption class='note'>{html.escape(caption)}</caption>" if caption else ""
                 html_parts.append(f"<table>{cap}<tr>{head}</tr>{body}</table>")
                 md_parts.append(
-                    ("" if not caption else f"*{caption}*\n\n") + "| " + " | ".join(map(str, header)) + " |"
+                    ("" if not caption else f"*{md_escape(caption)}*\n\n")
+                    + "| "
+                    + " | ".join(md_escape(str(h)) for h in header)
+                    + " |"
                 )
                 md_parts.append("|" + "---|" * len(header))
-                md_parts += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+                md_parts += ["| " + " | ".join(md_escape(_cell(v)) for v in row) + " |" for row in rows]
                 md_parts.append("")
             elif kind == "img":
                 _, name, png, caption = block
@@ -80,12 +84,28 @@ class Document:
                     f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>"
                     f"<figcaption>{html.escape(caption)}</figcaption></figure>"
                 )
-                md_parts.append(f"![{name}]({files.name}/{name}.png)\n\n*{caption}*\n")
+                link = f"{quote(files.name)}/{quote(name)}.png"
+                alt = html.escape(name, quote=False).replace("[", "(").replace("]", ")")
+                md_parts.append(f"![{alt}]({link})\n\n*{md_escape(caption)}*\n")
         html_parts.append("</body></html>")
         html_path, md_path = stem.with_suffix(".html"), stem.with_suffix(".md")
         atomic_write_text(html_path, "\n".join(html_parts))
         atomic_write_text(md_path, "\n".join(md_parts) + "\n")
         return html_path, md_path
+
+
+# what could turn text into markup, a table cell break or math; "_" stays (ids are full of it, intraword it is inert)
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]|$"})
+
+
+def md_escape(text: str) -> str:
+    r"""Text as plain text in Markdown: HTML special characters as entities, Markdown ones backslashed, so a
+    case id like ``<img src=x onerror=...>`` or ``$x$`` shows as written and runs nothing.
+
+    >>> print(md_escape("<b>x</b> | a_b $1$ *c*"))
+    &lt;b&gt;x&lt;/b&gt; \| a_b \$1\$ \*c\*
+    """
+    return html.escape(str(text), quote=False).translate(_MD_SPECIAL)
 
 
 def _cell(value) -> str:

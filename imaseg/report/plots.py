@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import matplotlib
 
@@ -13,7 +16,10 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 
 from imaseg.report.collect import RunData  # noqa: E402
 
-__all__ = ["dice_vs_eps", "hd95_vs_eps", "margin_histograms", "overlay_figure", "training_curves"]
+__all__ = ["dice_vs_eps", "hd95_vs_eps", "margin_histograms", "overlay_figure", "plain_text", "training_curves"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 LABEL_COLOURS = ListedColormap(
     [
@@ -25,6 +31,17 @@ LABEL_COLOURS = ListedColormap(
         (0.8, 0.3, 0.9, 0.55),
     ]
 )
+
+
+def plain_text(function: Callable[P, R]) -> Callable[P, R]:
+    """Run a plot with mathtext off: case ids and run names are text, ``$x$`` in one must not parse (or crash)."""
+
+    @functools.wraps(function)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        with matplotlib.rc_context({"text.parse_math": False}):
+            return function(*args, **kwargs)
+
+    return wrapped
 
 
 def _png(figure) -> bytes:
@@ -44,6 +61,7 @@ def _attack_curves(run: RunData, attack: str, metric: str):
     return eps, per_class
 
 
+@plain_text
 def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes:
     """One panel per foreground class plus their mean; one line per run (global voxel Dice)."""
     runs = [r for r in runs if r.summary and attack in r.summary["attacks"]]
@@ -71,10 +89,12 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
     return _png(figure)
 
 
+@plain_text
 def hd95_vs_eps(runs: list[RunData], attack: str) -> bytes:
     return dice_vs_eps(runs, attack, metric="hd95")
 
 
+@plain_text
 def margin_histograms(run: RunData) -> bytes:
     """IMA margins at the first, middle and last logged epoch, plus mean and quantiles per epoch."""
     if run.margins is None:  # called for runs with a margins file only
@@ -101,6 +121,7 @@ def margin_histograms(run: RunData) -> bytes:
     return _png(figure)
 
 
+@plain_text
 def training_curves(runs: list[RunData]) -> bytes:
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
     for run in runs:
@@ -120,6 +141,7 @@ def training_curves(runs: list[RunData]) -> bytes:
     return _png(figure)
 
 
+@plain_text
 def overlay_figure(overlay: dict, run_name: str) -> bytes:
     """Row 1: image, ground truth, clean prediction. One row per attack: attacked prediction, the
     perturbation (amplified to its own maximum, scale on the colour bar) and the per-voxel flip-radius

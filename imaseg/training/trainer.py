@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from imaseg.cache.reader import CaseStore
-from imaseg.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from imaseg.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from imaseg.config import save_config, to_dict
 from imaseg.networks import NetworkConfig, resolve_device
 from imaseg.training.augment import BatchAugment
@@ -192,7 +192,7 @@ def _restore(session: Session, run: Path, *, resume: bool, overwrite: bool) -> t
         barrier(context)
     if resume and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path, map_location=session.device)
-        session.network.load_state_dict(state["network"])
+        load_weights(session.network, state["network"], checkpoint_path)
         session.optimizer.load_state_dict(state["optimizer"])
         session.scheduler.load_state_dict(state["scheduler"])
         session.method.load_state_dict(state["method"])
@@ -200,7 +200,8 @@ def _restore(session: Session, run: Path, *, resume: bool, overwrite: bool) -> t
         logger.info("resuming %s from epoch %d", run, int(state["epoch"]))
         return int(state["epoch"]), float(state.get("best", -1.0))
     if session.config.init:
-        session.network.load_state_dict(load_checkpoint(session.config.init, map_location=session.device)["network"])
+        init = load_checkpoint(session.config.init, map_location=session.device)["network"]
+        load_weights(session.network, init, session.config.init)
         logger.info("initialised weights from %s", session.config.init)
     return 0, -1.0
 

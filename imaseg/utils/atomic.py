@@ -7,6 +7,7 @@ never a half-written one, even when the process is killed mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,14 +15,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text"]
+__all__ = ["OutputError", "atomic_path", "atomic_write_json", "atomic_write_text"]
+
+
+class OutputError(OSError):
+    """An output could not be written: the message names the file meant (not a temporary one) and the reason."""
+
+    def __init__(self, target: str | os.PathLike[str], error: OSError) -> None:
+        super().__init__(error.errno, error.strerror or str(error), str(target))
+        self.target = str(target)
+
+    def __str__(self) -> str:
+        reason = self.strerror or "unknown error"
+        hint = " (free some space)" if self.errno == errno.ENOSPC else ""
+        return f"cannot write {self.target}: {reason}{hint}"
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched; an ``OSError`` (read-only
+    folder, full disk, a file where a folder should be) becomes an :class:`OutputError` naming ``path``.
 
     Example:
         >>> import tempfile, pathlib
@@ -32,8 +47,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         'done'
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise OutputError(target, error) from error
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -41,6 +59,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(target, error) from error
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -68,7 +68,9 @@ def test_checkpoint_without_data_record_fails_on_the_weights(copy_run, three_cla
     state = torch.load(path, weights_only=True)
     del state["data"]
     torch.save(state, path)
-    with pytest.raises(DataError, match=r"weights do not fit the network for .*cache3"):
+    with pytest.raises(
+        DataError, match=r"last\.pt: the weights do not fit this network \(shapes differ \(\d+\): .*checkpoint \(4, "
+    ):
         load_run(run, cache=three_class_cache)
 
 

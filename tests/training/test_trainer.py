@@ -246,7 +246,7 @@ def test_resume_from_a_corrupt_checkpoint_fails_instead_of_restarting(tiny_run, 
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
     last = run / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
         train(tiny_cache, run, tiny_train_config(epochs=9), progress=False, resume=True)
 
 
