@@ -15,6 +15,7 @@ import errno
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from imaseg import __version__
 
@@ -88,7 +89,10 @@ def os_error_message(error: OSError) -> str:
     if "cannot " in str(error):  # an OutputError: already names the file meant
         return str(error)
     verb = "write" if error.errno in _WRITE_ERRORS else "read"
-    return f"cannot {verb} {error.filename}: {error.strerror}"
+    path = Path(error.filename)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    reason = f"{blocker} is a file, not a folder" if blocker is not None else error.strerror
+    return f"cannot {verb} {error.filename}: {reason}"
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Every file is written atomically; a killed evaluation resumes at the first unfin
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +46,8 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
 
     ``config`` is not modified: an unset ``clip_range`` takes the run's training setting in a copy.
     """
+    if not re.fullmatch(r"[\w.+-]+", config.tag) or set(config.tag) == {"."}:
+        raise ValueError(f"`tag` must be a plain folder name (letters, digits, . _ + -), got {config.tag!r}")
     device = resolve_device(config.device)
     loaded = load_run(run_dir, cache=cache, checkpoint=config.checkpoint, device=device)
     cases = _cases(loaded, config, cache)

@@ -27,6 +27,9 @@ class OutputError(OSError):
 
     def __str__(self) -> str:
         reason = self.strerror or "unknown error"
+        blocker = next((p for p in Path(self.target).parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
         hint = " (free some space)" if self.errno == errno.ENOSPC else ""
         return f"cannot write {self.target}: {reason}{hint}"
 

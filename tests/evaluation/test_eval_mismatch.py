@@ -69,7 +69,8 @@ def test_checkpoint_without_data_record_fails_on_the_weights(copy_run, three_cla
     del state["data"]
     torch.save(state, path)
     with pytest.raises(
-        DataError, match=r"last\.pt: the weights do not fit this network \(shapes differ \(\d+\): .*checkpoint \(4, "
+        DataError,
+        match=r"last\.pt: the weights do not fit this network \(shapes differ \(2\): .*checkpoint \(8, 4, 3, 3\) vs network \(8, 3, 3, 3\)",
     ):
         load_run(run, cache=three_class_cache)
 
