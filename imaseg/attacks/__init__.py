@@ -1,7 +1,8 @@
-"""Segmentation-aware attacks: PGD (L2 / Linf, per-sample budgets, restarts, per-voxel flip record),
-pluggable per-voxel losses (CE, soft Dice, Dice+CE, SegPGD, CosPGD), noise baselines, per-sample worst
+"""Segmentation-aware attacks: PGD and APGD (L2 / Linf, per-sample budgets, restarts, per-voxel flip record),
+pluggable per-voxel losses (CE, soft Dice, Dice+CE, SegPGD, CosPGD, DLR), noise baselines, per-sample worst
 case over attacks, and a differentiable sliding-window forward for whole volumes."""
 
+from imaseg.attacks.apgd import APGD
 from imaseg.attacks.base import Attack, frozen_model
 from imaseg.attacks.ensemble import WorstCase
 from imaseg.attacks.losses import ATTACK_LOSSES, AttackLoss, build_attack_loss, register_attack_loss
@@ -23,6 +24,7 @@ from imaseg.attacks.sliding_window import SlidingWindowForward
 from imaseg.attacks.trades import TradesAttack
 
 __all__ = [
+    "APGD",
     "ATTACK_LOSSES",
     "ATTACKS",
     "AttackSettings",

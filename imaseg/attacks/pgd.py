@@ -21,6 +21,7 @@ from imaseg.attacks.losses import AttackLoss, build_attack_loss
 from imaseg.attacks.path import walk
 from imaseg.attacks.registry import AttackSettings, register_attack
 from imaseg.attacks.result import AttackResult, keep_worse
+from imaseg.attacks.tracking import IterateTracker
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int
@@ -120,35 +121,15 @@ class PGD(Attack):
             delta = torch.zeros_like(x)
         clean_pred = self._evaluate(x, y)[0] if (record and self.random_start) else None
 
-        best_delta = delta.clone() if track else None
-        best_pred = best_dice = None
-        flip_radius = flip_step = None
-
-        def observe(k: int, current: torch.Tensor, pred: torch.Tensor, num_classes: int) -> None:
-            nonlocal best_delta, best_pred, best_dice, flip_radius, flip_step, clean_pred
-            if record:
-                if clean_pred is None:  # no random start: iterate 0 is the clean input
-                    clean_pred = pred
-                    flip_radius = torch.full(pred.shape, float("inf"), device=x.device)
-                    flip_step = torch.full(pred.shape, -1, dtype=torch.int32, device=x.device)
-                if flip_radius is None:
-                    flip_radius = torch.full(pred.shape, float("inf"), device=x.device)
-                    flip_step = torch.full(pred.shape, -1, dtype=torch.int32, device=x.device)
-                assert flip_step is not None  # set together with flip_radius
-                radius = self._norm_of(current).view(-1, *([1] * (pred.dim() - 1))).expand_as(flip_radius)
-                new = (pred != clean_pred) & (flip_step < 0)
-                flip_radius = torch.where(new, radius, flip_radius)
-                flip_step = torch.where(new, torch.full_like(flip_step, k), flip_step)
-            if track:
-                dice = sample_dice(pred, y, num_classes)
-                if best_dice is None:
-                    best_delta, best_pred, best_dice = current.clone(), pred, dice
-                    return
-                better = dice > best_dice if self.targeted else dice < best_dice
-                mask = better.view(shape)
-                best_delta = torch.where(mask, current, best_delta)
-                best_pred = torch.where(better.view(-1, *([1] * (pred.dim() - 1))), pred, best_pred)
-                best_dice = torch.where(better, dice, best_dice)
+        tracker = IterateTracker(
+            y,
+            self._norm_of,
+            track=track,
+            record=record,
+            targeted=self.targeted,
+            clean_prediction=clean_pred,
+            start=delta,
+        )
 
         delta = walk(
             self,
@@ -158,7 +139,7 @@ class PGD(Attack):
             alpha,
             steps,
             lambda logits, k: self.loss_fn(logits, y, step=k, steps=steps, targeted=self.targeted),
-            observe=observe if (track or record) else None,
+            observe=tracker if tracker.active else None,
             sign=sign,
         )
 
@@ -167,10 +148,10 @@ class PGD(Attack):
             with torch.no_grad():
                 logits = self._logits(x + delta)
                 pred = predict_classes(logits)
-                observe(steps, delta, pred, logits.shape[1])
+                tracker(steps, delta, pred, logits.shape[1])
                 if track:
-                    assert best_delta is not None  # set from the start when tracking
-                    delta, prediction, dice = best_delta, best_pred, best_dice
+                    assert tracker.best_delta is not None  # set from the start when tracking
+                    delta, prediction, dice = tracker.best_delta, tracker.best_prediction, tracker.best_dice
                 else:
                     prediction, dice = pred, sample_dice(pred, y, logits.shape[1])
         adversarial = x + delta
@@ -179,8 +160,8 @@ class PGD(Attack):
             dice=dice,
             norm=self._norm_of(delta),
             prediction=prediction,
-            flip_radius=flip_radius,
-            flip_step=flip_step,
+            flip_radius=tracker.flip_radius,
+            flip_step=tracker.flip_step,
             source=torch.zeros(x.shape[0], dtype=torch.long, device=x.device),
         )
 
@@ -190,6 +171,7 @@ def _pgd_common(eps, norm: str, settings: AttackSettings) -> dict:
         "eps": eps,
         "norm": norm,
         "steps": settings.steps,
+        "alpha": settings.step_size,
         "restarts": settings.restarts,
         "record_flips": settings.record_flips,
         "clip_range": settings.clip_range,

@@ -55,6 +55,8 @@ class AttackSettings:
         record_flips: record per-voxel flip radii (kinds with ``records_flips``).
         noise_draws: draws of noise kinds (per-sample worst kept).
         members: kinds the ensemble kind (``worst``) takes the per-sample worst over.
+        step_size: absolute step of fixed-step kinds (PGD family); ``None``: ``2.5 * eps / steps``. The
+            steps check sets it so that twice the steps walk with the same step, and can only do better.
     """
 
     steps: int = 20
@@ -66,6 +68,7 @@ class AttackSettings:
     record_flips: bool = False
     noise_draws: int = 1
     members: tuple[str, ...] = ("pgd", "noise")
+    step_size: float | None = None
 
 
 Builder = Callable[..., "Attack"]

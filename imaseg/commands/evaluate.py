@@ -16,6 +16,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="evaluate on this NIfTI folder, preprocessed like the run's cache (all cases)")
     parser.add_argument("--config", help="YAML file; its 'evaluate' section (or the whole file) sets the options")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a sanity check fails (forward determinism, noise vs attack, Dice falling with eps, "
+        "2x steps); without it failures are warnings in the log, summary.json and report",
+    )
     add_config_arguments(parser, EvalConfig, title="evaluation options")
 
 
@@ -24,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from imaseg.config import load_yaml, resolve_config
+    from imaseg.evaluation.checks import failed_checks
     from imaseg.evaluation.evaluate import evaluate
 
     data = load_yaml(args.config)
@@ -33,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
         cache = _preprocess_like_run(args.run, args.data, Path(args.run) / "eval" / config.tag / "cache")
     summary = evaluate(args.run, config, cache=cache, progress=not args.no_progress)
     logging.getLogger("imaseg").info("results: %s", Path(args.run) / "eval" / config.tag / "summary.json")
-    return 0 if not summary["checks"].get("warnings") else 0
+    failed = failed_checks(summary["checks"])
+    if failed and args.strict:
+        logging.getLogger("imaseg").error("sanity checks failed: %s (--strict)", ", ".join(failed))
+        return 3
+    return 0
 
 
 def _preprocess_like_run(run: str, data: str, out) -> str:

@@ -1,10 +1,18 @@
-"""Sanity checks of an evaluation: eps = 0 equals clean, noise is weaker than gradient attacks, and
-twice the steps do not leave the model better off (gradient masking) or much worse (not converged)."""
+"""Sanity checks of an evaluation, each able to fail (``ok: false``, and a line in ``warnings``):
+
+- ``forward_deterministic``: every attack at eps = 0 gives exactly the clean Dice (the forward pass is
+  deterministic and the eps-0 path changes nothing);
+- ``noise_weaker_than_attack``: same-budget random noise never beats a gradient attack;
+- ``dice_falls_with_eps``: along each attack's budget grid, Dice never rises by more than 0.005;
+- ``steps_2x``: the strongest single attack at the largest budget, rerun on a few cases with twice the
+  steps *and the same absolute step size* (so the longer path contains the shorter one's reach), must
+  neither end higher (gradient masking) nor drop by more than 0.02 (the attack had not converged).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,7 +25,11 @@ if TYPE_CHECKING:
 
     from imaseg.cache.reader import CaseStore
 
-__all__ = ["CheckContext", "sanity_checks"]
+__all__ = ["MASKING_TOLERANCE", "NOT_CONVERGED", "CheckContext", "failed_checks", "sanity_checks"]
+
+NOT_CONVERGED = 0.02  # Dice drop with 2x steps above which the attack has not converged
+MASKING_TOLERANCE = 0.01  # Dice rise with 2x steps above which the gradients mislead (masking)
+MONOTONE_TOLERANCE = 0.005  # Dice rise from one budget to the next above which something is off
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,11 @@ class CheckContext:
     steps_check: bool
 
 
-def _eps0_equals_clean(records: dict, cells: list[Cell], cases: list[str], warnings: list[str]) -> dict:
+def _global(records: dict, key: str) -> float:
+    return float(np.nanmean(aggregate_dice(records[key]["cases"])["global"]))
+
+
+def _forward_deterministic(records: dict, cells: list[Cell], cases: list[str], warnings: list[str]) -> dict:
     clean = records["clean"]["cases"]
     diffs = [
         abs(a - b)
@@ -45,12 +61,12 @@ def _eps0_equals_clean(records: dict, cells: list[Cell], cases: list[str], warni
     ]
     worst = max(diffs, default=0.0)
     if worst != 0.0:
-        warnings.append(f"eps = 0 differs from clean Dice by up to {worst:.4g}")
+        warnings.append(f"eps = 0 differs from clean Dice by up to {worst:.4g}: the forward pass is not deterministic")
     return {"max_abs_diff": worst, "ok": worst == 0.0}
 
 
 def _noise_weaker(records: dict, cells: list[Cell], warnings: list[str]) -> list[dict]:
-    mean = {key: float(np.nanmean(aggregate_dice(r["cases"])["global"])) for key, r in records.items()}
+    mean = {key: _global(records, key) for key in records}
     rows = []
     noise = [c for c in cells if c.spec is not None and not c.spec.gradient and c.eps > 0]
     for cell in noise:
@@ -74,41 +90,83 @@ def _noise_weaker(records: dict, cells: list[Cell], warnings: list[str]) -> list
     return rows
 
 
+def _dice_falls_with_eps(records: dict, cells: list[Cell], warnings: list[str]) -> list[dict]:
+    rows = []
+    for attack in dict.fromkeys(c.attack for c in cells if not c.is_clean):
+        grid = sorted((c for c in cells if c.attack == attack), key=lambda c: c.eps)
+        for lower, higher in zip(grid, grid[1:]):
+            rise = _global(records, higher.key) - _global(records, lower.key)
+            ok = rise <= MONOTONE_TOLERANCE
+            rows.append({"attack": attack, "eps": [lower.eps, higher.eps], "rise": rise, "ok": ok})
+            if not ok:
+                warnings.append(
+                    f"{attack}: Dice rises by {rise:.3f} from eps {lower.eps:g} to {higher.eps:g}; a larger budget "
+                    "must not help the model (raise --steps or --restarts)"
+                )
+    return rows
+
+
 def _steps_2x(records: dict, cell: Cell, context: CheckContext, warnings: list[str]) -> dict:
     subset = context.cases[:3]
+    step_size = 2.5 * cell.eps / max(context.steps, 1)  # the evaluated run's absolute step (fixed-step kinds)
+    settings = replace(context.settings, attack=replace(context.settings.attack, step_size=step_size))
     once, twice = [], []
     for cid in subset:
         case = context.store.load_case(cid)
         once.append(records[cell.key]["cases"][cid])
-        double = attack_case(context.network, case, cell, context.settings, context.device, steps=2 * context.steps)
+        double = attack_case(context.network, case, cell, settings, context.device, steps=2 * context.steps)
         twice.append(case_record(double, case, context.store.num_classes, cell, hd95=False))
     d1 = float(np.nanmean(aggregate_dice(dict(enumerate(once)))["global"]))
     d2 = float(np.nanmean(aggregate_dice(dict(enumerate(twice)))["global"]))
-    if d2 > d1 + 0.01:
+    masking, not_converged = d2 > d1 + MASKING_TOLERANCE, d2 < d1 - NOT_CONVERGED
+    if masking:
         warnings.append(
-            f"Dice at {2 * context.steps} steps ({d2:.3f}) is higher than at {context.steps} ({d1:.3f}): possible gradient masking"
+            f"Dice at {2 * context.steps} steps ({d2:.3f}) is higher than at {context.steps} ({d1:.3f}) with the same "
+            "step size: possible gradient masking"
         )
-    elif d2 < d1 - 0.02:
+    elif not_converged:
         warnings.append(
-            f"Dice drops from {d1:.3f} to {d2:.3f} with {2 * context.steps} steps: the attack has not converged; raise --steps"
+            f"Dice drops from {d1:.3f} to {d2:.3f} with {2 * context.steps} steps: the attack has not converged; "
+            "raise --steps"
         )
     return {
         "attack": cell.attack,
         "eps": cell.eps,
         "cases": subset,
+        "step_size": step_size,
         "dice_steps": d1,
         "dice_2x_steps": d2,
-        "ok": d2 <= d1 + 0.01,
+        "ok": not (masking or not_converged),
     }
+
+
+def _strongest(records: dict, cells: list[Cell]) -> Cell | None:
+    """The single gradient attack with the lowest Dice at the largest budget of its norm."""
+    candidates = [c for c in cells if c.spec is not None and c.spec.gradient and not c.spec.ensemble and c.eps > 0]
+    if not candidates:
+        return None
+    largest = max(c.eps for c in candidates)
+    return min((c for c in candidates if c.eps == largest), key=lambda c: _global(records, c.key))
 
 
 def sanity_checks(records: dict, cells: list[Cell], context: CheckContext) -> dict:
     """All checks, each with its numbers and ``ok``; ``warnings`` lists what failed, in words."""
     warnings: list[str] = []
     checks: dict = {"warnings": warnings}
-    checks["eps0_equals_clean"] = _eps0_equals_clean(records, cells, context.cases, warnings)
+    checks["forward_deterministic"] = _forward_deterministic(records, cells, context.cases, warnings)
     checks["noise_weaker_than_attack"] = _noise_weaker(records, cells, warnings)
-    rerun = [c for c in cells if c.spec is not None and c.spec.uses_losses and c.eps > 0]
-    if context.steps_check and rerun:
-        checks["steps_2x"] = _steps_2x(records, max(rerun, key=lambda c: c.eps), context, warnings)
+    checks["dice_falls_with_eps"] = _dice_falls_with_eps(records, cells, warnings)
+    strongest = _strongest(records, cells)
+    if context.steps_check and strongest is not None:
+        checks["steps_2x"] = _steps_2x(records, strongest, context, warnings)
     return checks
+
+
+def failed_checks(checks: dict) -> list[str]:
+    """Names of the checks with any ``ok: false`` (for ``imaseg evaluate --strict``)."""
+    failed = []
+    for name, value in checks.items():
+        rows = value if isinstance(value, list) else [value]
+        if any(isinstance(row, dict) and row.get("ok") is False for row in rows):
+            failed.append(name)
+    return failed

@@ -18,8 +18,10 @@ class EvalConfig:
     """Which attacks at which budgets, on which cases, and what to write."""
 
     attacks: list[str] = _f(
-        ["pgd-l2", "noise-l2", "worst-l2"],
-        "attacks KIND-NORM (pgd, segpgd, cospgd, noise, uniform; l2, linf) and worst-NORM (per-slice worst over the others)",
+        ["apgd-dice-l2", "apgd-dlr-l2", "cospgd-l2", "segpgd-l2", "noise-l2", "worst-l2"],
+        "attacks KIND-NORM (pgd, apgd-dice, apgd-dlr, segpgd, cospgd, noise, uniform; l2, linf) and worst-NORM "
+        "(per-slice worst over the others). The default ensemble: APGD on soft Dice and on DLR, CosPGD, SegPGD, "
+        "same-budget noise as a baseline, and their per-slice worst case",
     )
     eps: list[float] = _f(
         [0.0, 0.125, 0.25, 0.5, 1.0, 2.0], "L2 budgets in model-input units (L2 over a whole slice, or volume for 3D)"
@@ -27,7 +29,7 @@ class EvalConfig:
     eps_linf: list[float] = _f([0.0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255], "Linf budgets in model-input units")
     steps: int = _f(20, "PGD steps")
     restarts: int = _f(1, "PGD random restarts (per-sample worst kept)")
-    losses: list[str] = _f(["ce", "dice"], "losses of pgd-*: several -> per-sample worst over them")
+    losses: list[str] = _f(["ce", "dice"], "losses of pgd-* (ce, dice, dice-ce, dlr, ...): several -> per-sample worst")
     seed: int = _f(0, "attack seed")
     split: str = _f("test", "cases to evaluate: test, val, train or all (of the run's fold)")
     checkpoint: str = _f("last", "last, best, or a checkpoint path")

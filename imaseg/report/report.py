@@ -195,20 +195,27 @@ def _checks(doc: Document, runs: list[RunData]) -> None:
     doc.heading("Sanity checks")
     for r in runs:
         checks = r.evaluation["checks"]
-        zero = checks.get("eps0_equals_clean", {})
+        zero = checks.get("forward_deterministic", checks.get("eps0_equals_clean", {}))
         doc.paragraph(
-            f"{r.name}: eps = 0 equals clean Dice: {'yes' if zero.get('ok') else 'NO'} (max difference {zero.get('max_abs_diff', float('nan')):.2g})."
+            f"{r.name}: forward pass deterministic (eps = 0 equals clean Dice): {'yes' if zero.get('ok') else 'NO'} "
+            f"(max difference {zero.get('max_abs_diff', float('nan')):.2g})."
         )
         noise = checks.get("noise_weaker_than_attack", [])
         if noise:
             doc.paragraph(
                 f"{r.name}: noise weaker than the attack at every budget: {'yes' if all(n['ok'] for n in noise) else 'NO'}."
             )
+        falls = checks.get("dice_falls_with_eps", [])
+        if falls:
+            doc.paragraph(
+                f"{r.name}: Dice never rises with the budget: {'yes' if all(f['ok'] for f in falls) else 'NO'}."
+            )
         steps = checks.get("steps_2x")
         if steps:
+            verdict = "passed" if steps["ok"] else "FAILED"
             doc.paragraph(
                 f"{r.name}: {steps['attack']} at eps {steps['eps']:g} on {len(steps['cases'])} cases: Dice {steps['dice_steps']:.3f} "
-                f"with the evaluated steps, {steps['dice_2x_steps']:.3f} with twice as many ({'consistent' if steps['ok'] else 'suspicious'})."
+                f"with the evaluated steps, {steps['dice_2x_steps']:.3f} with twice as many at the same step size ({verdict})."
             )
         for warning in checks.get("warnings", []):
             doc.paragraph(f"{r.name}: warning: {warning}", "warn")

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from imaseg.attacks import (
+    APGD,
     ATTACKS,
     PGD,
     AttackSettings,
@@ -34,6 +35,8 @@ def model() -> nn.Module:
         ("noise-l2", False, False, False, False),
         ("uniform-linf", False, False, False, False),
         ("worst-l2", True, True, False, True),
+        ("apgd-dice-l2", True, True, False, False),
+        ("apgd-dlr-linf", True, True, False, False),
     ],
 )
 def test_specs_say_what_each_kind_is(name, gradient, uses_steps, uses_losses, ensemble):
@@ -62,7 +65,8 @@ def test_bad_names_list_the_valid_ones(name, message):
 def test_names_are_case_insensitive_and_cover_every_kind_and_norm():
     spec, norm = parse_attack_name("CosPGD-Linf")
     assert (spec.kind, norm) == ("cospgd", "linf")
-    assert {n.rsplit("-", 1)[0] for n in attack_names()} >= {"pgd", "segpgd", "cospgd", "noise", "uniform", "worst"}
+    kinds = {n.rsplit("-", 1)[0] for n in attack_names()}
+    assert kinds >= {"pgd", "segpgd", "cospgd", "noise", "uniform", "worst", "apgd-dice", "apgd-dlr"}
 
 
 @pytest.mark.parametrize(
@@ -73,6 +77,7 @@ def test_names_are_case_insensitive_and_cover_every_kind_and_norm():
         ("cospgd-linf", ("ce", "dice"), PGD),
         ("noise-l2", ("ce",), NoiseAttack),
         ("worst-l2", ("ce",), WorstCase),
+        ("apgd-dlr-l2", ("ce",), APGD),
     ],
 )
 def test_create_attack_builds_the_kind(name, losses, expected):

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-SMALL = {"eps": [0.0, 0.5, 1.0], "steps": 2, "hd95": False, "steps_check": False, "overlays": 1}
+SMALL = {
+    "attacks": ["pgd-l2", "noise-l2", "worst-l2"],
+    "eps": [0.0, 0.5, 1.0],
+    "steps": 2,
+    "hd95": False,
+    "steps_check": False,
+    "overlays": 1,
+}
 
 
 def small_config(**overrides):

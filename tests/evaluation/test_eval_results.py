@@ -139,7 +139,7 @@ def test_summary_global_dice_equals_pooled_counts_of_the_csv_cases(evaluated):
 
 def test_summary_checks(evaluated):
     checks = evaluated.summary["checks"]
-    assert checks["eps0_equals_clean"] == {"max_abs_diff": 0.0, "ok": True}
+    assert checks["forward_deterministic"] == {"max_abs_diff": 0.0, "ok": True}
     noise = checks["noise_weaker_than_attack"]
     assert [(n["eps"], n["noise"], n["attack"]) for n in noise] == [
         (0.5, "noise-l2", "pgd-l2"),
@@ -151,7 +151,11 @@ def test_summary_checks(evaluated):
     assert steps["dice_steps"] == pytest.approx(
         evaluated.summary["attacks"]["pgd-l2"]["cells"][2]["mean_dice"]["global"]
     )
-    assert steps["ok"] == (steps["dice_2x_steps"] <= steps["dice_steps"] + 0.01)
+    assert steps["ok"] == (steps["dice_steps"] - 0.02 <= steps["dice_2x_steps"] <= steps["dice_steps"] + 0.01)
+    assert steps["step_size"] == pytest.approx(2.5 * 1.0 / evaluated.summary["settings"]["steps"])
+    falls = checks["dice_falls_with_eps"]
+    assert {f["attack"] for f in falls} == {"pgd-l2", "noise-l2", "worst-l2"}
+    assert all(f["ok"] == (f["rise"] <= 0.005) for f in falls)
 
 
 def test_steps_check_is_absent_when_disabled(copy_run):

@@ -44,10 +44,17 @@ def tiny_demo_config(path: Path, **changes) -> Path:
     config["train"].update(channels=TINY_CHANNELS, res_units=0, batch_size=8, lr=0.01, val_steps=2)
     config["methods"]["std"]["epochs"] = 3
     config["methods"]["ima"].update(epochs=1, ima_steps=2)
-    config["evaluate"].update(eps=[0.0, 0.5], steps=2, steps_check=False, overlays=1)
+    config["evaluate"].update(
+        attacks=["pgd-l2", "noise-l2", "worst-l2"], eps=[0.0, 0.5], steps=2, steps_check=False, overlays=1
+    )
     config["quick"] = {
         "methods": {"std": {"epochs": 3}, "ima": {"epochs": 1, "ima_steps": 2}},
-        "evaluate": {"eps": [0.0, 0.5], "steps": 2, "steps_check": False},
+        "evaluate": {
+            "attacks": ["pgd-l2", "noise-l2", "worst-l2"],
+            "eps": [0.0, 0.5],
+            "steps": 2,
+            "steps_check": False,
+        },
     }
     for dotted, value in changes.items():
         *parents, key = dotted.split(".")

@@ -94,7 +94,7 @@ def test_quick_run_writes_report_results_and_stages(quick_run):
         dice = [float(r["dice"]) for r in rows if r["dice"]]
         assert dice and all(0.0 <= d <= 1.0 for d in dice)
         summary = json.loads((run / "eval" / "default" / "summary.json").read_text())
-        assert summary["epoch"] == epochs and summary["checks"]["eps0_equals_clean"]["ok"]
+        assert summary["epoch"] == epochs and summary["checks"]["forward_deterministic"]["ok"]
         assert [int(r["epoch"]) for r in read_csv(run / "log.csv")] == list(range(1, epochs + 1))
         assert record[f"train-{method}"]["result"] == epochs
     margins = json.loads((out / "runs" / "ima" / "margins.json").read_text())

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from helpers import tiny_train_config
 
-EVAL = {"eps": [0.0, 0.5, 1.0], "steps": 2, "steps_check": False, "overlays": 1}
+EVAL = {
+    "attacks": ["pgd-l2", "noise-l2", "worst-l2"],
+    "eps": [0.0, 0.5, 1.0],
+    "steps": 2,
+    "steps_check": False,
+    "overlays": 1,
+}
 
 
 @dataclass

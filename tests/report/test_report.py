@@ -143,8 +143,9 @@ def test_per_case_table_holds_the_mean_dice_of_each_case(report):
 def test_sanity_checks_and_notes_are_spelled_out(report):
     html = unescape(_html(report))
     for name in ("std", "ima"):
-        assert f"{name}: eps = 0 equals clean Dice: yes (max difference 0)." in html
+        assert f"{name}: forward pass deterministic (eps = 0 equals clean Dice): yes (max difference 0)." in html
         assert f"{name}: noise weaker than the attack at every budget:" in html
+        assert f"{name}: Dice never rises with the budget:" in html
     for text in _summary(report.runs[0])["aggregations"].values():
         assert text in html
     assert "ACDC (Bernard et al., IEEE TMI 2018)" in _md(report)
