@@ -20,7 +20,7 @@ from imaseg.evaluation.metrics import case_metrics, slice_counts
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 
-__all__ = ["CLEAN", "CaseOutput", "CaseSettings", "Cell", "attack_case", "case_record", "worst_of"]
+__all__ = ["CLEAN", "CaseOutput", "CaseSettings", "Cell", "attack_case", "case_record", "sample_counts", "worst_of"]
 
 CLEAN = "clean"
 
@@ -151,18 +151,27 @@ def attack_case(
     return CaseOutput(_join(predictions, slice_axis, False).numpy(), perturbation, norms, dices, flip_radius)
 
 
-def worst_of(outputs: list[CaseOutput], case: CachedCase) -> CaseOutput:
-    """Per sample (slice, or whole volume in 3D), the output with the lowest sample Dice."""
+def worst_of(outputs: list[CaseOutput], case: CachedCase, choice: np.ndarray) -> CaseOutput:
+    """The case's output built from ``outputs[choice[s]]`` for each sample ``s`` (slice, or the volume in 3D);
+    the choice comes from :func:`imaseg.metrics.worst.choose_worst` over the whole evaluation."""
     slice_axis = case.meta["slice_axis"]
     dice = np.array([o.sample_dice for o in outputs])  # (A, S)
-    choice = dice.argmin(0)
+    choice = np.asarray(choice, dtype=np.int64)
+    picked_dice = dice[choice, np.arange(len(choice))].tolist()
     if slice_axis is None:
         best = outputs[int(choice[0])]
-        return CaseOutput(best.prediction, best.perturbation, best.norms, best.sample_dice)
+        return CaseOutput(best.prediction, best.perturbation, best.norms, picked_dice)
     stacked = np.stack([np.moveaxis(o.prediction, slice_axis, 0) for o in outputs])  # (A, S, *plane)
     picked = stacked[choice, np.arange(len(choice))]
     norms = [outputs[a].norms[s] for s, a in enumerate(choice)]
-    return CaseOutput(np.moveaxis(picked, 0, slice_axis), None, norms, dice.min(0).tolist())
+    return CaseOutput(np.moveaxis(picked, 0, slice_axis), None, norms, picked_dice)
+
+
+def sample_counts(record: dict) -> list:
+    """Per attacked sample, per foreground class ``[tp, fp, fn]``: the slices of a 2D case, or the volume."""
+    if "slices" in record:
+        return record["slices"]
+    return [[list(v) for v in zip(record["tp"], record["fp"], record["fn"])]]
 
 
 def case_record(output: CaseOutput, case: CachedCase, num_classes: int, cell: Cell, *, hd95: bool) -> dict:

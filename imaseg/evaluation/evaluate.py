@@ -6,6 +6,7 @@ Output folder ``RUN/eval/TAG/``::
     cells/KEY.json   per-case metrics of one (attack, eps) cell; KEY.npz its predictions (reused on rerun)
     results.csv      long format: case, class, attack, norm, eps, eps_source, eps_rms, steps, restarts,
                      seed, dice, hd95, realised_norm
+    worst_members.csv  per worst-case cell, case and slice: the member attack it took
     summary.json     per attack and eps: Dice per class under each aggregation (global / case / slice)
                      with the per-case spread, robust Dice, area under the Dice-vs-eps curve, HD95,
                      and the sanity checks
@@ -23,16 +24,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from imaseg.attacks import attack_spec, parse_attack_name
 from imaseg.config import save_config
 from imaseg.evaluation.cell_store import CellStore
-from imaseg.evaluation.cells import CaseOutput, Cell, attack_case, case_record, worst_of
+from imaseg.evaluation.cells import CaseOutput, Cell, attack_case, case_record, sample_counts, worst_of
 from imaseg.evaluation.checks import CheckContext, sanity_checks
 from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.loader import LoadedRun, load_run
-from imaseg.evaluation.outputs import write_overlays, write_predictions, write_results_csv
+from imaseg.evaluation.outputs import write_overlays, write_predictions, write_results_csv, write_worst_members_csv
 from imaseg.evaluation.plan import attack_settings, case_settings, fingerprint, plan_cells, worst_members
 from imaseg.evaluation.summary import build_summary
+from imaseg.metrics.worst import choose_worst
 from imaseg.networks import resolve_device
 from imaseg.utils.atomic import atomic_write_json
 
@@ -65,6 +69,7 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     )
     checks = sanity_checks(records, cells, context)
     write_results_csv(out / "results.csv", records, loaded.store.labels)
+    write_worst_members_csv(out / "worst_members.csv", records)
     summary = build_summary(records, cells, loaded.store.labels, config, checks, seconds=time.perf_counter() - started)
     summary.update(_run_facts(run_dir, loaded, cases, config))
     if config.overlays > 0:
@@ -123,14 +128,19 @@ def _run_cells(loaded: LoadedRun, cells, cases, config: EvalConfig, settings, st
         record = store.load(cell, hd95=config.hd95, perturbations=config.save_predictions)
         if record is None:
             outputs = {}
+            choices = _worst_choices(cell, cells, cases, records)
             for case_id in cases:
                 outputs[case_id] = _case_output(
-                    loaded, cell, cells, load_case(case_id), case_id, config, settings, store, device
+                    loaded, cell, cells, load_case(case_id), case_id, config, settings, store, device, choices
                 )
                 if bar is not None:
                     bar.set_postfix_str(f"{cell.key} {case_id}")
                     bar.update(1)
             record = _cell_record(cell, outputs, load_case, loaded.store.num_classes, config, store.fingerprint)
+            if choices is not None:
+                names = [m.attack for m in worst_members(cell, cells)]
+                for cid, case_choice in choices.items():
+                    record["cases"][cid]["members"] = [names[i] for i in case_choice]
             store.save(cell, record, outputs)
         elif bar is not None:
             bar.update(len(cases))
@@ -140,12 +150,25 @@ def _run_cells(loaded: LoadedRun, cells, cases, config: EvalConfig, settings, st
     return records
 
 
-def _case_output(
-    loaded, cell: Cell, cells, case, case_id: str, config, settings, store: CellStore, device
-) -> CaseOutput:
+def _worst_choices(cell: Cell, cells: list[Cell], cases: list[str], records: dict) -> dict | None:
+    """For an ensemble cell: per case, which member each sample takes (lowest global Dice over all cases)."""
     spec = cell.spec
-    if spec is not None and spec.ensemble:
-        return worst_of([store.output(member, case_id) for member in worst_members(cell, cells)], case)
+    if spec is None or not spec.ensemble:
+        return None
+    members = worst_members(cell, cells)
+    per_member = [[s for cid in cases for s in sample_counts(records[m.key]["cases"][cid])] for m in members]
+    choice = choose_worst(np.asarray(per_member, dtype=float))
+    sizes = [len(sample_counts(records[members[0].key]["cases"][cid])) for cid in cases]
+    bounds = np.cumsum([0, *sizes])
+    return {cid: choice[bounds[i] : bounds[i + 1]] for i, cid in enumerate(cases)}
+
+
+def _case_output(
+    loaded, cell: Cell, cells, case, case_id: str, config, settings, store: CellStore, device, choices
+) -> CaseOutput:
+    if choices is not None:
+        outputs = [store.output(member, case_id) for member in worst_members(cell, cells)]
+        return worst_of(outputs, case, choices[case_id])
     return attack_case(loaded.network, case, cell, settings, device, keep_perturbation=config.save_predictions)
 
 

@@ -15,7 +15,7 @@ from imaseg.evaluation.cells import Cell, attack_case
 from imaseg.evaluation.geometry import to_source_grid
 from imaseg.utils.atomic import atomic_path, atomic_write_text
 
-__all__ = ["CSV_COLUMNS", "write_overlays", "write_predictions", "write_results_csv"]
+__all__ = ["CSV_COLUMNS", "write_overlays", "write_predictions", "write_results_csv", "write_worst_members_csv"]
 
 CSV_COLUMNS = [
     "case",
@@ -63,6 +63,18 @@ def write_results_csv(path: Path, records: dict, labels: dict[int, str]) -> None
                         f"{case['norm_mean']:.6g}",
                     ]
                 )
+    atomic_write_text(path, buffer.getvalue())
+
+
+def write_worst_members_csv(path: Path, records: dict) -> None:
+    """One row per (ensemble cell, case, sample): the member attack whose prediction the worst case took."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["case", "sample", "attack", "norm", "eps", "member"])
+    for record in records.values():
+        for case_id, case in record["cases"].items():
+            for sample, member in enumerate(case.get("members", [])):
+                writer.writerow([case_id, sample, record["attack"], record["norm"], f"{record['eps']:.6g}", member])
     atomic_write_text(path, buffer.getvalue())
 
 

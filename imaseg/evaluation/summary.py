@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 
@@ -30,7 +31,9 @@ def _cell_summary(record: dict) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         hd95 = np.nanmean(hd, axis=0).tolist() if hd.size else []
+    won = Counter(m for c in record["cases"].values() for m in c.get("members", []))
     return {
+        **({"members_won": dict(won)} if won else {}),
         "dice": dice,
         "mean_dice": {agg: _nanmean(dice[agg]) for agg in AGGREGATIONS},
         "hd95": hd95,

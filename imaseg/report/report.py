@@ -219,6 +219,23 @@ def _checks(doc: Document, runs: list[RunData]) -> None:
             )
         for warning in checks.get("warnings", []):
             doc.paragraph(f"{r.name}: warning: {warning}", "warn")
+        _member_wins(doc, r)
+
+
+def _member_wins(doc: Document, run: RunData) -> None:
+    """How many slices each member attack won in the worst case, per budget (from the summary)."""
+    for attack, entry in run.evaluation["attacks"].items():
+        wins = [cell.get("members_won") for cell in entry["cells"]]
+        if not any(wins):
+            continue
+        members = sorted({m for w in wins if w for m in w})
+        rows = [[f"{e:g}", *[(w or {}).get(m, 0) for m in members]] for e, w in zip(entry["eps"], wins)]
+        doc.table(
+            ["eps", *members],
+            rows,
+            caption=f"{run.name}: samples (slices, or volumes in 3D) where each attack gave the {attack} prediction "
+            "(chosen for the lowest global Dice; per sample in worst_members.csv).",
+        )
 
 
 def _margins(doc: Document, run: RunData) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -167,17 +168,28 @@ def test_steps_check_is_absent_when_disabled(copy_run):
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.5, 1.0])
-def test_worst_case_is_the_per_slice_minimum_over_the_member_attacks(evaluated, eps):
-    members = [evaluated.cell(f"{a}__eps{eps:g}") for a in ("pgd-l2", "noise-l2")]
+def test_worst_case_takes_each_slice_from_a_member_and_is_never_above_one(evaluated, eps):
+    attacks = ("pgd-l2", "noise-l2")
+    members = [evaluated.cell(f"{a}__eps{eps:g}") for a in attacks]
     worst = evaluated.cell(f"worst-l2__eps{eps:g}")
+    record = evaluated.summary["attacks"]
     for case in _cases(evaluated):
         dice = np.stack([m[f"dice__{case}"] for m in members])  # (attacks, slices)
         assert dice.shape == (2, 4)
-        np.testing.assert_array_equal(worst[f"dice__{case}"], dice.min(0))
-        choice = dice.argmin(0)
-        for s, a in enumerate(choice):
+        chosen = json.loads((evaluated.out / "cells" / f"worst-l2__eps{eps:g}.json").read_text())["cases"][case][
+            "members"
+        ]
+        assert len(chosen) == 4 and set(chosen) <= set(attacks)
+        for s, name in enumerate(chosen):
+            a = attacks.index(name)
             np.testing.assert_array_equal(worst[f"pred__{case}"][..., s], members[a][f"pred__{case}"][..., s])
-        assert worst[f"pred__{case}"].shape == (32, 32, 4)
+            assert worst[f"dice__{case}"][s] == dice[a, s]
+    k = record["worst-l2"]["eps"].index(eps)
+    won = record["worst-l2"]["cells"][k]["members_won"]
+    assert sum(won.values()) == 4 * len(_cases(evaluated)) and set(won) <= set(attacks)
+    headline = record["worst-l2"]["cells"][k]["mean_dice"]["global"]
+    for a in attacks:
+        assert headline <= record[a]["cells"][k]["mean_dice"]["global"] + 1e-9
 
 
 def _case_stub(slice_axis):
@@ -194,31 +206,47 @@ def _case_stub(slice_axis):
 
 
 @pytest.mark.parametrize("slice_axis", [2, 0], ids=["slices-along-last-axis", "slices-along-first-axis"])
-def test_worst_of_picks_per_slice_the_output_with_the_lowest_dice(slice_axis):
+def test_worst_of_takes_each_slice_from_the_chosen_output(slice_axis):
     from imaseg.evaluation.cells import CaseOutput, worst_of
 
     shape = [2, 2, 2]
     shape[slice_axis] = 4
     dice = [[0.9, 0.2, 0.5, 0.3], [0.8, 0.6, 0.1, 0.3], [0.1, 0.7, 0.4, 0.9]]  # per output, per slice
     outputs = [CaseOutput(np.full(shape, k + 1, np.uint8), None, [10.0 * (k + 1)] * 4, d) for k, d in enumerate(dice)]
-    worst = worst_of(outputs, _case_stub(slice_axis))
+    worst = worst_of(outputs, _case_stub(slice_axis), np.array([2, 0, 1, 0]))
     picked = np.moveaxis(worst.prediction, slice_axis, 0).reshape(4, -1)
-    assert (picked == np.array([3, 1, 2, 1])[:, None]).all(), "slice 3 ties (0.3): the first output wins"
+    assert (picked == np.array([3, 1, 2, 1])[:, None]).all()
     assert worst.sample_dice == pytest.approx([0.1, 0.2, 0.1, 0.3])
     assert worst.norms == [30.0, 10.0, 20.0, 10.0]
     assert worst.prediction.shape == tuple(shape)
 
 
-def test_worst_of_a_whole_volume_keeps_the_weakest_output_whole():
+def test_worst_of_a_whole_volume_keeps_the_chosen_output_whole():
     from imaseg.evaluation.cells import CaseOutput, worst_of
 
     outputs = [
         CaseOutput(np.full((2, 2, 4), k, np.uint8), np.full((1, 2, 2, 4), k, np.float32), [float(k)], [d])
         for k, d in enumerate([0.7, 0.2, 0.5])
     ]
-    worst = worst_of(outputs, _case_stub(None))
+    worst = worst_of(outputs, _case_stub(None), np.array([1]))
     assert (worst.prediction == 1).all() and (worst.perturbation == 1).all()
     assert worst.sample_dice == [0.2] and worst.norms == [1.0]
+
+
+def test_the_worst_case_is_never_above_a_member_in_global_dice():
+    """A two-slice case where taking each slice's lowest slice Dice lands above a member's global Dice."""
+    from imaseg.metrics.worst import choose_worst, mean_global_dice
+
+    # one class; per member and slice [tp, fp, fn]
+    a = np.array([[[2, 8, 14]], [[12, 12, 0]]], dtype=float)  # slice Dice 0.154, 0.667; global 0.452
+    b = np.array([[[0, 3, 0]], [[20, 15, 19]]], dtype=float)  # slice Dice 0.000, 0.541; global 0.519
+    counts = np.stack([a, b])
+    per_slice_rule = counts[[1, 1], [0, 1]].sum(0)  # b wins both slices by slice Dice
+    assert float(mean_global_dice(per_slice_rule)) == pytest.approx(0.5195, abs=1e-4), "above member a's 0.452"
+    choice = choose_worst(counts)
+    total = float(mean_global_dice(counts[choice, np.arange(2)].sum(0)))
+    assert choice.tolist() == [0, 1] and total == pytest.approx(0.44)
+    assert total <= min(float(mean_global_dice(m.sum(0))) for m in counts)
 
 
 @pytest.mark.parametrize(
