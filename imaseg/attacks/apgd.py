@@ -20,6 +20,7 @@ import torch
 from imaseg.attacks.base import Attack
 from imaseg.attacks.geometry import project, random_in_ball, step_direction
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
+from imaseg.attacks.pgd import FLIP_START
 from imaseg.attacks.registry import AttackSettings, register_attack
 from imaseg.attacks.result import AttackResult, keep_worse
 from imaseg.attacks.tracking import IterateTracker
@@ -115,7 +116,8 @@ class APGD(Attack):
 
     def _path(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> AttackResult:
         view = (-1, *([1] * (x.dim() - 1)))
-        delta = self._clip(x, random_in_ball(x.shape, eps, self.norm, generator).to(x.device))
+        radius = eps * (FLIP_START if self.record_flips else 1.0)  # recorded paths start near x (see PGD)
+        delta = self._clip(x, random_in_ball(x.shape, radius, self.norm, generator).to(x.device))
         clean = self._evaluate(x, y)[0] if self.record_flips else None
         tracker = IterateTracker(y, self._norm_of, track=True, record=self.record_flips, clean_prediction=clean)
         state = _StepState(eps, delta)
@@ -202,14 +204,21 @@ def _apgd(model, eps, norm: str, settings: AttackSettings, loss: str) -> APGD:
 
 
 @register_attack(
-    "apgd-dlr", "{steps}-step APGD (adaptive step, momentum), loss dlr, {restarts} restart(s)", records_flips=True
+    "apgd-dlr",
+    "{steps}-step APGD (adaptive step, momentum), loss dlr, {restarts} restart(s)",
+    records_flips=True,
+    citation="APGD and DLR: Croce & Hein, ICML 2020",
 )
 def build_apgd_dlr(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
     """APGD on the difference-of-logits ratio."""
     return _apgd(model, eps, norm, settings, "dlr")
 
 
-@register_attack("apgd-dice", "{steps}-step APGD (adaptive step, momentum), loss dice, {restarts} restart(s)")
+@register_attack(
+    "apgd-dice",
+    "{steps}-step APGD (adaptive step, momentum), loss dice, {restarts} restart(s)",
+    citation="APGD: Croce & Hein, ICML 2020",
+)
 def build_apgd_dice(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
     """APGD on the per-sample soft Dice."""
     return _apgd(model, eps, norm, settings, "dice")

@@ -165,8 +165,9 @@ class Attack:
                 f"label shape {tuple(label.shape)} does not match image shape {tuple(image.shape)}; "
                 "expected (B, *spatial) or (B, 1, *spatial)"
             )
-        if label.is_floating_point():
-            raise TypeError("`label` must hold integer class indices")
+        if label.is_floating_point():  # MONAI's LoadImaged yields float label maps: fine while they hold integers
+            if not bool(torch.all(label == torch.round(label))):
+                raise TypeError("`label` must hold integer class indices; got non-integer values (a probability map?)")
         return image.detach(), label.detach().long().to(image.device)
 
     def _budget(self, eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:

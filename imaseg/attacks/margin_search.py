@@ -27,7 +27,9 @@ from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability
 
-__all__ = ["DicePredicate", "MarginResult", "MarginSearch"]
+__all__ = ["EMPTY_POLICIES", "DicePredicate", "MarginResult", "MarginSearch"]
+
+EMPTY_POLICIES = ("tolerance", "fail")
 
 
 class DicePredicate:
@@ -42,17 +44,24 @@ class DicePredicate:
             while at most this fraction of voxels is predicted as foreground. The official code lets
             such slices fail at once, so their margins collapse to ~0 and they never get robust to
             false-positive blobs; a small area tolerance gives them a real, finite margin instead.
+        empty_policy: ``"tolerance"`` (the above) or ``"fail"`` (the official code: such samples fail at
+            once, whatever is predicted).
     """
 
-    def __init__(self, tau: float = 0.6, reduction: str = "max", empty_tolerance: float = 0.002) -> None:
+    def __init__(
+        self, tau: float = 0.6, reduction: str = "max", empty_tolerance: float = 0.002, empty_policy: str = "tolerance"
+    ) -> None:
         self.tau = check_probability("tau", tau)
         self.reduction = check_choice("dice_reduction", reduction, ("max", "mean", "min"))
         self.empty_tolerance = check_probability("empty_tolerance", empty_tolerance)
+        self.empty_policy = check_choice("empty_policy", empty_policy, EMPTY_POLICIES)
 
     def score(self, prediction: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Per-sample Dice under the reduction (for empty ground truth: 1 - FP fraction / tolerance)."""
         dice = sample_dice(prediction, label, num_classes, reduction=self.reduction)
         empty = (label.flatten(1) > 0).sum(1) == 0
+        if empty.any() and self.empty_policy == "fail":  # the official code: an empty slice fails at once
+            return torch.where(empty, torch.zeros_like(dice), dice)
         if empty.any():
             fp_fraction = (prediction.flatten(1) > 0).float().mean(1)
             tolerance = max(self.empty_tolerance, 1e-12)

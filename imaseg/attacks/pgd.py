@@ -26,7 +26,11 @@ from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int
 
-__all__ = ["PGD", "build_cospgd", "build_pgd", "build_segpgd"]
+__all__ = ["FLIP_START", "PGD", "build_cospgd", "build_pgd", "build_segpgd"]
+
+# With record_flips the random start has this fraction of the budget, not the full budget: a Linf start
+# at full budget already sits at norm eps, and every flip norm would read "about eps".
+FLIP_START = 0.05
 
 
 class PGD(Attack):
@@ -43,7 +47,8 @@ class PGD(Attack):
         restarts: independent random starts; the per-sample worst result is kept.
         targeted: descend the loss towards ``label`` (then the label is the target map).
         select: ``"best"`` (worst-case iterate per sample) or ``"last"`` (final iterate).
-        record_flips: record per-voxel flip radii (see :class:`~imaseg.attacks.AttackResult`).
+        record_flips: record per-voxel flip norms along the attack path, an upper bound on the distance to
+            the voxel's decision boundary (the random start then has radius ``FLIP_START * eps``).
 
     Example:
         >>> import torch
@@ -114,8 +119,8 @@ class PGD(Attack):
         record = self.record_flips
         sign = -1.0 if self.targeted else 1.0
 
-        if self.random_start:
-            delta = random_in_ball(x.shape, eps, norm, generator).to(x.device)
+        if self.random_start:  # a path that records flips starts near x: its flip norms are path distances
+            delta = random_in_ball(x.shape, eps * (FLIP_START if record else 1.0), norm, generator).to(x.device)
             delta = self._clip(x, delta)
         else:
             delta = torch.zeros_like(x)
@@ -185,6 +190,7 @@ def _pgd_common(eps, norm: str, settings: AttackSettings) -> dict:
     "{steps}-step PGD, loss {losses} (per-sample worst), {restarts} restart(s)",
     uses_losses=True,
     records_flips=True,
+    citation="PGD: Madry et al., ICLR 2018",
 )
 def build_pgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
     """PGD with the configured loss; several losses -> the per-sample worst case over them."""
@@ -199,13 +205,21 @@ def build_pgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
     return WorstCase([PGD(model, loss=loss, **common) for loss in losses])
 
 
-@register_attack("segpgd", "{steps}-step PGD, loss segpgd (per-sample worst), {restarts} restart(s)")
+@register_attack(
+    "segpgd",
+    "{steps}-step PGD, loss segpgd (per-sample worst), {restarts} restart(s)",
+    citation="SegPGD: Gu et al., ECCV 2022",
+)
 def build_segpgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
     """SegPGD (Gu et al. 2022): PGD whose loss shifts weight to still-correct voxels over the steps."""
     return PGD(model, loss="segpgd", **_pgd_common(eps, norm, settings))
 
 
-@register_attack("cospgd", "{steps}-step PGD, loss cospgd (per-sample worst), {restarts} restart(s)")
+@register_attack(
+    "cospgd",
+    "{steps}-step PGD, loss cospgd (per-sample worst), {restarts} restart(s)",
+    citation="CosPGD: Agnihotri et al., ICML 2024",
+)
 def build_cospgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
     """CosPGD (Agnihotri et al. 2024): PGD whose per-voxel loss is weighted by prediction-target agreement."""
     return PGD(model, loss="cospgd", **_pgd_common(eps, norm, settings))

@@ -89,6 +89,7 @@ class AttackSpec:
         records_flips: can record per-voxel flip radii along its path.
         ensemble: the per-sample worst case over the other attacks of its norm.
         norms: the norms it supports.
+        citation: the reference a report cites when the attack is used.
     """
 
     kind: str
@@ -100,6 +101,7 @@ class AttackSpec:
     records_flips: bool = False
     ensemble: bool = False
     norms: tuple[str, ...] = NORMS
+    citation: str = ""
 
     def describe(self, settings: AttackSettings | dict) -> str:
         """The description with the settings filled in (a dict as saved in ``summary.json`` works too)."""
@@ -113,7 +115,9 @@ class AttackSpec:
 ATTACKS: dict[str, AttackSpec] = {}
 
 
-def register_attack(kind: str, description: str, **properties: bool | tuple[str, ...]) -> Callable[[Builder], Builder]:
+def register_attack(
+    kind: str, description: str, **properties: bool | tuple[str, ...] | str
+) -> Callable[[Builder], Builder]:
     """Decorator registering ``build`` as attack kind ``kind`` (see :class:`AttackSpec` for properties)."""
 
     def decorate(build: Builder) -> Builder:

@@ -19,9 +19,9 @@ class AttackResult:
         dice: ``(B,)`` hard Dice of the prediction on ``adversarial`` (mean over present classes).
         norm: ``(B,)`` realised perturbation norm (after clipping), in the attack's norm.
         prediction: ``(B, *spatial)`` predicted classes on ``adversarial``.
-        flip_radius: ``(B, *spatial)`` perturbation norm at which each voxel's predicted class first
-            changed from its clean prediction along the attack path (``inf`` if never); only when
-            recorded.
+        flip_radius: ``(B, *spatial)`` flip norm along the attack path: the perturbation norm at which each
+            voxel's predicted class first changed from its clean prediction (``inf`` if never); an upper
+            bound on the distance to the voxel's decision boundary; only when recorded.
         flip_step: ``(B, *spatial)`` the path iterate where that happened (``-1`` if never).
         source: ``(B,)`` index of the attack that produced each sample (ensembles), else zeros.
     """

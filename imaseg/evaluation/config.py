@@ -47,3 +47,7 @@ class EvalConfig:
     device: str = _f("auto", "auto, cpu, cuda")
     amp: bool = _f(False, "bf16 autocast for the forward passes")
     tag: str = _f("default", "name of the evaluation folder RUN/eval/TAG")
+    allow_training_cases: bool = _f(
+        False,
+        "with --cache / --data: allow cases the run trained on (refused by default: such numbers are not held out)",
+    )

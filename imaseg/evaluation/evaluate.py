@@ -18,6 +18,7 @@ Every file is written atomically; a killed evaluation resumes at the first unfin
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -55,6 +56,8 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     device = resolve_device(config.device)
     loaded = load_run(run_dir, cache=cache, checkpoint=config.checkpoint, device=device)
     cases = _cases(loaded, config, cache)
+    if cache is not None and not config.allow_training_cases:
+        _refuse_training_cases(run_dir, cases, cache)
     if config.clip_range is None and loaded.clip_range:
         config = replace(config, clip_range=list(loaded.clip_range))
     out = Path(run_dir) / "eval" / config.tag
@@ -70,7 +73,10 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     checks = sanity_checks(records, cells, context)
     write_results_csv(out / "results.csv", records, loaded.store.labels)
     write_worst_members_csv(out / "worst_members.csv", records)
-    summary = build_summary(records, cells, loaded.store.labels, config, checks, seconds=time.perf_counter() - started)
+    patients = {cid: str(loaded.store.case_meta(cid).get("group", cid)) for cid in cases}
+    summary = build_summary(
+        records, cells, loaded.store.labels, config, checks, seconds=time.perf_counter() - started, patients=patients
+    )
     summary.update(_run_facts(run_dir, loaded, cases, config))
     if config.overlays > 0:
         write_overlays(
@@ -93,6 +99,19 @@ def _cases(loaded: LoadedRun, config: EvalConfig, cache) -> list[str]:
     if not cases:
         raise ValueError(f"split {config.split!r} of fold {loaded.fold} holds no cases")
     return cases
+
+
+def _refuse_training_cases(run_dir, cases: list[str], cache) -> None:
+    """Evaluating another cache must not score the cases the model was trained on (leakage)."""
+    split = Path(run_dir) / "split.json"
+    trained = set(json.loads(split.read_text()).get("train", [])) if split.is_file() else set()
+    leaked = sorted(trained.intersection(cases))
+    if leaked:
+        raise ValueError(
+            f"{cache} holds {len(leaked)} case(s) this run trained on ({', '.join(leaked[:5])}"
+            f"{', ...' if len(leaked) > 5 else ''}): their Dice is not a held-out number; evaluate the run's test "
+            "split (omit --cache / --data), other data, or pass --allow-training-cases to do it anyway"
+        )
 
 
 def _save_settings(out: Path, run_dir, config: EvalConfig, loaded: LoadedRun, cases: list[str], key: str) -> None:
@@ -201,9 +220,13 @@ def _run_facts(run_dir, loaded: LoadedRun, cases: list[str], config: EvalConfig)
         "cases": cases,
         "spatial_dims": store.spatial_dims,
         "modality": store.manifest.get("modality"),
+        "dataset": (store.manifest.get("dataset") or {}).get("name"),
         "intensity": store.manifest["config"].get("intensity"),
+        "spatial_size": store.manifest["config"].get("spatial_size"),
+        "patients": len({str(store.case_meta(cid).get("group", cid)) for cid in cases}),
         "attack_descriptions": {name.lower(): attack_spec(name).describe(shared) for name in config.attacks},
         "main_attack": main_attack(config.attacks),
+        "citations": sorted({c for c in (attack_spec(n).citation for n in config.attacks) if c}),
     }
 
 

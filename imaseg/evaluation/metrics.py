@@ -35,7 +35,8 @@ def _onehot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def case_metrics(pred: torch.Tensor, label: torch.Tensor, num_classes: int, *, spacing=None, hd95: bool = True) -> dict:
     """Dice (MONAI ``DiceMetric``, NaN where the class is absent from the ground truth), HD95 (mm of
-    ``spacing``; NaN when undefined) and tp / fp / fn per foreground class, for one whole case."""
+    ``spacing``; the image diagonal for a structure erased or made up, NaN when absent from both) and
+    tp / fp / fn per foreground class, for one whole case."""
     pred_oh, label_oh = _onehot(pred, num_classes), _onehot(label, num_classes)
     dice = DiceMetric(include_background=False, reduction="none", ignore_empty=True)(pred_oh, label_oh)[0]
     out = {"dice": [float(v) for v in dice]}
@@ -44,11 +45,29 @@ def case_metrics(pred: torch.Tensor, label: torch.Tensor, num_classes: int, *, s
             warnings.simplefilter("ignore")  # MONAI warns for empty prediction or ground truth
             metric = HausdorffDistanceMetric(include_background=False, percentile=95, reduction="none")
             values = metric(pred_oh, label_oh, spacing=list(spacing) if spacing is not None else None)[0]
-        out["hd95"] = [float(v) if math.isfinite(float(v)) else float("nan") for v in values]
+        out["hd95"] = _penalised_hd95(values, pred, label, num_classes, spacing)
     else:
         out["hd95"] = [float("nan")] * (num_classes - 1)
     tp, fp, fn = confusion_counts(pred[None], label[None], num_classes)
     out.update(tp=tp[0, 1:].tolist(), fp=fp[0, 1:].tolist(), fn=fn[0, 1:].tolist())
+    return out
+
+
+def _penalised_hd95(values, pred: torch.Tensor, label: torch.Tensor, num_classes: int, spacing) -> list[float]:
+    """HD95 per class; a structure present in only one of prediction and ground truth (erased, or made up)
+    scores the image diagonal in mm, as segmentation challenges do; absent from both: NaN (undefined)."""
+    steps = np.asarray(spacing if spacing is not None else [1.0] * label.dim(), dtype=float)[: label.dim()]
+    diagonal = float(np.sqrt(np.sum((np.asarray(label.shape, dtype=float) * steps) ** 2)))
+    out = []
+    for c in range(1, num_classes):
+        in_truth, in_prediction = bool((label == c).any()), bool((pred == c).any())
+        if in_truth != in_prediction:
+            out.append(diagonal)
+        elif not in_truth:
+            out.append(float("nan"))
+        else:
+            value = float(values[c - 1])
+            out.append(value if math.isfinite(value) else diagonal)
     return out
 
 

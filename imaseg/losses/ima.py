@@ -75,6 +75,7 @@ class IMALoss(nn.Module):
         alpha_factor: inner step size as a multiple of ``E_i / steps``.
         bisection_steps: sample mode's bisection steps (voxel mode interpolates instead).
         empty_tolerance: foreground fraction tolerated on samples with empty ground truth.
+        empty_policy: ``"tolerance"`` (ours, above) or ``"fail"`` (the official code: empty ground truth fails).
         robust_weight: voxel mode's weight for voxels robust beyond the margin.
         voxel_start: voxel mode's random-start radius as a fraction of the margin.
         voxel_alpha_factor: voxel mode's step as a multiple of ``E_i / steps``.
@@ -96,6 +97,7 @@ class IMALoss(nn.Module):
         alpha_factor: float = 4.0,
         bisection_steps: int = 10,
         empty_tolerance: float = 0.002,
+        empty_policy: str = "tolerance",
         robust_weight: float = 0.1,
         voxel_start: float = 0.05,
         voxel_alpha_factor: float = 2.5,
@@ -108,7 +110,7 @@ class IMALoss(nn.Module):
         self.bank = MarginBank(sample_ids, delta=delta, eps_max=eps_max)
         self.beta = check_probability("beta", beta)
         reduction = dice_reduction or ("max" if self.margin == "sample" else "mean")
-        self.predicate = DicePredicate(tau, reduction, empty_tolerance)
+        self.predicate = DicePredicate(tau, reduction, empty_tolerance, empty_policy)
         self.steps = check_positive_int("steps", steps)
         self.alpha_factor = check_non_negative("alpha_factor", alpha_factor)
         self.bisection_steps = check_positive_int("bisection_steps", bisection_steps, minimum=0)

@@ -1,4 +1,9 @@
-"""Matplotlib figures of the report, returned as PNG bytes (Agg backend, no display needed)."""
+"""Matplotlib figures of the report, returned as PNG bytes.
+
+Figures are built as :class:`matplotlib.figure.Figure` objects drawn by the Agg canvas directly, without
+pyplot: importing this module never switches the backend of the process (inline plots in a notebook keep
+working) and no figure is left open.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,12 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-
-from imaseg.report.collect import RunData  # noqa: E402
+from imaseg.report.collect import RunData
 
 __all__ = ["dice_vs_eps", "hd95_vs_eps", "margin_histograms", "overlay_figure", "plain_text", "training_curves"]
 
@@ -44,10 +48,15 @@ def plain_text(function: Callable[P, R]) -> Callable[P, R]:
     return wrapped
 
 
+def _subplots(*args, figsize, **kwargs):
+    figure = Figure(figsize=figsize)
+    FigureCanvasAgg(figure)
+    return figure, figure.subplots(*args, **kwargs)
+
+
 def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
     return buffer.getvalue()
 
 
@@ -67,7 +76,7 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
     runs = [r for r in runs if r.summary and attack in r.summary["attacks"]]
     classes = runs[0].evaluation["classes"]
     panels = [*classes.values(), "mean over classes"]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=metric == "dice")
+    figure, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=metric == "dice")
     axes = np.atleast_1d(axes)
     for run in runs:
         eps, per_class = _attack_curves(run, attack, metric)
@@ -101,7 +110,7 @@ def margin_histograms(run: RunData) -> bytes:
         raise RuntimeError(f"{run.name}: no IMA margins")
     epochs = run.margins["epochs"]
     chosen = sorted({0, len(epochs) // 2, len(epochs) - 1})
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    figure, (left, right) = _subplots(1, 2, figsize=(10, 3.2))
     eps_max = run.margins["eps_max"]
     for i in chosen:
         left.hist(epochs[i]["margins"], bins=30, range=(0, eps_max), alpha=0.5, label=f"epoch {epochs[i]['epoch']}")
@@ -123,7 +132,7 @@ def margin_histograms(run: RunData) -> bytes:
 
 @plain_text
 def training_curves(runs: list[RunData]) -> bytes:
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.2))
+    figure, (left, right) = _subplots(1, 2, figsize=(10, 3.2))
     for run in runs:
         if not run.log:
             continue
@@ -144,11 +153,11 @@ def training_curves(runs: list[RunData]) -> bytes:
 @plain_text
 def overlay_figure(overlay: dict, run_name: str) -> bytes:
     """Row 1: image, ground truth, clean prediction. One row per attack: attacked prediction, the
-    perturbation (amplified to its own maximum, scale on the colour bar) and the per-voxel flip-radius
+    perturbation (amplified to its own maximum, scale on the colour bar) and the per-voxel flip-norm
     map where recorded."""
     attacks = overlay["meta"]["attacks"]
     rows = 1 + len(attacks)
-    figure, axes = plt.subplots(rows, 3, figsize=(9.5, 3.0 * rows), squeeze=False)
+    figure, axes = _subplots(rows, 3, figsize=(9.5, 3.0 * rows), squeeze=False)
     image = overlay["image"].T
 
     def show(axis, layer=None, title=""):
@@ -172,8 +181,8 @@ def overlay_figure(overlay: dict, run_name: str) -> bytes:
         if flips is not None:
             radius = np.where(np.isfinite(flips), flips, np.nan).T
             axes[k, 2].imshow(image, cmap="gray", origin="lower", alpha=0.4)
-            shown = axes[k, 2].imshow(radius, cmap="magma_r", origin="lower")
-            axes[k, 2].set_title("flip radius (L2; blank: never flipped)", fontsize=9)
+            shown = axes[k, 2].imshow(radius, cmap="magma_r", origin="lower", vmin=0, vmax=float(eps))
+            axes[k, 2].set_title("flip norm along the path (upper bound; blank: never flipped)", fontsize=9)
             figure.colorbar(shown, ax=axes[k, 2], fraction=0.046)
         else:
             axes[k, 2].set_visible(False)

@@ -11,13 +11,35 @@ import numpy as np
 from imaseg.report import plots
 from imaseg.report.collect import RunData, collect_run
 from imaseg.report.document import Document
+from imaseg.report.threat_model import threat_model_box
 
 __all__ = ["build_report"]
 
-DATA_CITATIONS = (
-    "Data: ACDC (Bernard et al., IEEE TMI 2018); Montgomery and Shenzhen chest X-rays (Jaeger et al. 2014); "
-    "IMA: Ma & Liang, arXiv 2005.09147 / CMPB 2023; SegPGD: Gu et al., ECCV 2022; CosPGD: Agnihotri et al., ICML 2024."
-)
+# Cited when used: a data set by a word of its name, a method by its attack kind or training method.
+DATA_CITATIONS = {
+    "acdc": "ACDC (Bernard et al., IEEE TMI 2018)",
+    "montgomery": "Montgomery and Shenzhen chest X-rays (Jaeger et al. 2014)",
+    "shenzhen": "Montgomery and Shenzhen chest X-rays (Jaeger et al. 2014)",
+    "chest x-ray": "Montgomery and Shenzhen chest X-rays (Jaeger et al. 2014)",
+}
+
+
+def _citations(runs: list[RunData]) -> str:
+    """The references of what these runs used: their data sets (by name), and the attacks and training
+    methods as evaluation and training recorded their citations."""
+    data, methods = [], []
+    for run in runs:
+        name = str((run.summary or {}).get("dataset") or "").lower()
+        data += [text for key, text in DATA_CITATIONS.items() if key in name]
+        methods += list((run.summary or {}).get("citations") or [])
+        cited = (run.config.get("method") or {}).get("citation")
+        methods += [cited] if cited else []
+    parts = []
+    if data:
+        parts.append("Data: " + "; ".join(dict.fromkeys(data)) + ".")
+    if methods:
+        parts.append("Methods: " + "; ".join(dict.fromkeys(methods)) + ".")
+    return " ".join(parts)
 
 
 def _main_attack(runs: list[RunData]) -> str | None:
@@ -53,6 +75,7 @@ def build_report(
         out = Path(run_dirs[0]) / "report" if len(runs) == 1 else Path(run_dirs[0]).parent / "report"
     doc = Document(title or f"Robustness report: {', '.join(r.name for r in runs)}")
     doc.paragraph(f"Generated {time.strftime('%Y-%m-%d %H:%M')} by imaseg from {len(runs)} run(s).", "note")
+    threat_model_box(doc, runs)
     _runs_table(doc, runs)
     evaluated = [r for r in runs if r.summary]
     attack = _main_attack(evaluated)
@@ -82,8 +105,9 @@ def build_report(
                 f"overlay_{run.name}_{case}",
                 plots.overlay_figure(overlay, run.name),
                 "Overlays: red RV / green MYO / blue LV (ACDC colours; other data: class 1, 2, 3). The "
-                "perturbation is shown amplified to its own maximum; the flip radius is the perturbation norm "
-                "at which the voxel's predicted class first changed along the PGD path.",
+                "perturbation is shown amplified to its own maximum; the flip norm along the attack path (an upper "
+                "bound on the distance to the decision boundary) is the perturbation norm at which the voxel's "
+                "predicted class first changed, on a path that starts near the clean image.",
             )
     doc.heading("Notes")
     doc.paragraph(
@@ -95,7 +119,9 @@ def build_report(
     if evaluated:
         for name, text in evaluated[0].evaluation["aggregations"].items():
             doc.paragraph(f"Dice '{name}': {text}.", "note")
-    doc.paragraph(DATA_CITATIONS, "note")
+    citations = _citations(runs)
+    if citations:
+        doc.paragraph(citations, "note")
     return doc.write(out)
 
 

@@ -56,6 +56,12 @@ class IMAConfig:
     alpha_factor: float = _f(4.0, "inner step as a multiple of margin / steps (official: 4)")
     bisection_steps: int = _f(10, "sample mode: bisection steps")
     empty_tolerance: float = _f(0.002, "foreground fraction tolerated on samples with empty ground truth")
+    empty_policy: str = _f(
+        "tolerance",
+        "samples with empty ground truth: tolerance (correct while few voxels are predicted foreground) or fail "
+        "(the official code: they fail at once)",
+        choices=("tolerance", "fail"),
+    )
     robust_weight: float = _f(0.1, "voxel mode: loss weight of voxels robust beyond the margin")
     voxel_start: float = _f(0.05, "voxel mode: random-start radius as a fraction of the margin")
     voxel_alpha_factor: float = _f(2.5, "voxel mode: inner step as a multiple of margin / steps")
@@ -113,4 +119,9 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     threads: int = _f(0, "CPU threads for torch (0: torch's default)")
     init: str | None = _f(None, "checkpoint whose weights initialise the network (fine-tuning)")
+    allow_foreign_init: bool = _f(
+        False,
+        "allow --init from a checkpoint trained on another cache or fold (refused by default: its training "
+        "cases may be this run's test cases)",
+    )
     time_budget: float = _f(0.0, "stop after the epoch that exceeds this many minutes (0: no limit)")

@@ -200,10 +200,28 @@ def _restore(session: Session, run: Path, *, resume: bool, overwrite: bool) -> t
         logger.info("resuming %s from epoch %d", run, int(state["epoch"]))
         return int(state["epoch"]), float(state.get("best", -1.0))
     if session.config.init:
-        init = load_checkpoint(session.config.init, map_location=session.device)["network"]
-        load_weights(session.network, init, session.config.init)
+        state = load_checkpoint(session.config.init, map_location=session.device)
+        if not session.config.allow_foreign_init:
+            _refuse_foreign_init(session, state)
+        load_weights(session.network, state["network"], session.config.init)
         logger.info("initialised weights from %s", session.config.init)
     return 0, -1.0
+
+
+def _refuse_foreign_init(session: Session, state: dict) -> None:
+    """A checkpoint trained on another cache or fold may have seen this run's test cases."""
+    source_cache, source_fold = state.get("cache"), (state.get("config") or {}).get("fold")
+    here = str(Path(session.store.root).resolve())
+    problems = []
+    if source_cache is not None and source_cache != here:
+        problems.append(f"cache {source_cache} (this run: {here})")
+    if source_fold is not None and int(source_fold) != session.config.fold:
+        problems.append(f"fold {source_fold} (this run: {session.config.fold})")
+    if problems:
+        raise ValueError(
+            f"--init {session.config.init} was trained on {' and '.join(problems)}: its training cases may be this "
+            "run's test cases; initialise from a run of the same cache and fold, or set --allow-foreign-init"
+        )
 
 
 def _open_run_folder(session: Session, run: Path, cache_dir, start_epoch: int) -> EpochLog | None:
@@ -286,6 +304,7 @@ def _payload(session: Session, epoch: int, best: float) -> dict:
         "best": best,
         "rng": rng_state(),
         "config": to_dict(session.config),
+        "cache": str(Path(store.root).resolve()),
     }
 
 

@@ -18,6 +18,17 @@ from typing import Any
 __all__ = ["OutputError", "atomic_path", "atomic_write_json", "atomic_write_text"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# what open() would give a new file (0644 under the usual umask 022); mkstemp's 0600 would hide every
+# output, report and checkpoint from colleagues
+_FILE_MODE = 0o666 & ~_umask()
+
+
 class OutputError(OSError):
     """An output could not be written: the message names the file meant (not a temporary one) and the reason."""
 
@@ -61,6 +72,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     except OutputError:
         raise

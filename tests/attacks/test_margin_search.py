@@ -255,6 +255,21 @@ def test_empty_ground_truth_is_correct_up_to_the_tolerance(false_positives, corr
         assert score == pytest.approx(tau, abs=1e-7)
 
 
+@pytest.mark.parametrize("false_positives", [0, 3], ids=["clean", "a-few-voxels"])
+def test_the_official_policy_fails_empty_ground_truth_at_once(false_positives):
+    label = torch.zeros(2, 10, 10, dtype=torch.long)
+    label[1, :3] = 1
+    prediction = label.clone()
+    prediction[0].view(-1)[:false_positives] = 1
+    predicate = DicePredicate(tau=0.6, empty_policy="fail")
+    assert predicate(prediction, label, 2).tolist() == [False, True], "the empty sample fails, the other holds"
+
+
+def test_an_unknown_empty_policy_is_named():
+    with pytest.raises(ValueError, match="unknown `empty_policy` 'skip'"):
+        DicePredicate(empty_policy="skip")
+
+
 def test_empty_rule_applies_per_sample_only_to_empty_samples():
     label = torch.zeros(2, 4, 4, dtype=torch.long)
     label[1, :2] = 1

@@ -233,7 +233,14 @@ def test_bad_call_arguments_raise_clear_errors(trained_model, test_batch):
         attack(images, labels)
     with pytest.raises(ValueError, match=r"label shape \(8, 16, 16\) does not match image shape \(8, 1, 32, 32\)"):
         PGD(trained_model, eps=0.1)(images, labels[:, :16, :16])
-    with pytest.raises(TypeError, match="integer class indices"):
-        PGD(trained_model, eps=0.1)(images, labels.float())
+    with pytest.raises(TypeError, match="integer class indices; got non-integer values"):
+        PGD(trained_model, eps=0.1)(images, labels.float() + 0.5)
     with pytest.raises(ValueError, match=r"image values \[.*\] lie outside `clip_range` \(0.0, 0.5\)"):
         PGD(trained_model, eps=0.1, clip_range=(0.0, 0.5))(images, labels)
+
+
+def test_monai_style_float_labels_with_a_channel_are_accepted(trained_model, test_batch):
+    """MONAI's LoadImaged gives (B, 1, H, W) float label maps: the same attack as with integer labels."""
+    images, labels = test_batch
+    expected = PGD(trained_model, eps=0.5, steps=2)(images, labels)
+    assert torch.equal(PGD(trained_model, eps=0.5, steps=2)(images, labels[:, None].float()), expected)

@@ -65,16 +65,25 @@ def test_partial_case_by_hand():
     assert out["dice"][1] == 0.0 and math.isnan(out["dice"][2])
 
 
-def test_hd95_is_nan_not_inf_for_an_empty_prediction():
-    out = case_metrics(torch.zeros(12, 12, dtype=torch.long), _label(), 4, spacing=[1.0, 1.0])
-    assert len(out["hd95"]) == 3
-    assert all(math.isnan(v) for v in out["hd95"]), out["hd95"]
+def test_an_erased_structure_scores_the_image_diagonal_not_nan():
+    out = case_metrics(torch.zeros(12, 12, dtype=torch.long), _label(), 4, spacing=[1.0, 2.0])
+    diagonal = math.hypot(12 * 1.0, 12 * 2.0)
+    assert out["hd95"][:2] == pytest.approx([diagonal, diagonal]), "erased RV and MYO: the largest distance"
+    assert math.isnan(out["hd95"][2]), "absent from truth and prediction: undefined"
     assert out["dice"][:2] == [0.0, 0.0]
 
 
-def test_hd95_is_nan_for_a_class_absent_from_the_truth_but_predicted():
+def test_a_made_up_structure_scores_the_image_diagonal():
     out = case_metrics(_partial(), _label(), 4, spacing=[1.0, 1.0])
-    assert math.isnan(out["hd95"][2]) and math.isfinite(out["hd95"][0])
+    assert out["hd95"][2] == pytest.approx(math.hypot(12, 12)) and math.isfinite(out["hd95"][0])
+
+
+def test_a_stronger_attack_never_looks_better_in_hd95():
+    """The issue's trap: with NaN for erased classes a nanmean over cases improved as attacks got stronger."""
+    label = _label()
+    partial = case_metrics(_partial(), label, 4, spacing=[1.0, 1.0])["hd95"]
+    erased = case_metrics(torch.zeros_like(label), label, 4, spacing=[1.0, 1.0])["hd95"]
+    assert erased[0] >= partial[0] and erased[1] >= partial[1]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ IMG = re.compile(r"<img alt='([^']*)' src='data:image/png;base64,([^']*)'>")
 MD_IMG = re.compile(r"!\[([^\]]*)\]\(([^)]*)\)")
 
 SECTIONS = [
+    "Threat model and data",
     "Runs",
     "Clean and robust Dice (worst-l2)",
     "Dice and HD95 against the budget",
@@ -148,7 +149,9 @@ def test_sanity_checks_and_notes_are_spelled_out(report):
         assert f"{name}: Dice never rises with the budget:" in html
     for text in _summary(report.runs[0])["aggregations"].values():
         assert text in html
-    assert "ACDC (Bernard et al., IEEE TMI 2018)" in _md(report)
+    md = _md(report)
+    assert "Methods: " in md and "arXiv 2005.09147" in md, "citations of what was used"
+    assert "Jaeger" not in md, "no chest X-ray citation for heart data"
 
 
 def test_report_of_an_unevaluated_run_says_so(tiny_run, tmp_path):
@@ -211,3 +214,19 @@ def test_runs_with_the_same_folder_name_keep_their_own_figures(evaluated_runs, t
         assert (md.parent / target).read_bytes() == png, target
     headings = re.findall(r"<h2>IMA margins: (.*?)</h2>", html.read_text())
     assert len(set(headings)) == 2, headings
+
+
+def test_the_threat_model_box_states_attacker_budget_data_and_history(report):
+    html = unescape(_html(report))
+    assert "White-box attacker with full access to the weights and gradients" in html
+    assert "Attacks: pgd-l2: 2-step PGD, loss ce+dice" in html and "noise-l2: random noise" in html
+    assert "L2 over each 2D slice (the model's input) (an L2 budget of 1 is a per-voxel RMS of 0.0312" in html
+    assert "PSNR of 30.1 dB" in html
+    assert (
+        "ima: IMA (voxel) trained 1 epoch(s)" in html and "fine-tuned from run_std (STD) after its 8 epoch(s)" in html
+    )
+    assert "std: STD trained 8 epoch(s)" in html and "from scratch." in html
+
+
+def test_report_files_are_readable_by_colleagues(report):
+    assert report.html.stat().st_mode & 0o044 == 0o044, "group and others may read (not mkstemp's 0600)"

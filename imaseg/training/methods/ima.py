@@ -27,6 +27,7 @@ class IMAMethod(Method):
     order = 30
 
     adversarial = True
+    citation = "IMA: Ma & Liang, arXiv 2005.09147 / CMPB 2023"
     run_files = (MARGINS_FILE,)
 
     def __init__(self, config, joint_forward, sample_ids, num_classes) -> None:

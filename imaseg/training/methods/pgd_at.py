@@ -17,6 +17,7 @@ class PGDAT(Method):
     order = 10
 
     adversarial = True
+    citation = "PGD adversarial training: Madry et al., ICLR 2018"
 
     def __init__(self, config, joint_forward, sample_ids, num_classes) -> None:
         super().__init__(config, joint_forward, sample_ids, num_classes)

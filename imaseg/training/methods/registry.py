@@ -59,6 +59,7 @@ class Method(nn.Module):
     order: ClassVar[int] = 100
     adversarial: ClassVar[bool] = False
     run_files: ClassVar[tuple[str, ...]] = ()
+    citation: ClassVar[str] = ""
 
     def __init__(self, config: TrainConfig, joint_forward: bool, sample_ids: Sequence[str], num_classes: int) -> None:
         super().__init__()
@@ -148,4 +149,9 @@ def build_method(config: TrainConfig, network: nn.Module, sample_ids: Sequence[s
 def describe_method(config: TrainConfig) -> dict[str, Any]:
     """What the run folder records about the method for readers without torch (the report)."""
     cls = method_class(config.method)
-    return {"name": cls.name, "label": cls.label(config), "settings": cls.settings_text(config)}
+    return {
+        "name": cls.name,
+        "label": cls.label(config),
+        "settings": cls.settings_text(config),
+        **({"citation": cls.citation} if cls.citation else {}),
+    }

@@ -16,6 +16,7 @@ class Trades(Method):
     order = 20
 
     adversarial = True
+    citation = "TRADES: Zhang et al., ICML 2019"
 
     @classmethod
     def label(cls, config) -> str:

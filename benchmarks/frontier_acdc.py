@@ -1,0 +1,277 @@
+"""The accuracy-robustness frontier on real ACDC: which robust training method is better, with intervals.
+
+    python benchmarks/frontier_acdc.py [--folds 0,1,2] [--seeds 0] [--methods all] [--max-minutes 170]
+    python benchmarks/frontier_acdc.py --report        # tables, intervals and the plot from what is done
+
+Resumable, cell by cell: a cell is (method, setting, fold, seed), a normal ``imaseg train`` + ``imaseg
+evaluate`` run folder under ``--out``; finished cells are skipped, an interrupted one resumes, and
+``--max-minutes`` stops between cells so the study runs in chunks of a session each.
+
+Protocol (issue 13): ``../shared/data/acdc_heart``, patient-grouped 5 folds (folds 0, 1, 2 by default; 24
+train / 6 test patients each, no validation side), 2D slices at ``--size`` (96 x 96), intensities in [0, 1].
+One recipe for every method: MONAI UNet ``--channels`` (16, 32, 64, 128) with 1 residual unit and instance
+norm, AdamW, batch 16, the same augmentation; STD trains ``--std-epochs`` from scratch per fold, every
+robust method fine-tunes that fold's STD checkpoint for ``--robust-epochs`` at a constant learning rate
+with 10 inner steps. Evaluation: the default attack (APGD-Dice, APGD-DLR, CosPGD, SegPGD, noise, their
+worst case per slice chosen for the lowest global Dice), 20 steps, L2 eps 0.25, 0.5, 1, 2.
+
+CPU plan (2 cores): STD about 8 min per fold, a robust fine-tune 5-8 min, an evaluation about 4 min; the
+9 default configurations x 3 folds come to about 5-6 CPU-hours. Every record states its epochs and its
+CPU minutes (process time of training and evaluation).
+
+Outputs: ``benchmarks/results/frontier_acdc.json`` (one record per cell: method, setting, fold, seed,
+epochs, cpu_minutes, clean, clean_ci, robust {eps: dice}, robust_ci, auc; then per method the pooled
+numbers over folds with 95% bootstrap intervals over patients, and paired intervals of IMA minus PGD-AT)
+and ``benchmarks/results/frontier_acdc.png`` (clean Dice against Dice at eps 1, one point per method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from imaseg.cache.writer import preprocess_dataset
+from imaseg.config import config_from_dict
+from imaseg.evaluation.config import EvalConfig
+from imaseg.evaluation.evaluate import evaluate
+from imaseg.evaluation.summary import case_counts
+from imaseg.metrics.bootstrap import bootstrap_dice, paired_bootstrap_difference
+from imaseg.metrics.worst import mean_global_dice
+from imaseg.pipeline import StageRunner
+from imaseg.training.config import TrainConfig
+from imaseg.training.trainer import train
+from imaseg.transforms.chain import PreprocessConfig
+from imaseg.utils.atomic import atomic_write_json
+from imaseg.utils.logs import setup_logging
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "acdc_heart"
+RESULTS = ROOT / "benchmarks" / "results"
+EPS = [0.25, 0.5, 1.0, 2.0]
+
+# name -> (method, settings): the configurations of the study (every one fine-tunes the fold's STD)
+CONFIGURATIONS: dict[str, dict] = {
+    "std": {"method": "std"},
+    "pgd-at eps 0.5": {"method": "pgd-at", "eps": 0.5},
+    "pgd-at eps 1": {"method": "pgd-at", "eps": 1.0},
+    "pgd-at eps 1.5": {"method": "pgd-at", "eps": 1.5},
+    "trades eps 1": {"method": "trades", "eps": 1.0},
+    "ima sample official": {
+        "method": "ima",
+        "ima": {"margin": "sample", "steps": 20, "alpha_factor": 4.0, "empty_policy": "fail"},
+    },
+    "ima voxel eps_max 1": {"method": "ima", "ima": {"margin": "voxel", "eps_max": 1.0}},
+    "ima voxel eps_max 1.5": {"method": "ima", "ima": {"margin": "voxel", "eps_max": 1.5}},
+    "ima voxel eps_max 2": {"method": "ima", "ima": {"margin": "voxel", "eps_max": 2.0}},
+}
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "-").replace(".", "p")
+
+
+def _cell(args, out: Path, cache: Path, name: str, fold: int, seed: int, stages: StageRunner) -> dict:
+    """Train (STD from scratch, others from the fold's STD) and evaluate one cell; returns its record."""
+    run = out / f"fold{fold}" / f"seed{seed}" / _slug(name)
+    std_run = out / f"fold{fold}" / f"seed{seed}" / "std"
+    common = {
+        "fold": fold,
+        "seed": seed,
+        "channels": args.channels,
+        "res_units": 1,
+        "batch_size": 16,
+        "clip_range": [0.0, 1.0],
+        "threads": 2,
+        "val_steps": 0,
+        "tensorboard": False,
+        "attack_steps": 10,
+        "ima_steps": 10,
+    }
+    if name == "std":
+        settings = {**common, "method": "std", "epochs": args.std_epochs, "lr": 2e-3, "warmup_epochs": 2}
+    else:
+        settings = {
+            **common,
+            "epochs": args.robust_epochs,
+            "lr": 5e-4,
+            "schedule": "constant",
+            "warmup_epochs": 0,
+            "init": str(std_run / "checkpoints" / "last.pt"),
+        }
+        overrides = dict(CONFIGURATIONS[name])
+        section = overrides.pop("ima", {})
+        settings.update(overrides)
+        settings.update({f"ima_{k}": v for k, v in section.items()})
+    config = config_from_dict(TrainConfig, settings)
+    evaluation = EvalConfig(eps=EPS, steps=20, seed=seed, overlays=0, hd95=False, device="cpu")
+    key = f"{name} fold{fold} seed{seed}"
+    started = _cpu_seconds()
+    stages.run(
+        f"train {key}",
+        {"train": str(config)},
+        lambda resume: train(cache, run, config, resume=resume, overwrite=not resume, progress=False)["epoch"],
+        after=[] if name == "std" else [f"train std fold{fold} seed{seed}"],
+    )
+    summary = stages.run(
+        f"evaluate {key}",
+        {"evaluate": str(evaluation)},
+        lambda _r: _digest(evaluate(run, evaluation, progress=False)),
+        after=[f"train {key}"],
+    )
+    return {
+        "method": CONFIGURATIONS[name]["method"],
+        "setting": name,
+        "fold": fold,
+        "seed": seed,
+        "epochs": config.epochs,
+        "cpu_minutes": (_cpu_seconds() - started) / 60,
+        **summary,
+        "run": str(run),
+    }
+
+
+def _digest(summary: dict) -> dict:
+    worst = summary["attacks"]["worst-l2"]
+    return {
+        "clean": summary["clean"]["mean_dice"]["global"],
+        "clean_ci": summary["clean"].get("ci_global"),
+        "robust": {f"{e:g}": c["mean_dice"]["global"] for e, c in zip(worst["eps"], worst["cells"])},
+        "robust_ci": {f"{e:g}": c.get("ci_global") for e, c in zip(worst["eps"], worst["cells"])},
+        "auc": worst["auc"],
+    }
+
+
+def _counts(run: Path, key: str) -> dict:
+    cell = json.loads((run / "eval" / "default" / "cells" / f"{key}.json").read_text())
+    return case_counts(cell)
+
+
+def _patients(cases) -> dict[str, str]:
+    return {c: c.split("_")[0] for c in cases}  # ACDC: patientNNN_frameMM
+
+
+def pooled(records: list[dict]) -> dict:
+    """Per configuration, over its folds: global Dice with 95% intervals over patients, and paired
+    differences IMA minus the best PGD-AT at eps 1."""
+    by_setting: dict[str, list[dict]] = {}
+    for record in records:
+        by_setting.setdefault(record["setting"], []).append(record)
+    keys = {"clean": "clean", **{f"{e:g}": f"worst-l2__eps{e:g}" for e in EPS}}
+    counts = {
+        s: {k: {c: v for r in rs for c, v in _counts(Path(r["run"]), key).items()} for k, key in keys.items()}
+        for s, rs in by_setting.items()
+    }
+    out: dict = {"methods": {}, "paired": {}}
+    for setting, per_key in counts.items():
+        entry = {}
+        for k, cases in per_key.items():
+            patients = _patients(cases)
+            total = np.sum(list(cases.values()), axis=0)
+            entry[k] = {"dice": float(mean_global_dice(total)), "ci": list(bootstrap_dice(cases, patients))}
+        entry["folds"] = sorted(r["fold"] for r in by_setting[setting])
+        entry["cpu_minutes"] = sum(r["cpu_minutes"] for r in by_setting[setting])
+        out["methods"][setting] = entry
+    references = [s for s in counts if s.startswith("pgd-at")]
+    for setting in [s for s in counts if s.startswith("ima")]:
+        for reference in references:
+            for k in ("clean", "1"):
+                first, second = counts[setting][k], counts[reference][k]
+                if set(first) & set(second):
+                    out["paired"][f"{setting} - {reference} @ {k}"] = paired_bootstrap_difference(
+                        first, second, _patients(first)
+                    )
+    return out
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Clean Dice against Dice at eps 1, one point per configuration with its 95% intervals."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.5, 5))
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    for setting, entry in summary["methods"].items():
+        if "1" not in entry:
+            continue
+        x, y = entry["clean"]["dice"], entry["1"]["dice"]
+        xerr = [[x - entry["clean"]["ci"][0]], [entry["clean"]["ci"][1] - x]]
+        yerr = [[y - entry["1"]["ci"][0]], [entry["1"]["ci"][1] - y]]
+        axis.errorbar(x, y, xerr=xerr, yerr=yerr, marker="o", capsize=3, label=setting)
+    axis.set_xlabel("clean global Dice (95% CI over patients)")
+    axis.set_ylabel("Dice under the default attack, L2 eps 1")
+    axis.set_title("ACDC accuracy-robustness frontier")
+    axis.legend(fontsize=7)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "work" / "frontier"))
+    parser.add_argument("--folds", default="0,1,2")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--methods", default="all", help="comma-separated configuration names, or all")
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--channels", default="16,32,64,128")
+    parser.add_argument("--std-epochs", type=int, default=60)
+    parser.add_argument("--robust-epochs", type=int, default=6)
+    parser.add_argument("--max-minutes", type=float, default=170.0, help="stop starting cells after this")
+    parser.add_argument("--report", action="store_true", help="only pool what is done and plot")
+    args = parser.parse_args()
+    args.channels = [int(c) for c in args.channels.split(",")]
+    setup_logging(0)
+    logging.getLogger("imaseg").setLevel(logging.WARNING)
+    if not DATA.is_dir():
+        raise SystemExit(f"{DATA} is absent: this benchmark needs the real ACDC data")
+    out = Path(args.out)
+    stages = StageRunner(out)
+    records_path = out / "records.json"
+    records = json.loads(records_path.read_text()) if records_path.is_file() else {}
+    if not args.report:
+        _run_cells(args, out, stages, records, records_path)
+    summary = pooled(list(records.values())) if records else {"methods": {}, "paired": {}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS / "frontier_acdc.json", {"records": list(records.values()), **summary})
+    if summary["methods"]:
+        plot(summary, RESULTS / "frontier_acdc.png")
+    print(json.dumps(summary["methods"], indent=1)[:4000])
+
+
+def _run_cells(args, out: Path, stages: StageRunner, records: dict, records_path: Path) -> None:
+    cache = out / "cache"
+    pre = PreprocessConfig(
+        intensity="none", spatial_size=[args.size, args.size], folds=5, val_groups=0, group_regex=r"^(patient\d+)"
+    )
+    stages.run(
+        "preprocess", {"pre": str(pre)}, lambda _r: preprocess_dataset(DATA, cache, pre, progress=False)["num_samples"]
+    )
+    names = list(CONFIGURATIONS) if args.methods == "all" else [m.strip() for m in args.methods.split(",")]
+    names = ["std", *[n for n in names if n != "std"]]  # every robust cell starts from its fold's STD
+    started = time.perf_counter()
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for fold in [int(f) for f in args.folds.split(",")]:
+            for name in names:
+                key = f"{name} fold{fold} seed{seed}"
+                if key in records:
+                    continue
+                if (time.perf_counter() - started) / 60 > args.max_minutes:
+                    print(f"stopping before {key}: --max-minutes reached; rerun to continue")
+                    return
+                records[key] = _cell(args, out, cache, name, fold, seed, stages)
+                atomic_write_json(records_path, records)
+                print(key, {k: records[key][k] for k in ("clean", "robust", "cpu_minutes")})
+
+
+if __name__ == "__main__":
+    main()
