@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--robust-epochs", type=int, default=6)
     parser.add_argument("--max-minutes", type=float, default=170.0, help="stop starting cells after this")
     parser.add_argument("--report", action="store_true", help="only pool what is done and plot")
+    parser.add_argument("--results", default=str(RESULTS), help="folder of frontier_acdc.json / .png")
     args = parser.parse_args()
     args.channels = [int(c) for c in args.channels.split(",")]
     setup_logging(0)
@@ -241,10 +242,11 @@ def main() -> None:
     if not args.report:
         _run_cells(args, out, stages, records, records_path)
     summary = pooled(list(records.values())) if records else {"methods": {}, "paired": {}}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(RESULTS / "frontier_acdc.json", {"records": list(records.values()), **summary})
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(results / "frontier_acdc.json", {"records": list(records.values()), **summary})
     if summary["methods"]:
-        plot(summary, RESULTS / "frontier_acdc.png")
+        plot(summary, results / "frontier_acdc.png")
     print(json.dumps(summary["methods"], indent=1)[:4000])
 
 
