@@ -138,22 +138,30 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
 
 def _headline(doc: Document, runs: list[RunData], attack: str) -> None:
     doc.heading(f"Clean and robust Dice ({attack})")
-    eps = runs[0].evaluation["attacks"][attack]["eps"]
+    eps = [e for e in runs[0].evaluation["attacks"][attack]["eps"] if e > 0]  # eps 0 repeats the clean column
     rows = []
     for r in runs:
         entry = r.evaluation["attacks"].get(attack)
         if not entry:
             continue
-        curve = [c["mean_dice"]["global"] for c in entry["cells"]]
-        rows.append(
-            [r.name, r.method, r.evaluation["clean"]["mean_dice"]["global"], *curve, entry.get("auc", float("nan"))]
-        )
+        curve = [_with_ci(c) for e, c in zip(entry["eps"], entry["cells"]) if e > 0]
+        clean = _with_ci(r.evaluation["clean"])
+        rows.append([r.name, r.method, clean, *curve, entry.get("auc", float("nan"))])
     doc.table(
         ["run", "method", "clean", *[f"eps {e:g}" for e in eps], "AUC"],
         rows,
-        caption="Global voxel Dice, mean over foreground classes. AUC: area under Dice-vs-eps divided by the eps range.",
+        caption="Global voxel Dice, mean over foreground classes, with its 95% bootstrap interval over patients. "
+        "AUC: area under Dice-vs-eps divided by the eps range.",
     )
     doc.paragraph(_describe_attack(runs[0].evaluation, attack), "note")
+
+
+def _with_ci(cell: dict) -> str | float:
+    value = cell["mean_dice"]["global"]
+    interval = cell.get("ci_global")
+    if not interval or value != value:
+        return value
+    return f"{value:.3f} ({interval[0]:.3f}-{interval[1]:.3f})"
 
 
 def _curves(doc: Document, runs: list[RunData]) -> None:

@@ -113,11 +113,17 @@ def test_headline_table_holds_the_summary_numbers(report, run_index):
     run = report.runs[run_index]
     summary = _summary(run)
     entry = summary["attacks"]["worst-l2"]
-    cells = [f"{summary['clean']['mean_dice']['global']:.3f}"]
-    cells += [f"{c['mean_dice']['global']:.3f}" for c in entry["cells"]]
+
+    def shown(cell: dict) -> str:
+        lo, hi = cell["ci_global"]
+        assert lo <= cell["mean_dice"]["global"] <= hi
+        return f"{cell['mean_dice']['global']:.3f} ({lo:.3f}-{hi:.3f})"
+
+    cells = [shown(summary["clean"])]
+    cells += [shown(c) for e, c in zip(entry["eps"], entry["cells"]) if e > 0]
     cells.append(f"{entry['auc']:.3f}")
     section = _md(report).split("## Clean and robust Dice (worst-l2)")[1].split("\n## ")[0]
-    assert "| run | method | clean | eps 0 | eps 0.5 | eps 1 | AUC |" in section
+    assert "| run | method | clean | eps 0.5 | eps 1 | AUC |" in section, "no eps-0 column repeating clean"
     row = next(line for line in section.splitlines() if line.startswith(f"| {run.name} | "))
     assert row.strip(" |").split(" | ")[2:] == cells
 
