@@ -22,7 +22,7 @@ from imaseg.attacks.geometry import project, random_in_ball, step_direction
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
 from imaseg.attacks.pgd import FLIP_START
 from imaseg.attacks.registry import AttackSettings, register_attack
-from imaseg.attacks.result import AttackResult, keep_worse
+from imaseg.attacks.result import AttackResult, worst_over_restarts
 from imaseg.attacks.tracking import IterateTracker
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_positive_int, check_probability
@@ -99,13 +99,7 @@ class APGD(Attack):
         self.record_flips = bool(record_flips)
 
     def _run(self, x, y, eps, generator) -> AttackResult:
-        result = None
-        for _ in range(self.restarts):
-            path = self._path(x, y, eps, generator)
-            result = path if result is None else keep_worse(result, path)
-        if result is None:  # restarts >= 1 (checked in __init__)
-            raise RuntimeError("APGD ran no restart")
-        return result
+        return worst_over_restarts(self.restarts, lambda: self._path(x, y, eps, generator))
 
     def _loss_and_grad(self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, k: int):
         current = (x + delta).requires_grad_(True)

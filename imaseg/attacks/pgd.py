@@ -20,7 +20,7 @@ from imaseg.attacks.geometry import random_in_ball
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
 from imaseg.attacks.path import walk
 from imaseg.attacks.registry import AttackSettings, register_attack
-from imaseg.attacks.result import AttackResult, keep_worse
+from imaseg.attacks.result import AttackResult, worst_over_restarts
 from imaseg.attacks.tracking import IterateTracker
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
@@ -101,13 +101,7 @@ class PGD(Attack):
         self.record_flips = bool(record_flips)
 
     def _run(self, x, y, eps, generator) -> AttackResult:
-        result = None
-        for _ in range(self.restarts):
-            path = self._path(x, y, eps, generator)
-            result = path if result is None else keep_worse(result, path, targeted=self.targeted)
-        if result is None:  # restarts >= 1 (checked in __init__)
-            raise RuntimeError("PGD ran no restart")
-        return result
+        return worst_over_restarts(self.restarts, lambda: self._path(x, y, eps, generator), targeted=self.targeted)
 
     def _path(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> AttackResult:
         steps, norm = self.steps, self.norm

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["AttackResult", "keep_worse"]
+__all__ = ["AttackResult", "keep_worse", "worst_over_restarts"]
 
 
 @dataclass
@@ -63,3 +63,14 @@ def keep_worse(current: AttackResult, candidate: AttackResult, *, targeted: bool
         flip_step=steps,
         source=pick(current.source, candidate.source),
     )
+
+
+def worst_over_restarts(restarts: int, path, *, targeted: bool = False) -> AttackResult:
+    """Run ``path()`` ``restarts`` times (each draws a new random start) and keep the per-sample worst."""
+    result = None
+    for _ in range(restarts):
+        candidate = path()
+        result = candidate if result is None else keep_worse(result, candidate, targeted=targeted)
+    if result is None:
+        raise ValueError(f"`restarts` must be >= 1, got {restarts}")
+    return result
