@@ -20,7 +20,17 @@ from imaseg.evaluation.metrics import case_metrics, slice_counts
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 
-__all__ = ["CLEAN", "CaseOutput", "CaseSettings", "Cell", "attack_case", "case_record", "sample_counts", "worst_of"]
+__all__ = [
+    "CLEAN",
+    "CaseOutput",
+    "CaseSettings",
+    "Cell",
+    "attack_case",
+    "case_record",
+    "l2_budget",
+    "sample_counts",
+    "worst_of",
+]
 
 CLEAN = "clean"
 
@@ -66,6 +76,19 @@ class CaseSettings:
     attack: AttackSettings
     batch_size: int
     roi_size: tuple[int, ...] | None
+    eps_unit: str = "l2"  # "l2": L2 budgets as given; "rms": per-voxel RMS, times sqrt(voxels of the sample)
+
+
+def l2_budget(cell: Cell, sample_voxels: int, eps_unit: str) -> float:
+    """The L2 budget of one attacked sample: ``eps`` itself, or ``eps * sqrt(voxels)`` for an RMS budget
+    (Linf budgets are per voxel already).
+
+    >>> l2_budget(Cell("pgd-l2", 0.01), 10_000, "rms"), l2_budget(Cell("pgd-l2", 0.5), 10_000, "l2")
+    (1.0, 0.5)
+    """
+    if cell.norm == "l2" and eps_unit == "rms":
+        return cell.eps * math.sqrt(sample_voxels)
+    return cell.eps
 
 
 def _forward(network, case: CachedCase, roi_size):
@@ -93,12 +116,13 @@ def _predict_clean(forward, x: torch.Tensor, y: torch.Tensor):
     return pred, sample_dice(pred, y, logits.shape[1]), torch.zeros_like(x), None
 
 
-def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: int):
+def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: int, eps_unit: str = "l2"):
     spec = cell.spec
     assert spec is not None
     steps = 1 if cell.eps == 0 and spec.uses_steps else settings.steps
+    eps = l2_budget(cell, x[0].numel(), eps_unit)
     attack = create_attack(
-        cell.attack, forward, eps=cell.eps, settings=replace(settings, steps=steps, seed=settings.seed + start)
+        cell.attack, forward, eps=eps, settings=replace(settings, steps=steps, seed=settings.seed + start)
     )
     result = attack.run(x, y)
     flips = cast(torch.Tensor, result.flip_radius).cpu() if settings.record_flips else None
@@ -136,7 +160,7 @@ def attack_case(
         if cell.is_clean:
             pred, dice, delta, flip = _predict_clean(forward, x, y)
         else:
-            pred, dice, delta, flip = _attack_batch(forward, x, y, cell, attack_settings, start)
+            pred, dice, delta, flip = _attack_batch(forward, x, y, cell, attack_settings, start, settings.eps_unit)
         if flip is not None:
             flips.append(flip)
         predictions.append(pred.to(torch.uint8).cpu())
@@ -174,7 +198,9 @@ def sample_counts(record: dict) -> list:
     return [[list(v) for v in zip(record["tp"], record["fp"], record["fn"])]]
 
 
-def case_record(output: CaseOutput, case: CachedCase, num_classes: int, cell: Cell, *, hd95: bool) -> dict:
+def case_record(
+    output: CaseOutput, case: CachedCase, num_classes: int, cell: Cell, *, hd95: bool, eps_unit: str = "l2"
+) -> dict:
     """Metrics of one case in one cell, with the budget in source units and as per-voxel RMS."""
     label = torch.from_numpy(case.label.astype(np.int64))
     pred = torch.from_numpy(output.prediction.astype(np.int64))
@@ -190,7 +216,9 @@ def case_record(output: CaseOutput, case: CachedCase, num_classes: int, cell: Ce
         sample_voxels = case.image.size
     scale = float(case.meta.get("intensity_scale", 1.0)) or 1.0
     record["norm_mean"] = float(np.mean(output.norms)) if output.norms else 0.0
-    record["eps_source"] = cell.eps / scale
-    record["eps_rms"] = cell.eps / math.sqrt(sample_voxels) if cell.norm == "l2" else cell.eps
+    eps = l2_budget(cell, sample_voxels, eps_unit)
+    record["eps_l2"] = eps
+    record["eps_source"] = eps / scale
+    record["eps_rms"] = eps / math.sqrt(sample_voxels) if cell.norm == "l2" else eps
     record["sample_dice"] = output.sample_dice
     return record

@@ -108,14 +108,18 @@ def _dice_falls_with_eps(records: dict, cells: list[Cell], warnings: list[str]) 
 
 def _steps_2x(records: dict, cell: Cell, context: CheckContext, warnings: list[str]) -> dict:
     subset = context.cases[:3]
-    step_size = 2.5 * cell.eps / max(context.steps, 1)  # the evaluated run's absolute step (fixed-step kinds)
-    settings = replace(context.settings, attack=replace(context.settings.attack, step_size=step_size))
     once, twice = [], []
+    step_size = float("nan")
     for cid in subset:
         case = context.store.load_case(cid)
         once.append(records[cell.key]["cases"][cid])
+        # the evaluated run's absolute step (fixed-step kinds): 2.5 eps / steps, eps as the case's L2 budget
+        step_size = 2.5 * float(records[cell.key]["cases"][cid].get("eps_l2", cell.eps)) / max(context.steps, 1)
+        settings = replace(context.settings, attack=replace(context.settings.attack, step_size=step_size))
         double = attack_case(context.network, case, cell, settings, context.device, steps=2 * context.steps)
-        twice.append(case_record(double, case, context.store.num_classes, cell, hd95=False))
+        twice.append(
+            case_record(double, case, context.store.num_classes, cell, hd95=False, eps_unit=context.settings.eps_unit)
+        )
     d1 = float(np.nanmean(aggregate_dice(dict(enumerate(once)))["global"]))
     d2 = float(np.nanmean(aggregate_dice(dict(enumerate(twice)))["global"]))
     masking, not_converged = d2 > d1 + MASKING_TOLERANCE, d2 < d1 - NOT_CONVERGED

@@ -26,6 +26,12 @@ class EvalConfig:
     eps: list[float] = _f(
         [0.0, 0.125, 0.25, 0.5, 1.0, 2.0], "L2 budgets in model-input units (L2 over a whole slice, or volume for 3D)"
     )
+    eps_unit: str = _f(
+        "l2",
+        "unit of the L2 budgets: l2 (norm over the whole sample, model-input units) or rms (per-voxel RMS, so "
+        "budgets compare across image sizes and 2D / 3D: eps_l2 = eps * sqrt(voxels of the sample))",
+        choices=("l2", "rms"),
+    )
     eps_linf: list[float] = _f([0.0, 0.5 / 255, 1 / 255, 2 / 255, 4 / 255], "Linf budgets in model-input units")
     steps: int = _f(20, "PGD steps")
     restarts: int = _f(1, "PGD random restarts (per-sample worst kept)")

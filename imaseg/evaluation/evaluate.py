@@ -203,7 +203,8 @@ def _cell_record(cell: Cell, outputs: dict, load_case, num_classes: int, config:
         "has_hd95": config.hd95,
         "has_perturbations": config.save_predictions,
         "cases": {
-            cid: case_record(o, load_case(cid), num_classes, cell, hd95=config.hd95) for cid, o in outputs.items()
+            cid: case_record(o, load_case(cid), num_classes, cell, hd95=config.hd95, eps_unit=config.eps_unit)
+            for cid, o in outputs.items()
         },
     }
 

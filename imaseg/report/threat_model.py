@@ -41,9 +41,15 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
         if isinstance(clip, list) and len(clip) == 2 and voxels:
             rms += f", a PSNR of {20 * math.log10((clip[1] - clip[0]) * math.sqrt(voxels)):.1f} dB for the range {clip}"
         rms += ")"
+    unit = settings.get("eps_unit", "l2")
+    meaning = (
+        f"per-voxel RMS (the L2 budget of a sample is eps times the square root of its voxel count; L2 over {over})"
+        if unit == "rms"
+        else f"L2 over {over}{rms}"
+    )
     doc.paragraph(
-        f"Budgets (eps) are in model-input units: L2 over {over}{rms}, Linf per voxel. Source units: "
-        "results.csv column eps_source (intensity scale of the preprocessing undone)."
+        f"Budgets (eps) are in model-input units: {meaning}, Linf per voxel. Source units: results.csv column "
+        "eps_source (intensity scale of the preprocessing undone)."
     )
     cases = summary.get("cases", [])
     patients = summary.get("patients")
