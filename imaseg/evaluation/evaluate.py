@@ -33,6 +33,7 @@ from imaseg.evaluation.cell_store import CellStore
 from imaseg.evaluation.cells import CaseOutput, Cell, attack_case, case_record, sample_counts, worst_of
 from imaseg.evaluation.checks import CheckContext, sanity_checks
 from imaseg.evaluation.config import EvalConfig
+from imaseg.evaluation.endpoints import cardiac_endpoints, structure_sizes, write_endpoints_csv
 from imaseg.evaluation.loader import LoadedRun, load_run
 from imaseg.evaluation.outputs import write_overlays, write_predictions, write_results_csv, write_worst_members_csv
 from imaseg.evaluation.plan import attack_settings, case_settings, fingerprint, plan_cells, worst_members
@@ -72,12 +73,14 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     )
     checks = sanity_checks(records, cells, context)
     write_results_csv(out / "results.csv", records, loaded.store.labels)
-    write_worst_members_csv(out / "worst_members.csv", records)
     patients = {cid: str(loaded.store.case_meta(cid).get("group", cid)) for cid in cases}
+    write_worst_members_csv(out / "worst_members.csv", records)
+    endpoints = _endpoints(out, loaded, cells, cases, cells_store, patients)
     summary = build_summary(
         records, cells, loaded.store.labels, config, checks, seconds=time.perf_counter() - started, patients=patients
     )
     summary.update(_run_facts(run_dir, loaded, cases, config))
+    summary["endpoints"] = endpoints
     if config.overlays > 0:
         write_overlays(
             out / "overlays", loaded.network, loaded.store, cases[: config.overlays], cells, settings, device
@@ -207,6 +210,49 @@ def _cell_record(cell: Cell, outputs: dict, load_case, num_classes: int, config:
             for cid, o in outputs.items()
         },
     }
+
+
+def _endpoints(out: Path, loaded: LoadedRun, cells, cases, store: CellStore, patients: dict) -> dict:
+    """Structure sizes per case (and cardiac endpoints per patient), truth against every cell; writes
+    ``endpoints.csv`` and returns the mean absolute error per endpoint and cell."""
+    k, names = loaded.store.num_classes, loaded.store.labels
+    geometry, truth, unit = {}, {}, "cm2"
+    for cid in cases:
+        case = loaded.store.load_case(cid)
+        geometry[cid] = case.affine
+        truth[cid] = structure_sizes(case.label, case.affine, k)
+        unit = "ml" if case.label.ndim == 3 else "cm2"
+    truth_endpoints = cardiac_endpoints(truth, patients, names)
+    rows: list[dict] = []
+    summary: dict = {}
+    for cell in cells:
+        predicted = {cid: structure_sizes(store.output(cell, cid).prediction, geometry[cid], k) for cid in cases}
+        pairs = [
+            (cid, f"{names.get(c, c)} {unit}", t, p)
+            for cid in cases
+            for c, (t, p) in enumerate(zip(truth[cid], predicted[cid]), start=1)
+        ]
+        for patient, values in cardiac_endpoints(predicted, patients, names, reference=truth).items():
+            pairs += [
+                (patient, e, truth_endpoints[patient][e], v) for e, v in values.items() if patient in truth_endpoints
+            ]
+        errors: dict[str, list[float]] = {}
+        for subject, endpoint, t, p in pairs:
+            rows.append(
+                {
+                    "subject": subject,
+                    "endpoint": endpoint,
+                    "attack": cell.attack,
+                    "eps": cell.eps,
+                    "truth": t,
+                    "prediction": p,
+                    "abs_error": abs(p - t),
+                }
+            )
+            errors.setdefault(endpoint, []).append(abs(p - t))
+        summary[cell.key] = {name: float(np.nanmean(v)) for name, v in errors.items()}
+    write_endpoints_csv(out / "endpoints.csv", rows)
+    return {"mean_abs_error": summary, "cardiac": bool(truth_endpoints)}
 
 
 def _run_facts(run_dir, loaded: LoadedRun, cases: list[str], config: EvalConfig) -> dict:

@@ -83,6 +83,7 @@ def build_report(
         _headline(doc, evaluated, attack)
         _curves(doc, evaluated)
         _per_case(doc, evaluated, attack)
+        _endpoint_errors(doc, evaluated, attack)
         _checks(doc, evaluated)
     else:
         doc.paragraph(
@@ -154,6 +155,26 @@ def _headline(doc: Document, runs: list[RunData], attack: str) -> None:
         "AUC: area under Dice-vs-eps divided by the eps range.",
     )
     doc.paragraph(_describe_attack(runs[0].evaluation, attack), "note")
+
+
+def _endpoint_errors(doc: Document, runs: list[RunData], attack: str) -> None:
+    """Mean absolute error of each clinical endpoint (structure sizes; EF, volumes, mass for cardiac data)."""
+    runs = [r for r in runs if (r.evaluation.get("endpoints") or {}).get("mean_abs_error")]
+    if not runs:
+        return
+    doc.heading("Clinical endpoints")
+    for r in runs:
+        errors = r.evaluation["endpoints"]["mean_abs_error"]
+        entry = r.evaluation["attacks"].get(attack, {"eps": []})
+        keys = ["clean", *[f"{attack}__eps{e:g}" for e in entry["eps"] if e > 0]]
+        endpoints = list(errors.get("clean", {}))
+        rows = [[name, *[errors.get(k, {}).get(name, float("nan")) for k in keys]] for name in endpoints]
+        doc.table(
+            ["endpoint", "clean", *[f"eps {e:g}" for e in entry["eps"] if e > 0]],
+            rows,
+            caption=f"{r.name}: mean absolute error against the ground truth (mL, cm², EF points, g) under "
+            f"{attack}; per subject in endpoints.csv.",
+        )
 
 
 def _with_ci(cell: dict) -> str | float:

@@ -28,6 +28,7 @@ SECTIONS = [
     "Clean and robust Dice (worst-l2)",
     "Dice and HD95 against the budget",
     "Per case",
+    "Clinical endpoints",
     "Sanity checks",
     "Training",
     "IMA margins: ima",
