@@ -272,6 +272,7 @@ def _run_facts(run_dir, loaded: LoadedRun, cases: list[str], config: EvalConfig)
         "spatial_size": store.manifest["config"].get("spatial_size"),
         "patients": len({str(store.case_meta(cid).get("group", cid)) for cid in cases}),
         "attack_descriptions": {name.lower(): attack_spec(name).describe(shared) for name in config.attacks},
+        "noise_attacks": sorted(name.lower() for name in config.attacks if not attack_spec(name).gradient),
         "main_attack": main_attack(config.attacks),
         "citations": sorted({c for c in (attack_spec(n).citation for n in config.attacks) if c}),
     }
