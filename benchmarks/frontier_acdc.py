@@ -19,7 +19,9 @@ CPU plan (2 cores): STD about 8 min per fold, a robust fine-tune 5-8 min, an eva
 9 default configurations x 3 folds come to about 5-6 CPU-hours. Every record states its epochs and its
 CPU minutes (process time of training and evaluation).
 
-Outputs: ``benchmarks/results/frontier_acdc.json`` (one record per cell: method, setting, fold, seed,
+Outputs: ``benchmarks/results/frontier_acdc_records.json`` (the finished cells, with their per-case counts:
+commit it after every chunk, so the pooled numbers never need the run folders) and
+``benchmarks/results/frontier_acdc.json`` (one record per cell: method, setting, fold, seed,
 epochs, cpu_minutes, clean, clean_ci, robust {eps: dice}, robust_ci, auc; then per method the pooled
 numbers over folds with 95% bootstrap intervals over patients, and paired intervals of IMA minus PGD-AT)
 and ``benchmarks/results/frontier_acdc.png`` (clean Dice against Dice at eps 1, one point per method).
@@ -129,6 +131,7 @@ def _cell(args, out: Path, cache: Path, name: str, fold: int, seed: int, stages:
         lambda _r: _digest(evaluate(run, evaluation, progress=False)),
         after=[f"train {key}"],
     )
+    keys = {"clean": "clean", **{f"{e:g}": f"worst-l2__eps{e:g}" for e in EPS}}
     return {
         "method": CONFIGURATIONS[name]["method"],
         "setting": name,
@@ -138,6 +141,8 @@ def _cell(args, out: Path, cache: Path, name: str, fold: int, seed: int, stages:
         "cpu_minutes": (_cpu_seconds() - started) / 60,
         **summary,
         "run": str(run),
+        # per case [tp, fp, fn] per class, so pooling needs no run folder (the records file is committed)
+        "counts": {k: {c: v.tolist() for c, v in _counts(run, key).items()} for k, key in keys.items()},
     }
 
 
@@ -167,9 +172,9 @@ def pooled(records: list[dict]) -> dict:
     by_setting: dict[str, list[dict]] = {}
     for record in records:
         by_setting.setdefault(record["setting"], []).append(record)
-    keys = {"clean": "clean", **{f"{e:g}": f"worst-l2__eps{e:g}" for e in EPS}}
+    keys = ["clean", *(f"{e:g}" for e in EPS)]
     counts = {
-        s: {k: {c: v for r in rs for c, v in _counts(Path(r["run"]), key).items()} for k, key in keys.items()}
+        s: {k: {c: np.asarray(v) for r in rs for c, v in r["counts"][k].items()} for k in keys}
         for s, rs in by_setting.items()
     }
     out: dict = {"methods": {}, "paired": {}}
@@ -237,7 +242,7 @@ def main() -> None:
         raise SystemExit(f"{DATA} is absent: this benchmark needs the real ACDC data")
     out = Path(args.out)
     stages = StageRunner(out)
-    records_path = out / "records.json"
+    records_path = Path(args.results) / "frontier_acdc_records.json"  # committed after every chunk
     records = json.loads(records_path.read_text()) if records_path.is_file() else {}
     if not args.report:
         _run_cells(args, out, stages, records, records_path)
