@@ -15,9 +15,9 @@ import errno
 import importlib
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from imaseg import __version__
+from imaseg.utils.atomic import OutputError, blocking_file
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main", "os_error_message"]
 
@@ -84,13 +84,10 @@ _WRITE_ERRORS = {errno.EACCES, errno.EROFS, errno.ENOSPC, errno.EISDIR, errno.EN
 
 def os_error_message(error: OSError) -> str:
     """One line for a failed file operation: our own messages as they are, the OS's as 'cannot write X: reason'."""
-    if error.errno is None or error.filename is None:
-        return str(error)
-    if "cannot " in str(error):  # an OutputError: already names the file meant
-        return str(error)
+    if isinstance(error, OutputError) or error.errno is None or error.filename is None:
+        return str(error)  # ours already names the file meant
     verb = "write" if error.errno in _WRITE_ERRORS else "read"
-    path = Path(error.filename)
-    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    blocker = blocking_file(error.filename)
     reason = f"{blocker} is a file, not a folder" if blocker is not None else error.strerror
     return f"cannot {verb} {error.filename}: {reason}"
 

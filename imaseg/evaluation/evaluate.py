@@ -18,6 +18,7 @@ Every file is written atomically; a killed evaluation resumes at the first unfin
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -67,7 +68,8 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     cells = plan_cells(config)
     settings = case_settings(config, loaded.store.spatial_dims, loaded.store.manifest["config"].get("spatial_size"))
     started = time.perf_counter()
-    records = _run_cells(loaded, cells, cases, config, settings, cells_store, device, progress)
+    load_case = functools.cache(loaded.store.load_case)  # each case read once, shared by cells and endpoints
+    records = _run_cells(loaded, cells, cases, config, settings, cells_store, device, progress, load_case)
     context = CheckContext(
         loaded.network, loaded.store, cases, settings, device, steps=config.steps, steps_check=config.steps_check
     )
@@ -75,7 +77,7 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     write_results_csv(out / "results.csv", records, loaded.store.labels)
     patients = {cid: str(loaded.store.case_meta(cid).get("group", cid)) for cid in cases}
     write_worst_members_csv(out / "worst_members.csv", records)
-    endpoints = _endpoints(out, loaded, cells, cases, cells_store, patients)
+    endpoints = _endpoints(out, loaded, cells, cases, cells_store, patients, load_case)
     summary = build_summary(
         records, cells, loaded.store.labels, config, checks, seconds=time.perf_counter() - started, patients=patients
     )
@@ -131,14 +133,10 @@ def _save_settings(out: Path, run_dir, config: EvalConfig, loaded: LoadedRun, ca
     )
 
 
-def _run_cells(loaded: LoadedRun, cells, cases, config: EvalConfig, settings, store: CellStore, device, progress):
+def _run_cells(
+    loaded: LoadedRun, cells, cases, config: EvalConfig, settings, store: CellStore, device, progress, load_case
+):
     """Every cell's record: stored ones reused, the others computed case by case and stored."""
-    case_memory: dict = {}
-
-    def load_case(case_id: str):
-        if case_id not in case_memory:
-            case_memory[case_id] = loaded.store.load_case(case_id)
-        return case_memory[case_id]
 
     bar = None
     if progress:
@@ -212,13 +210,13 @@ def _cell_record(cell: Cell, outputs: dict, load_case, num_classes: int, config:
     }
 
 
-def _endpoints(out: Path, loaded: LoadedRun, cells, cases, store: CellStore, patients: dict) -> dict:
+def _endpoints(out: Path, loaded: LoadedRun, cells, cases, store: CellStore, patients: dict, load_case) -> dict:
     """Structure sizes per case (and cardiac endpoints per patient), truth against every cell; writes
     ``endpoints.csv`` and returns the mean absolute error per endpoint and cell."""
     k, names = loaded.store.num_classes, loaded.store.labels
     geometry, truth, unit = {}, {}, "cm2"
     for cid in cases:
-        case = loaded.store.load_case(cid)
+        case = load_case(cid)
         geometry[cid] = case.affine
         truth[cid] = structure_sizes(case.label, case.affine, k)
         unit = "ml" if case.label.ndim == 3 else "cm2"

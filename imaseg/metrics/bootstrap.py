@@ -50,9 +50,7 @@ def bootstrap_dice(
     """
     _, totals = _patient_totals(counts, patients)
     draws = np.random.default_rng(seed).integers(0, len(totals), size=(replicates, len(totals)))
-    values = mean_global_dice(totals[draws].sum(1))
-    tail = (1 - level) / 2 * 100
-    return float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))
+    return _interval(mean_global_dice(totals[draws].sum(1)), level)
 
 
 def paired_bootstrap_difference(
@@ -71,10 +69,11 @@ def paired_bootstrap_difference(
     _, a = _patient_totals({c: first[c] for c in shared}, patients)
     _, b = _patient_totals({c: second[c] for c in shared}, patients)
     draws = np.random.default_rng(seed).integers(0, len(a), size=(replicates, len(a)))
-    differences = mean_global_dice(a[draws].sum(1)) - mean_global_dice(b[draws].sum(1))
+    low, high = _interval(mean_global_dice(a[draws].sum(1)) - mean_global_dice(b[draws].sum(1)), level)
+    return {"difference": float(mean_global_dice(a.sum(0)) - mean_global_dice(b.sum(0))), "low": low, "high": high}
+
+
+def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap replicates (NaN replicates ignored)."""
     tail = (1 - level) / 2 * 100
-    return {
-        "difference": float(mean_global_dice(a.sum(0)) - mean_global_dice(b.sum(0))),
-        "low": float(np.nanpercentile(differences, tail)),
-        "high": float(np.nanpercentile(differences, 100 - tail)),
-    }
+    return float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))

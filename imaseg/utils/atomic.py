@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OutputError", "atomic_path", "atomic_write_json", "atomic_write_text"]
+__all__ = ["OutputError", "atomic_path", "atomic_write_json", "atomic_write_text", "blocking_file"]
 
 
 def _umask() -> int:
@@ -29,6 +29,12 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def blocking_file(path: str | os.PathLike[str]) -> Path | None:
+    """A file standing where ``path`` or one of its folders should be (why a write there fails), if any."""
+    path = Path(path)
+    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+
+
 class OutputError(OSError):
     """An output could not be written: the message names the file meant (not a temporary one) and the reason."""
 
@@ -38,7 +44,7 @@ class OutputError(OSError):
 
     def __str__(self) -> str:
         reason = self.strerror or "unknown error"
-        blocker = next((p for p in Path(self.target).parents if p.exists() and not p.is_dir()), None)
+        blocker = blocking_file(Path(self.target).parent)  # the target itself may exist: it is being replaced
         if blocker is not None:
             reason = f"{blocker} is a file, not a folder"
         hint = " (free some space)" if self.errno == errno.ENOSPC else ""
