@@ -5,6 +5,7 @@ imaseg check DATA_DIR                        integrity check with a per-case tab
 imaseg preprocess --data DIR --out CACHE     NIfTI -> cache of model inputs + split manifest
 imaseg train --cache CACHE --out RUN         standard, adversarial or IMA training
 imaseg evaluate --run RUN                    Dice (and HD95) under attack at a grid of budgets
+imaseg predict RUN --input PATH --output DIR  segment new images (source geometry, volumes in mL)
 imaseg report RUN [RUN ...]                  HTML + Markdown robustness report
 """
 
@@ -27,6 +28,7 @@ SUBCOMMANDS = {
     "preprocess": "imaseg.commands.preprocess",
     "train": "imaseg.commands.train",
     "evaluate": "imaseg.commands.evaluate",
+    "predict": "imaseg.commands.predict",
     "report": "imaseg.commands.report",
 }
 

@@ -53,6 +53,9 @@ def _package_imports(package: str) -> dict[str, set[str]]:
         ("imaseg.report", "imaseg.attacks"),
         ("imaseg.report", "imaseg.training"),
         ("imaseg.report", "imaseg.evaluation"),
+        ("imaseg.prediction", "imaseg.training"),
+        ("imaseg.evaluation", "imaseg.prediction"),
+        ("imaseg.training", "imaseg.prediction"),
     ],
 )
 def test_lower_layers_never_import_higher_ones(lower, higher):

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from imaseg.data.errors import DataError
 
-__all__ = ["MANIFEST_NAME", "class_values", "read_manifest", "sample_id"]
+__all__ = ["MANIFEST_NAME", "class_values", "label_values", "read_manifest", "sample_id"]
 
 MANIFEST_NAME = "manifest.json"
 
@@ -51,3 +54,17 @@ def class_values(declared, seen) -> list[int]:
     if values[-1] <= 255:
         return list(range(values[-1] + 1))
     return values
+
+
+def label_values(classes: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Class indices -> the label values of the source data (what outputs write); ``values`` from
+    :func:`class_values`. The identity leaves the array as it is.
+
+    >>> label_values(np.array([0, 1, 2]), [0, 1, 1000]).tolist()
+    [0, 1, 1000]
+    """
+    table = np.asarray(values, dtype=np.int64)
+    if np.array_equal(table, np.arange(len(table))):
+        return classes
+    mapped = table[np.asarray(classes, dtype=np.int64)]
+    return mapped.astype(np.uint16 if mapped.max(initial=0) <= 65535 else np.int32)

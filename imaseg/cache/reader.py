@@ -12,7 +12,7 @@ from typing import overload
 import numpy as np
 import torch
 
-from imaseg.cache.manifest import MANIFEST_NAME, read_manifest
+from imaseg.cache.manifest import MANIFEST_NAME, label_values, read_manifest
 from imaseg.data.errors import DataError
 
 __all__ = ["CachedCase", "CaseStore", "SampleSet", "from_slices", "to_slices"]
@@ -115,10 +115,7 @@ class CaseStore:
 
     def to_values(self, classes: np.ndarray) -> np.ndarray:
         """Class indices -> the label values of the source data (what outputs write)."""
-        if self._identity:
-            return classes
-        values = self._values[np.asarray(classes, dtype=np.int64)]
-        return values.astype(np.uint16 if values.max(initial=0) <= 65535 else np.int32)
+        return label_values(classes, self.class_values)
 
     def case_ids(self, split: str = "all", fold: int = 0) -> list[str]:
         """Case ids of ``split`` (train / val / test / all) in ``fold``."""

@@ -50,13 +50,12 @@ def run(args: argparse.Namespace) -> int:
 def _preprocess_like_run(run: str, data: str, out) -> str:
     from dataclasses import replace
 
-    from imaseg.cache.reader import CaseStore
+    from imaseg.cache.run_record import read_preprocessing_record
     from imaseg.cache.writer import preprocess_dataset
-    from imaseg.config import config_from_dict, load_yaml
+    from imaseg.config import config_from_dict
     from imaseg.transforms.chain import PreprocessConfig
 
-    settings = load_yaml(f"{run}/config.yaml")
-    manifest = CaseStore(settings["cache"]).manifest
-    config = replace(config_from_dict(PreprocessConfig, manifest["config"]), folds=1, val_groups=0)
+    record = read_preprocessing_record(run)  # the run's own copy: the training cache may be gone
+    config = replace(config_from_dict(PreprocessConfig, record["config"]), folds=1, val_groups=0)
     preprocess_dataset(data, out, config)
     return str(out)

@@ -24,7 +24,7 @@ def _as_4x4(affine: np.ndarray) -> np.ndarray:
 
 
 def to_source_grid(
-    volume: np.ndarray, affine: np.ndarray, source_affine: np.ndarray, source_shape, *, order: int
+    volume: np.ndarray, affine: np.ndarray, source_affine: np.ndarray, source_shape, *, order: int, fill: float = 0
 ) -> np.ndarray:
     """Resample ``volume`` (spatial only, on the grid of ``affine``) onto the source grid.
 
@@ -34,6 +34,7 @@ def to_source_grid(
         source_affine: the source image's true affine (4 x 4).
         source_shape: the source spatial shape.
         order: 0 (nearest, labels) or 1 (linear, intensities).
+        fill: the value outside the preprocessed field of view.
     """
     source_shape = tuple(int(s) for s in source_shape)
     index_map = np.linalg.inv(_as_4x4(affine)) @ _as_4x4(source_affine)
@@ -56,7 +57,7 @@ def to_source_grid(
         extent = np.array(vol.shape, dtype=np.float64)[:, None] - 0.5
         inside = ((coords >= -0.5 - 1e-6) & (coords <= extent + 1e-6)).all(0)
         values = map_coordinates(vol, coords, order=order, mode="nearest", prefilter=False)
-        values = np.where(inside, values, np.zeros((), dtype=values.dtype))
+        values = np.where(inside, values, np.asarray(fill, dtype=values.dtype))
         if dims == 3:
             out[..., k] = values.reshape(source_shape[:2])
         else:

@@ -15,7 +15,7 @@ from imaseg.config import load_yaml
 from imaseg.data.errors import DataError
 from imaseg.networks import NetworkConfig
 
-__all__ = ["LoadedRun", "load_run"]
+__all__ = ["LoadedRun", "checkpoint_path", "load_network", "load_run", "train_settings"]
 
 
 @dataclass
@@ -32,13 +32,52 @@ class LoadedRun:
     clip_range: tuple[float, float] | None
 
 
-def _checkpoint_path(run_dir: Path, which: str) -> Path:
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """``last`` / ``best`` (falling back to ``last`` without a validation side) or a path."""
     if which in ("last", "best"):
         path = run_dir / "checkpoints" / f"{which}.pt"
         if which == "best" and not path.is_file():
             path = run_dir / "checkpoints" / "last.pt"
         return path
     return Path(which)
+
+
+def train_settings(run: Path) -> dict:
+    """The ``train`` section of ``RUN/config.yaml``."""
+    train = load_yaml(run / "config.yaml").get("train", {})
+    if not isinstance(train, dict):
+        raise ValueError(f"{run / 'config.yaml'}: its 'train' section must be a mapping")
+    return train
+
+
+def load_network(
+    path: Path, train: dict, facts: dict, device: torch.device | str, *, data_root: object = None
+) -> tuple[nn.Module, dict]:
+    """The run's network rebuilt from its settings for data with ``facts`` (``in_channels``, ``num_classes``,
+    ``spatial_dims``), with the weights of checkpoint ``path``, in eval mode on ``device``.
+
+    Raises:
+        DataError: the checkpoint was trained on data of another shape, or its weights do not fit.
+    """
+    state = load_checkpoint(path, map_location="cpu")
+    data = state.get("data", {})
+    mismatched = {k: (data[k], v) for k, v in facts.items() if k in data and int(data[k]) != int(v)}
+    if mismatched:
+        details = ", ".join(f"{k}: checkpoint {a} vs data {b}" for k, (a, b) in mismatched.items())
+        raise DataError(
+            f"{path} does not match the data in {data_root} ({details}); use data preprocessed like the "
+            "training cache (same channels, labels and 2D/3D mode)",
+            [path, Path(str(data_root))] if data_root is not None else [path],
+        )
+    network = NetworkConfig.from_mapping(train).build(
+        int(facts["spatial_dims"]), int(facts["in_channels"]), int(facts["num_classes"])
+    )
+    try:
+        load_weights(network, state["network"], path)
+    except ValueError as error:
+        raise DataError(str(error), [path]) from None
+    network.to(device).eval()
+    return network, state
 
 
 def load_run(
@@ -55,29 +94,19 @@ def load_run(
         DataError: the checkpoint does not fit the data (channels, classes, spatial dims).
     """
     run = Path(run_dir)
-    settings = load_yaml(run / "config.yaml")
-    train = settings.get("train", {})
-    if not isinstance(train, dict):
-        raise ValueError(f"{run / 'config.yaml'}: its 'train' section must be a mapping")
-    store = CaseStore(cache or settings["cache"])
-    path = _checkpoint_path(run, checkpoint)
-    state = load_checkpoint(path, map_location="cpu")
-    data = state.get("data", {})
-    expected = {"in_channels": store.in_channels, "num_classes": store.num_classes, "spatial_dims": store.spatial_dims}
-    mismatched = {k: (data[k], v) for k, v in expected.items() if k in data and int(data[k]) != v}
-    if mismatched:
-        details = ", ".join(f"{k}: checkpoint {a} vs data {b}" for k, (a, b) in mismatched.items())
-        raise DataError(
-            f"{path} does not match the data in {store.root} ({details}); evaluate with data preprocessed "
-            "like the training cache (same channels, labels and 2D/3D mode)",
-            [path, store.root],
-        )
-    network = NetworkConfig.from_mapping(train).build(store.spatial_dims, store.in_channels, store.num_classes)
-    try:
-        load_weights(network, state["network"], path)
-    except ValueError as error:
-        raise DataError(str(error), [path]) from None
-    network.to(device).eval()
+    train = train_settings(run)
+    if cache is None:
+        cache = load_yaml(run / "config.yaml").get("cache")
+        if not cache or not (Path(cache) / "manifest.json").is_file():
+            raise DataError(
+                f"{run}: its training cache {cache or '(none named)'} is gone; evaluate new data with --data DIR "
+                "(preprocessed like the training data, from the run's preprocessing.json) or name one with --cache",
+                [run],
+            )
+    store = CaseStore(cache)
+    path = checkpoint_path(run, checkpoint)
+    facts = {"in_channels": store.in_channels, "num_classes": store.num_classes, "spatial_dims": store.spatial_dims}
+    network, state = load_network(path, train, facts, device, data_root=store.root)
     clip = train.get("clip_range")
     return LoadedRun(
         run,

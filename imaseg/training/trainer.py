@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from imaseg.cache.reader import CaseStore
+from imaseg.cache.run_record import PREPROCESSING_NAME, preprocessing_record
 from imaseg.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from imaseg.config import save_config, to_dict
 from imaseg.networks import NetworkConfig, resolve_device
@@ -233,6 +234,7 @@ def _open_run_folder(session: Session, run: Path, cache_dir, start_epoch: int) -
     run.mkdir(parents=True, exist_ok=True)
     sections = {"cache": str(Path(cache_dir).resolve()), "train": config, "method": describe_method(config)}
     save_config(run / "config.yaml", sections)
+    atomic_write_json(run / PREPROCESSING_NAME, preprocessing_record(store.manifest))  # the run needs no cache
     split = store.manifest["splits"][str(config.fold)]
     atomic_write_json(run / "split.json", {"fold": config.fold, **split, "train_samples": len(session.train_set)})
     log.truncate(start_epoch)

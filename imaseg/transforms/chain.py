@@ -90,20 +90,22 @@ def resolve_intensity(config: PreprocessConfig, modality: str) -> dict:
     }
 
 
-def build_preprocessing(config: PreprocessConfig, modality: str, spatial_dims: int) -> Compose:
+def build_preprocessing(config: PreprocessConfig, modality: str, spatial_dims: int, *, label: bool = True) -> Compose:
     """The chain for one case: load -> orient -> (resample) -> (crop) -> intensity -> fit to size.
 
     Args:
         config: the preprocessing settings.
         modality: resolved modality (:func:`resolve_modality`).
         spatial_dims: 2 for 2D images (X-ray), 3 for volumes.
+        label: the cases have a ``"label"`` key (``False`` for images to segment, ``imaseg predict``).
     """
-    keys = ["image", "label"]
+    keys = ["image", "label"] if label else ["image"]
     steps: list = [LoadNiftid(keys)]
     if config.orientation:
         steps.append(Orientationd(keys, axcodes=config.orientation[:spatial_dims], labels=_RAS_LABELS))
     if config.spacing:
-        steps.append(Spacingd(keys, pixdim=config.spacing[:spatial_dims], mode=("bilinear", "nearest")))
+        modes = ("bilinear", "nearest")[: len(keys)]
+        steps.append(Spacingd(keys, pixdim=config.spacing[:spatial_dims], mode=modes))
     if config.crop_foreground:
         steps.append(CropForegroundd(keys, source_key="image", select_fn=_above_minimum, allow_smaller=True))
     steps.append(IntensityScalingd(["image"], **resolve_intensity(config, modality)))
