@@ -2,7 +2,17 @@
 
 The main entry points, importable from the package (loaded on first use, so ``import imaseg`` stays light)::
 
-    from imaseg import PGD, APGD, create_attack, IMALoss, train, evaluate, build_report
+    from imaseg import PGD, APGD, create_attack, IMALoss, train, evaluate, predict, build_report
+
+=====================  ==========================================================================
+data                   ``check_dataset`` (integrity report), ``preprocess_dataset`` + ``PreprocessConfig``
+attacks                ``PGD``, ``APGD``, ``create_attack(name, model, eps=, settings=AttackSettings(...))``
+training               ``train`` + ``TrainConfig``; ``IMALoss`` and its ``MarginBank`` for your own loop
+evaluation             ``evaluate`` + ``EvalConfig`` (Dice under attack per case and class)
+new images             ``predict`` + ``PredictConfig`` (label maps in source geometry, volumes)
+MONAI engines          ``RobustIteration``, ``AdversarialInferer``, ``RobustDiceMetric`` (need ignite)
+networks / report      ``build_network``; ``build_report`` (HTML + Markdown)
+=====================  ==========================================================================
 """
 
 from __future__ import annotations
@@ -28,6 +38,11 @@ _EXPORTS = {
     "PreprocessConfig": "imaseg.transforms",
     "check_dataset": "imaseg.data",
     "build_network": "imaseg.networks",
+    "predict": "imaseg.prediction",
+    "PredictConfig": "imaseg.prediction",
+    "RobustIteration": "imaseg.monai",
+    "AdversarialInferer": "imaseg.monai",
+    "RobustDiceMetric": "imaseg.monai",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -18,7 +18,40 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["dice_ce_per_sample", "kl_per_sample", "soft_dice_per_sample", "weighted_ce_per_sample"]
+__all__ = [
+    "as_class_labels",
+    "dice_ce_per_sample",
+    "kl_per_sample",
+    "soft_dice_per_sample",
+    "weighted_ce_per_sample",
+]
+
+
+def as_class_labels(label: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """MONAI's label conventions -> ``(B, *spatial)`` int64 class indices on the image's device.
+
+    Accepts ``(B, *spatial)`` or ``(B, 1, *spatial)``, integer or float (as ``LoadImaged`` yields) or a
+    ``MetaTensor``.
+
+    >>> image = torch.zeros(2, 1, 4, 4)
+    >>> as_class_labels(torch.ones(2, 1, 4, 4), image).shape, as_class_labels(torch.ones(2, 1, 4, 4), image).dtype
+    (torch.Size([2, 4, 4]), torch.int64)
+
+    Raises:
+        ValueError: the shape does not fit the image.
+        TypeError: a float label with non-integer values (a probability map is not a label).
+    """
+    label = label.as_tensor() if hasattr(label, "as_tensor") else label
+    if label.dim() == image.dim() and label.shape[1] == 1:
+        label = label[:, 0]
+    if label.shape != (image.shape[0], *image.shape[2:]):
+        raise ValueError(
+            f"label shape {tuple(label.shape)} does not match image shape {tuple(image.shape)}; "
+            "expected (B, *spatial) or (B, 1, *spatial)"
+        )
+    if label.is_floating_point() and not bool(torch.all(label == torch.round(label))):
+        raise TypeError("`label` must hold integer class indices; got non-integer values (a probability map?)")
+    return label.detach().long().to(image.device)
 
 
 def soft_dice_per_sample(

@@ -25,6 +25,7 @@ from torch import nn
 
 from imaseg.attacks.geometry import NORMS, clip_to_range, perturbation_norm
 from imaseg.attacks.result import AttackResult
+from imaseg.functional import as_class_labels
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice
@@ -158,17 +159,7 @@ class Attack:
             raise TypeError("`image` must be a floating-point tensor (B, C, *spatial)")
         if image.dim() not in (4, 5):
             raise ValueError(f"`image` must be (B, C, H, W) or (B, C, H, W, D), got shape {tuple(image.shape)}")
-        if label.dim() == image.dim() and label.shape[1] == 1:
-            label = label[:, 0]
-        if label.shape != (image.shape[0], *image.shape[2:]):
-            raise ValueError(
-                f"label shape {tuple(label.shape)} does not match image shape {tuple(image.shape)}; "
-                "expected (B, *spatial) or (B, 1, *spatial)"
-            )
-        if label.is_floating_point():  # MONAI's LoadImaged yields float label maps: fine while they hold integers
-            if not bool(torch.all(label == torch.round(label))):
-                raise TypeError("`label` must hold integer class indices; got non-integer values (a probability map?)")
-        return image.detach(), label.detach().long().to(image.device)
+        return image.detach(), as_class_labels(label, image)
 
     def _budget(self, eps: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[0]

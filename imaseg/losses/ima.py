@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from imaseg.attacks.margin_search import DicePredicate, MarginResult, MarginSearch
-from imaseg.functional import dice_ce_per_sample, soft_dice_per_sample, weighted_ce_per_sample
+from imaseg.functional import as_class_labels, dice_ce_per_sample, soft_dice_per_sample, weighted_ce_per_sample
 from imaseg.losses.margins import MarginBank
 from imaseg.losses.voxel_stats import VoxelMarginStats
 from imaseg.metrics.prediction import predict_classes
@@ -154,12 +154,14 @@ class IMALoss(nn.Module):
 
         Args:
             model: the model whose forward builds the loss graph (a DDP wrapper under torchrun).
-            image: ``(B, C, *spatial)``; label: ``(B, *spatial)`` class indices.
+            image: ``(B, C, *spatial)``; label: ``(B, *spatial)`` or ``(B, 1, *spatial)`` class indices
+                (integer or float, tensor or ``MetaTensor``).
             index: ``(B,)`` positions of the samples in ``sample_ids``.
             generator: random starts of the inner attack.
             network: the bare network for the inner attack (defaults to ``model``).
             joint_forward: forward clean and adversarial batches as one (safe with instance norm).
         """
+        label = as_class_labels(label, image)  # MONAI conventions: (B, 1, ...) float or MetaTensor
         margins = self.bank.lookup(index).to(image.device)
         result = cast(MarginResult, self.search(network or model, generator).run(image, label, eps=margins))
         if result.failed is None or result.boundary is None:  # the margin search always sets both

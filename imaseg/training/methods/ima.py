@@ -29,6 +29,7 @@ class IMAMethod(Method):
     adversarial = True
     citation = "IMA: Ma & Liang, arXiv 2005.09147 / CMPB 2023"
     run_files = (MARGINS_FILE,)
+    needs_sample_ids = True
 
     def __init__(self, config, joint_forward, sample_ids, num_classes) -> None:
         super().__init__(config, joint_forward, sample_ids, num_classes)

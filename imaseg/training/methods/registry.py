@@ -53,12 +53,15 @@ class Method(nn.Module):
         order: position in listings (``--help``, pipelines): baselines first.
         adversarial: it attacks the model inside training (needs a network without batch norm under DDP).
         run_files: files the method writes into the run folder (cleared by ``train --overwrite``).
+        needs_sample_ids: it keeps state per training sample (IMA's margins), so callers outside the
+            trainer must name every sample (``imaseg.monai.RobustIteration``'s ``sample_ids``).
     """
 
     name: ClassVar[str] = ""
     order: ClassVar[int] = 100
     adversarial: ClassVar[bool] = False
     run_files: ClassVar[tuple[str, ...]] = ()
+    needs_sample_ids: ClassVar[bool] = False  # per-sample state (IMA's margins) keyed by stable sample ids
     citation: ClassVar[str] = ""
 
     def __init__(self, config: TrainConfig, joint_forward: bool, sample_ids: Sequence[str], num_classes: int) -> None:
