@@ -74,7 +74,8 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
         loaded.network, loaded.store, cases, settings, device, steps=config.steps, steps_check=config.steps_check
     )
     checks = sanity_checks(records, cells, context)
-    write_results_csv(out / "results.csv", records, loaded.store.labels)
+    clip = config.clip_range
+    write_results_csv(out / "results.csv", records, loaded.store.labels, float(clip[1] - clip[0]) if clip else None)
     patients = {cid: str(loaded.store.case_meta(cid).get("group", cid)) for cid in cases}
     write_worst_members_csv(out / "worst_members.csv", records)
     endpoints = _endpoints(out, loaded, cells, cases, cells_store, patients, load_case)

@@ -13,7 +13,9 @@ import numpy as np
 from imaseg.data.nifti import write_nifti
 from imaseg.evaluation.cells import Cell, attack_case
 from imaseg.evaluation.geometry import to_source_grid
+from imaseg.metrics.dice import sample_dice
 from imaseg.utils.atomic import atomic_path, atomic_write_text
+from imaseg.utils.units import budget_psnr
 
 __all__ = ["CSV_COLUMNS", "write_overlays", "write_predictions", "write_results_csv", "write_worst_members_csv"]
 
@@ -26,6 +28,7 @@ CSV_COLUMNS = [
     "eps",
     "eps_source",
     "eps_rms",
+    "psnr_db",
     "steps",
     "restarts",
     "seed",
@@ -35,8 +38,8 @@ CSV_COLUMNS = [
 ]
 
 
-def write_results_csv(path: Path, records: dict, labels: dict[int, str]) -> None:
-    """One row per (case, class, attack, eps)."""
+def write_results_csv(path: Path, records: dict, labels: dict[int, str], value_range: float | None = None) -> None:
+    """One row per (case, class, attack, eps); ``value_range`` (the clip range's width) gives ``psnr_db``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
@@ -55,6 +58,7 @@ def write_results_csv(path: Path, records: dict, labels: dict[int, str]) -> None
                         f"{record['eps']:.6g}",
                         f"{case['eps_source']:.6g}",
                         f"{case['eps_rms']:.6g}",
+                        _num(budget_psnr(case["eps_rms"], value_range)),
                         steps,
                         record["restarts"],
                         record["seed"],
@@ -82,52 +86,82 @@ def _num(value: float) -> str:
     return "" if value != value else f"{value:.6g}"
 
 
-def _overlay_slice(label: np.ndarray, slice_axis: int | None) -> int | None:
-    if slice_axis is None:
-        return None
-    areas = (np.moveaxis(label, slice_axis, 0) > 0).reshape(label.shape[slice_axis], -1).sum(1)
-    return int(areas.argmax())
+def _largest_drop_slice(label: np.ndarray, axis: int, clean: np.ndarray, attacked: list[np.ndarray], k: int) -> int:
+    """The slice along ``axis`` where the attacks lower the slice Dice most (ties: the most foreground)."""
+    import torch
+
+    def per_slice(pred: np.ndarray) -> np.ndarray:
+        slices = torch.from_numpy(np.moveaxis(pred, axis, 0).astype(np.int64))
+        truth = torch.from_numpy(np.moveaxis(label, axis, 0).astype(np.int64))
+        return sample_dice(slices, truth, k).numpy()
+
+    worst = np.min([per_slice(p) for p in attacked], axis=0) if attacked else per_slice(clean)
+    drop = per_slice(clean) - worst
+    foreground = (np.moveaxis(label, axis, 0) > 0).reshape(label.shape[axis], -1).sum(1)
+    order = np.lexsort((-foreground, -np.round(drop, 6)))  # largest drop first, then most foreground
+    return int(order[0])
+
+
+def _cut(volume: np.ndarray, index: int | None, axis: int | None, channel_first: bool = False) -> np.ndarray:
+    if axis is None or index is None:  # a 2D image is its own panel
+        return volume
+    return np.take(volume, index, axis=axis + int(channel_first))
+
+
+def _overlay_arrays(case, clean, outputs: dict, index: int | None, axis: int | None) -> dict[str, np.ndarray]:
+    arrays = {
+        "image": _cut(case.image, index, axis, True)[0],
+        "label": _cut(case.label, index, axis),
+        "clean": _cut(clean.prediction, index, axis),
+    }
+    for name, (_, output) in outputs.items():
+        if output.perturbation is None:  # kept: keep_perturbation=True
+            raise RuntimeError(f"{case.case}: {name} returned no perturbation")
+        arrays[f"pred__{name}"] = _cut(output.prediction, index, axis)
+        arrays[f"delta__{name}"] = _cut(output.perturbation, index, axis, True)[0]
+        if output.flip_radius is not None:
+            arrays[f"flips__{name}"] = _cut(output.flip_radius, index, axis)
+    return arrays
 
 
 def write_overlays(folder: Path, network, store, cases: list[str], cells: list[Cell], settings, device) -> None:
-    """For each case: the slice with most foreground (2D) or the middle slice of the volume (3D),
-    with image, ground truth, clean prediction, and per attack the attacked prediction and
-    perturbation at the middle budget of its grid, plus the flip-radius map of the first L2 PGD."""
+    """For each case, the slice where the attacks lower Dice most: image, ground truth, clean prediction, and
+    per gradient attack (at the middle budget of its grid) the attacked image, the perturbation, the attacked
+    prediction and, where recorded, the per-voxel flip norms. Noise baselines are left out (flat panels).
+    2D models are cut along their slice axis, 3D models along the last axis."""
     folder.mkdir(parents=True, exist_ok=True)
     attacks: dict[str, list[Cell]] = {}
     for cell in cells:
-        if cell.spec is not None and not cell.spec.ensemble and cell.eps > 0:
+        if cell.spec is not None and cell.spec.gradient and not cell.spec.ensemble and cell.eps > 0:
             attacks.setdefault(cell.attack, []).append(cell)
     for case_id in cases:
         case = store.load_case(case_id)
-        axis = case.meta["slice_axis"]
-        index = _overlay_slice(case.label, axis) if axis is not None else None
-
-        def cut(volume: np.ndarray, channel_first: bool = False, axis=axis, index=index) -> np.ndarray:
-            if axis is None:
-                if volume.ndim - int(channel_first) == 3:  # 3D volume: middle slice of the last axis
-                    return volume[..., volume.shape[-1] // 2]
-                return volume
-            return np.take(volume, index, axis=axis + int(channel_first))
-
-        arrays = {"image": cut(case.image, True)[0], "label": cut(case.label)}
+        slice_axis = case.meta["slice_axis"]
+        axis = slice_axis if slice_axis is not None else (2 if case.label.ndim == 3 else None)
         clean = attack_case(network, case, Cell("clean", 0.0), settings, device)
-        arrays["clean"] = cut(clean.prediction)
-        meta: dict[str, Any] = {"case": case_id, "slice": index, "attacks": []}
+        outputs = {}
         for name, grid in attacks.items():
             cell = grid[len(grid) // 2]
-            record_flips = cell.spec is not None and cell.spec.records_flips
-            output = attack_case(
-                network, case, cell, settings, device, keep_perturbation=True, record_flips=record_flips
+            flips = cell.spec is not None and cell.spec.records_flips
+            outputs[name] = (
+                cell,
+                attack_case(network, case, cell, settings, device, keep_perturbation=True, record_flips=flips),
             )
-            flips = output.flip_radius
-            if output.perturbation is None:  # kept: keep_perturbation=True
-                raise RuntimeError(f"{case_id}: {name} returned no perturbation")
-            arrays[f"pred__{name}"] = cut(output.prediction)
-            arrays[f"delta__{name}"] = cut(output.perturbation, True)[0]
-            if flips is not None:
-                arrays[f"flips__{name}"] = cut(flips)
-            meta["attacks"].append({"attack": name, "eps": cell.eps})
+        attacked = [o.prediction for _, o in outputs.values()]
+        index = (
+            None
+            if axis is None
+            else _largest_drop_slice(case.label, axis, clean.prediction, attacked, store.num_classes)
+        )
+
+        arrays: dict[str, Any] = _overlay_arrays(case, clean, outputs, index, axis)
+        meta: dict[str, Any] = {
+            "case": case_id,
+            "slice": index,
+            "axis": axis,
+            "attacks": [{"attack": name, "eps": cell.eps} for name, (cell, _) in outputs.items()],
+            "labels": {str(k): v for k, v in store.labels.items()},
+        }
         arrays["meta"] = np.array(json.dumps(meta))
         with atomic_path(folder / f"{case_id}.npz") as tmp:
             with open(tmp, "wb") as handle:

@@ -20,21 +20,10 @@ from matplotlib.figure import Figure
 
 from imaseg.report.collect import RunData
 
-__all__ = ["dice_vs_eps", "hd95_vs_eps", "margin_histograms", "overlay_figure", "plain_text", "training_curves"]
+__all__ = ["class_colours", "dice_vs_eps", "hd95_vs_eps", "margin_histograms", "overlay_figure", "plain_text", "training_curves"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-LABEL_COLOURS = ListedColormap(
-    [
-        (0, 0, 0, 0),
-        (0.95, 0.3, 0.25, 0.55),
-        (0.3, 0.85, 0.35, 0.55),
-        (0.25, 0.5, 1.0, 0.55),
-        (0.95, 0.8, 0.2, 0.55),
-        (0.8, 0.3, 0.9, 0.55),
-    ]
-)
 
 
 def plain_text(function: Callable[P, R]) -> Callable[P, R]:
@@ -150,45 +139,106 @@ def training_curves(runs: list[RunData]) -> bytes:
     return _png(figure)
 
 
+def class_colours(count: int) -> list[tuple[float, float, float, float]]:
+    """One colour per class index (0 transparent), from a qualitative palette: any data set, any labels."""
+    tab10 = matplotlib.colormaps["tab10"]
+    colours: list[tuple[float, float, float, float]] = [(0.0, 0.0, 0.0, 0.0)]
+    for i in range(1, count):
+        red, green, blue, _ = tab10(((i - 1) % 10) / 9.999)
+        colours.append((float(red), float(green), float(blue), 0.6))
+    return colours
+
+
+def _slice_dice(pred: np.ndarray, label: np.ndarray, classes: int) -> float:
+    """Mean over the classes present in either map of the panel's Dice (1.0 when none is)."""
+    scores = []
+    for c in range(1, classes):
+        p, t = pred == c, label == c
+        if p.any() or t.any():
+            scores.append(2.0 * float((p & t).sum()) / float(p.sum() + t.sum()))
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def _errors(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """1: missed or wrong class (ground truth foreground), 2: false alarm (ground truth background)."""
+    wrong = pred != label
+    return np.where(wrong & (label > 0), 1, np.where(wrong & (label == 0), 2, 0))
+
+
+MISSED, FALSE_ALARM = (0.9, 0.1, 0.1), (1.0, 0.85, 0.0)
+ERROR_COLOURS = ListedColormap([(0, 0, 0, 0), (*MISSED, 0.75), (*FALSE_ALARM, 0.75)])
+
+
 @plain_text
 def overlay_figure(overlay: dict, run_name: str) -> bytes:
-    """Row 1: image, ground truth, clean prediction. One row per attack: attacked prediction, the
-    perturbation (amplified to its own maximum, scale on the colour bar) and the per-voxel flip-norm
-    map where recorded."""
-    attacks = overlay["meta"]["attacks"]
+    """Row 1: image, ground truth, clean prediction (with its Dice), its errors, the class legend. One row per
+    gradient attack: the attacked image, the perturbation (amplified to its own maximum), the attacked
+    prediction (with its Dice), its errors against the ground truth, and the flip norms from 0 to eps
+    (never flipped in a colour of its own). Labels and colours come from the data set's names."""
+    meta = overlay["meta"]
+    names = {int(k): v for k, v in (meta.get("labels") or {}).items()}
+    label = overlay["label"]
+    classes = max([int(label.max()), int(overlay["clean"].max()), *names.keys(), 1]) + 1
+    labels_map = ListedColormap(class_colours(classes))
+    attacks = meta["attacks"]
     rows = 1 + len(attacks)
-    figure, axes = _subplots(rows, 3, figsize=(9.5, 3.0 * rows), squeeze=False)
+    figure, axes = _subplots(rows, 5, figsize=(15.5, 3.1 * rows), squeeze=False)
     image = overlay["image"].T
+    span = (float(image.min()), float(image.max()))
 
-    def show(axis, layer=None, title=""):
-        axis.imshow(image, cmap="gray", origin="lower")
+    def show(axis, layer=None, title="", cmap=labels_map, base=image, vmax=None):
+        axis.imshow(base, cmap="gray", origin="lower", vmin=span[0], vmax=span[1])
         if layer is not None:
-            axis.imshow(layer.T, cmap=LABEL_COLOURS, vmin=0, vmax=5, origin="lower", interpolation="nearest")
+            top = classes - 1 if vmax is None else vmax
+            axis.imshow(layer.T, cmap=cmap, vmin=0, vmax=top, origin="lower", interpolation="nearest")
         axis.set_title(title, fontsize=9)
 
     show(axes[0, 0], None, "image")
-    show(axes[0, 1], overlay["label"], "ground truth")
-    show(axes[0, 2], overlay["clean"], "clean prediction")
+    show(axes[0, 1], label, "ground truth")
+    show(axes[0, 2], overlay["clean"], f"clean prediction (Dice {_slice_dice(overlay['clean'], label, classes):.2f})")
+    show(axes[0, 3], _errors(overlay["clean"], label), "clean errors", ERROR_COLOURS, vmax=2)
+    _legend(axes[0, 4], names, classes)
     for k, item in enumerate(attacks, start=1):
-        name, eps = item["attack"], item["eps"]
-        show(axes[k, 0], overlay[f"pred__{name}"], f"{name}, eps {eps:g}")
-        delta = overlay[f"delta__{name}"].T
-        scale = float(np.abs(delta).max()) or 1.0
-        shown = axes[k, 1].imshow(delta, cmap="seismic", vmin=-scale, vmax=scale, origin="lower")
-        axes[k, 1].set_title(f"perturbation (max |d| = {scale:.3g})", fontsize=9)
-        figure.colorbar(shown, ax=axes[k, 1], fraction=0.046)
-        flips = overlay.get(f"flips__{name}")
-        if flips is not None:
-            radius = np.where(np.isfinite(flips), flips, np.nan).T
-            axes[k, 2].imshow(image, cmap="gray", origin="lower", alpha=0.4)
-            shown = axes[k, 2].imshow(radius, cmap="magma_r", origin="lower", vmin=0, vmax=float(eps))
-            axes[k, 2].set_title("flip norm along the path (upper bound; blank: never flipped)", fontsize=9)
-            figure.colorbar(shown, ax=axes[k, 2], fraction=0.046)
-        else:
-            axes[k, 2].set_visible(False)
+        _attack_row(figure, axes[k], overlay, item, show, classes)
     for axis in axes.ravel():
         axis.set_xticks([])
         axis.set_yticks([])
-    slice_text = f", slice {overlay['meta']['slice']}" if overlay["meta"].get("slice") is not None else ""
-    figure.suptitle(f"{run_name}: case {overlay['meta']['case']}{slice_text}", fontsize=11)
+    slice_text = f", slice {meta['slice']} (largest Dice drop)" if meta.get("slice") is not None else ""
+    figure.suptitle(f"{run_name}: case {meta['case']}{slice_text}", fontsize=11)
     return _png(figure)
+
+
+def _legend(axis, names: dict[int, str], classes: int) -> None:
+    from matplotlib.patches import Patch
+
+    colours = class_colours(classes)
+    handles = [Patch(color=colours[c][:3], label=names.get(c, f"class {c}")) for c in range(1, classes)]
+    handles += [
+        Patch(color=MISSED, label="error: missed / wrong class"),
+        Patch(color=FALSE_ALARM, label="error: false alarm"),
+    ]
+    axis.legend(handles=handles, loc="center", fontsize=8, frameon=False)
+    axis.axis("off")
+
+
+def _attack_row(figure, axes, overlay: dict, item: dict, show, classes: int) -> None:
+    name, eps = item["attack"], float(item["eps"])
+    label, image = overlay["label"], overlay["image"]
+    prediction = overlay[f"pred__{name}"]
+    delta = overlay[f"delta__{name}"]
+    show(axes[0], None, f"attacked image: {name}, eps {eps:g}", base=(image + delta).T)
+    scale = float(np.abs(delta).max()) or 1.0
+    shown = axes[1].imshow(delta.T, cmap="seismic", vmin=-scale, vmax=scale, origin="lower")
+    axes[1].set_title(f"perturbation (max |d| = {scale:.3g})", fontsize=9)
+    figure.colorbar(shown, ax=axes[1], fraction=0.046)
+    show(axes[2], prediction, f"attacked prediction (Dice {_slice_dice(prediction, label, classes):.2f})")
+    show(axes[3], _errors(prediction, label), "attacked errors", ERROR_COLOURS, vmax=2)
+    flips = overlay.get(f"flips__{name}")
+    if flips is None:
+        axes[4].set_visible(False)
+        return
+    never = matplotlib.colormaps["magma_r"].with_extremes(over=(0.55, 0.8, 1.0))
+    radius = np.where(np.isfinite(flips), flips, 2 * eps + 1).T  # never flipped: above the scale
+    shown = axes[4].imshow(radius, cmap=never, origin="lower", vmin=0, vmax=eps, interpolation="nearest")
+    axes[4].set_title("flip norm along the path, 0..eps\n(upper bound; light blue: never flipped)", fontsize=9)
+    figure.colorbar(shown, ax=axes[4], fraction=0.046, extend="max")

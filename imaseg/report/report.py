@@ -12,6 +12,7 @@ from imaseg.report import plots
 from imaseg.report.collect import RunData, collect_run
 from imaseg.report.document import Document
 from imaseg.report.threat_model import threat_model_box
+from imaseg.utils.units import budget_psnr
 
 __all__ = ["build_report"]
 
@@ -100,15 +101,20 @@ def build_report(
     for run in runs:
         if run.margins and run.margins.get("epochs"):
             _margins(doc, run)
+    if any(run.overlays for run in evaluated):
+        doc.heading("Overlays")
     for run in evaluated:
         for case, overlay in run.overlays.items():
             doc.image(
                 f"overlay_{run.name}_{case}",
                 plots.overlay_figure(overlay, run.name),
-                "Overlays: red RV / green MYO / blue LV (ACDC colours; other data: class 1, 2, 3). The "
-                "perturbation is shown amplified to its own maximum; the flip norm along the attack path (an upper "
-                "bound on the distance to the decision boundary) is the perturbation norm at which the voxel's "
-                "predicted class first changed, on a path that starts near the clean image.",
+                "Each case at the slice where the attacks lower Dice most. Class colours and names from the data "
+                "set (legend); errors against the ground truth in red (missed or wrong class) and yellow (false "
+                "alarm); Dice per panel over the classes present in it. The perturbation is amplified to its own "
+                "maximum; the attacked image is shown at the image's own grey scale. The flip norm along the attack "
+                "path (an upper bound on the distance to the decision boundary) is the perturbation norm at which the "
+                "voxel's predicted class first changed, from 0 to the budget; light blue: never flipped. Noise "
+                "baselines are left out (their panels are flat).",
             )
     doc.heading("Notes")
     doc.paragraph(
@@ -216,25 +222,27 @@ def _curves(doc: Document, runs: list[RunData]) -> None:
                 f"hd95_{attack}", plots.hd95_vs_eps(runs, attack), f"HD95 per class under {attack} (lower is better)."
             )
     for r in runs:
-        rows = []
-        names = list(r.evaluation["classes"].values())
-        rows.append(["clean", "", *r.evaluation["clean"]["dice"]["global"], r.evaluation["clean"]["mean_dice"]["case"]])
-        for attack, entry in r.evaluation["attacks"].items():
-            for e, cell in zip(entry["eps"], entry["cells"]):
-                if e > 0:
-                    rows.append(
-                        [
-                            attack,
-                            f"{e:g} (rms {cell['eps_rms']:.2g})",
-                            *cell["dice"]["global"],
-                            cell["mean_dice"]["case"],
-                        ]
-                    )
-        doc.table(
-            ["attack", "eps", *names, "per-case mean"],
-            rows,
-            caption=f"{r.name}: global voxel Dice per class; last column the per-case mean over classes.",
-        )
+        _dice_table(doc, r)
+
+
+def _dice_table(doc: Document, r: RunData) -> None:
+    """One aggregation: global voxel Dice per class and their mean (the headline), per attack and budget."""
+    names = list(r.evaluation["classes"].values())
+    clip = r.evaluation["settings"].get("clip_range")
+    width = float(clip[1] - clip[0]) if isinstance(clip, list) and len(clip) == 2 else None
+    rows = [["clean", "", *r.evaluation["clean"]["dice"]["global"], r.evaluation["clean"]["mean_dice"]["global"]]]
+    for attack, entry in r.evaluation["attacks"].items():
+        for e, cell in zip(entry["eps"], entry["cells"]):
+            if e > 0:
+                psnr = budget_psnr(cell["eps_rms"], width)
+                budget = f"{e:g} (rms {cell['eps_rms']:.2g}" + (f", PSNR {psnr:.0f} dB)" if psnr == psnr else ")")
+                rows.append([attack, budget, *cell["dice"]["global"], cell["mean_dice"]["global"]])
+    doc.table(
+        ["attack", "eps", *names, "mean"],
+        rows,
+        caption=f"{r.name}: global voxel Dice per class and their mean over classes (the headline number). PSNR: "
+        "a lower bound for the attacked image, over the clip range.",
+    )
 
 
 def _per_case(doc: Document, runs: list[RunData], attack: str) -> None:

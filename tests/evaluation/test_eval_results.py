@@ -81,8 +81,14 @@ def test_eps_columns_are_rms_per_voxel_and_source_units(evaluated, eps):
     for r in _rows(evaluated, "pgd-l2", eps) + _rows(evaluated, "noise-l2", eps):
         assert float(r["eps_rms"]) == pytest.approx(eps / math.sqrt(voxels), rel=1e-5)
         assert float(r["eps_source"]) == pytest.approx(eps, rel=1e-6), "intensity 'none' keeps the source scale"
+        # the clip range [0, 1] spans 1: PSNR = 20 log10(1 / rms)
+        assert float(r["psnr_db"]) == pytest.approx(20 * math.log10(math.sqrt(voxels) / eps), rel=1e-5)
         # realised_norm: mean over slices of the perturbation's L2 norm, at most the budget
         assert 0.5 * eps < float(r["realised_norm"]) <= eps * (1 + 1e-4)
+
+
+def test_psnr_is_empty_without_a_budget(evaluated):
+    assert {r["psnr_db"] for r in _rows(evaluated, "clean") + _rows(evaluated, "pgd-l2", 0.0)} == {""}
 
 
 def test_pgd_lowers_dice_and_noise_barely_moves_it(evaluated):

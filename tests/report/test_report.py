@@ -32,6 +32,7 @@ SECTIONS = [
     "Sanity checks",
     "Training",
     "IMA margins: ima",
+    "Overlays",
     "Notes",
 ]
 
