@@ -66,7 +66,8 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
     cells_store = CellStore(out, fingerprint(config, loaded.checkpoint, cases))
     _save_settings(out, run_dir, config, loaded, cases, cells_store.fingerprint)
     cells = plan_cells(config)
-    settings = case_settings(config, loaded.store.spatial_dims, loaded.store.manifest["config"].get("spatial_size"))
+    window = loaded.patch_size or loaded.store.manifest["config"].get("spatial_size")  # patch runs: their patch
+    settings = case_settings(config, loaded.store.spatial_dims, window)
     started = time.perf_counter()
     load_case = functools.cache(loaded.store.load_case)  # each case read once, shared by cells and endpoints
     records = _run_cells(loaded, cells, cases, config, settings, cells_store, device, progress, load_case)

@@ -30,6 +30,7 @@ class LoadedRun:
     fold: int
     method: str
     clip_range: tuple[float, float] | None
+    patch_size: list[int] | None = None  # trained on 3D patches: the default sliding window
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:
@@ -117,4 +118,5 @@ def load_run(
         fold=int(train.get("fold", 0)),
         method=str(train.get("method", "std")),
         clip_range=(float(clip[0]), float(clip[1])) if clip else None,
+        patch_size=[int(p) for p in train["patch_size"]] if train.get("patch_size") else None,
     )

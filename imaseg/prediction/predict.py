@@ -61,6 +61,7 @@ class RunModel:
     record: dict  # preprocessing.json
     checkpoint: Path
     clip_range: tuple[float, float] | None
+    patch_size: list[int] | None = None
 
     @property
     def preprocess(self) -> PreprocessConfig:
@@ -84,7 +85,8 @@ def load_run_model(run_dir: str | os.PathLike[str], checkpoint: str = "last", de
     facts = {k: record[k] for k in ("in_channels", "num_classes", "spatial_dims")}
     network, _ = load_network(path, train, facts, device, data_root=run)
     clip = train.get("clip_range")
-    return RunModel(run, network, record, path, (float(clip[0]), float(clip[1])) if clip else None)
+    patch = [int(p) for p in train["patch_size"]] if train.get("patch_size") else None
+    return RunModel(run, network, record, path, (float(clip[0]), float(clip[1])) if clip else None, patch)
 
 
 def predict(
@@ -198,7 +200,8 @@ def _predict_entry(model: RunModel, entry: dict, out: Path, config: PredictConfi
         meta["source_affine"],
         {"slice_axis": slice_axis},
     )
-    roi = tuple(pre.spatial_size) if slice_axis is None and source_dims == 3 and pre.spatial_size else None
+    window = model.patch_size or pre.spatial_size  # a patch-trained network slides a window of its patch
+    roi = tuple(window) if slice_axis is None and source_dims == 3 and window else None
     attack = AttackSettings(steps=config.steps, clip_range=model.clip_range, seed=config.seed)
     settings = CaseSettings(attack, config.batch_size, roi)
     classes = attack_case(model.network, case, Cell("clean", 0.0), settings, device).prediction

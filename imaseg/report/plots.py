@@ -20,7 +20,15 @@ from matplotlib.figure import Figure
 
 from imaseg.report.collect import RunData
 
-__all__ = ["class_colours", "dice_vs_eps", "hd95_vs_eps", "margin_histograms", "overlay_figure", "plain_text", "training_curves"]
+__all__ = [
+    "class_colours",
+    "dice_vs_eps",
+    "hd95_vs_eps",
+    "margin_histograms",
+    "overlay_figure",
+    "plain_text",
+    "training_curves",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

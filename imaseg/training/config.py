@@ -107,6 +107,20 @@ class TrainConfig:
         default_factory=lambda: IMAConfig(),
         metadata={"help": "IMA (method ima); flags --ima-*, YAML ima: {...} or ima_*"},
     )
+    # data
+    loader: str = _f(
+        "auto",
+        "memory: the split's samples stacked in memory (fast for small 2D sets); stream: cases read on demand by a "
+        "DataLoader (memory bounded by cache_cases x workers, not by the data set); auto: stream for patches",
+        choices=("auto", "memory", "stream"),
+    )
+    workers: int = _f(0, "stream loader: DataLoader worker processes (0: read in the training process)")
+    cache_cases: int = _f(8, "stream loader: decoded cases kept per process (least recently used out)")
+    patch_size: list[int] | None = _f(
+        None, "3D: train on random patches of this size (RandCropByPosNegLabel), native resolution; none: whole samples"
+    )
+    patch_pos_ratio: float = _f(0.5, "3D patches: fraction centred on foreground")
+    patches_per_case: int = _f(4, "3D patches: patches per case per epoch (IMA: they share the case's margin)")
     # validation and logging
     val_every: int = _f(1, "validate every N epochs (on the validation side of the split; never the test side)")
     val_eps: float = _f(0.5, "budget of the cheap validation attack (L2, soft-Dice PGD)")
@@ -115,7 +129,15 @@ class TrainConfig:
     # run control
     seed: int = _f(0, "seed of initialisation, data order, augmentation and attacks")
     deterministic: bool = _f(False, "deterministic kernels (bit-identical resume)")
-    amp: bool = _f(False, "bf16 autocast for forward passes (GPU or CPU)")
+    amp: bool = _f(False, "mixed precision for forward passes (GPU or CPU), in amp_dtype")
+    amp_dtype: str = _f(
+        "bf16",
+        "bf16 (no scaler needed) or fp16 (with a gradient scaler, for GPUs without bf16)",
+        choices=("bf16", "fp16"),
+    )
+    compile: bool = _f(
+        False, "torch.compile the network for training and the inner attacks (off by default: CPU compiles slowly)"
+    )
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     threads: int = _f(0, "CPU threads for torch (0: torch's default)")
     init: str | None = _f(None, "checkpoint whose weights initialise the network (fine-tuning)")

@@ -17,7 +17,8 @@ from imaseg.training.methods import Method
 from imaseg.utils.seeding import make_generator
 
 if TYPE_CHECKING:
-    from imaseg.cache.reader import CaseStore, SampleSet
+    from imaseg.cache.reader import CaseStore
+    from imaseg.training.data import TrainingData
 
 __all__ = ["Session", "train_epoch"]
 
@@ -30,14 +31,16 @@ class Session:
     device: torch.device
     context: DistributedContext
     store: CaseStore
-    train_set: SampleSet
-    val_set: SampleSet | None
-    network: nn.Module
-    model: nn.Module  # the network, or its DDP wrapper
+    train_set: TrainingData
+    val_set: TrainingData | None
+    network: nn.Module  # the bare network (its weights are what checkpoints hold)
+    model: nn.Module  # what training forwards: the network, compiled and / or wrapped by DDP
+    attacked: nn.Module  # what the inner attacks forward: the network, compiled with --compile
     method: Method
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     augment: BatchAugment | None
+    scaler: torch.amp.GradScaler  # enabled for fp16 only
 
 
 def _batches(session: Session, epoch: int) -> list[torch.Tensor]:
@@ -47,22 +50,26 @@ def _batches(session: Session, epoch: int) -> list[torch.Tensor]:
     return [order[i : i + config.batch_size] for i in range(0, order.numel(), config.batch_size)]
 
 
-def _step(session: Session, epoch: int, iteration: int, index: torch.Tensor) -> tuple[float, dict[str, float]]:
+def _step(session: Session, epoch: int, iteration: int, batch: tuple) -> tuple[float, dict[str, float]]:
     config, device, rank = session.config, session.device, session.context.rank
-    images = session.train_set.images[index].to(device)
-    labels = session.train_set.labels[index].to(device).long()
+    images, labels, index = batch
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True).long()
     if session.augment is not None:
         images, labels = session.augment(
             images, labels, make_generator(config.seed, "augment", epoch, iteration, rank, device=device)
         )
     generator = make_generator(config.seed, "attack", epoch, iteration, rank, device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.amp):
-        loss, logs = session.method.loss(session.model, session.network, images, labels[:, 0], index, generator)
+    dtype = session.method.autocast
+    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        loss, logs = session.method.loss(session.model, session.attacked, images, labels[:, 0], index, generator)
     session.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    session.scaler.scale(loss).backward()
     if config.grad_clip > 0:
+        session.scaler.unscale_(session.optimizer)
         torch.nn.utils.clip_grad_norm_(session.network.parameters(), config.grad_clip)
-    session.optimizer.step()
+    session.scaler.step(session.optimizer)
+    session.scaler.update()
     return loss.item(), logs
 
 
@@ -71,15 +78,21 @@ def train_epoch(session: Session, epoch: int, *, progress: bool) -> dict:
     config = session.config
     epoch_start = time.perf_counter()
     session.network.train()
-    batches = _batches(session, epoch)
+    order = _batches(session, epoch)
     totals: dict[str, float] = {}
-    iterator = batches
+    iterator = session.train_set.batches(order, epoch)
     if progress and session.context.is_main:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs} {config.method}", unit="batch", leave=False)
-    for iteration, index in enumerate(iterator):
-        loss, logs = _step(session, epoch, iteration, index)
+        iterator = tqdm(
+            iterator,
+            total=len(order),
+            desc=f"epoch {epoch + 1}/{config.epochs} {config.method}",
+            unit="batch",
+            leave=False,
+        )
+    for iteration, batch in enumerate(iterator):
+        loss, logs = _step(session, epoch, iteration, batch)
         for key, value in {"loss": loss, **logs}.items():
             totals[key] = totals.get(key, 0.0) + value
         if hasattr(iterator, "set_postfix"):
@@ -88,6 +101,6 @@ def train_epoch(session: Session, epoch: int, *, progress: bool) -> dict:
     session.scheduler.step()
     method_fields = session.method.end_epoch()
     row = {"epoch": epoch + 1, "seconds": time.perf_counter() - epoch_start, "lr": lr}
-    row.update({k: v / max(len(batches), 1) for k, v in totals.items()})
+    row.update({k: v / max(len(order), 1) for k, v in totals.items()})
     row.update(method_fields)
     return row

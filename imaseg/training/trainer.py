@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from imaseg.attacks import SlidingWindowForward
 from imaseg.cache.reader import CaseStore
 from imaseg.cache.run_record import PREPROCESSING_NAME, preprocessing_record
 from imaseg.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
@@ -32,6 +33,7 @@ from imaseg.config import save_config, to_dict
 from imaseg.networks import NetworkConfig, resolve_device
 from imaseg.training.augment import BatchAugment
 from imaseg.training.config import TrainConfig
+from imaseg.training.data import TrainingData
 from imaseg.training.distributed import DistributedContext, barrier, init_distributed
 from imaseg.training.loop import Session, train_epoch
 from imaseg.training.methods import build_method, describe_method
@@ -146,16 +148,17 @@ def _start_session(cache_dir, config: TrainConfig) -> Session:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed, deterministic=config.deterministic)
     store = CaseStore(cache_dir)
-    train_set = store.samples("train", config.fold)
-    val_set = store.samples("val", config.fold) if store.case_ids("val", config.fold) else None
+    train_set = TrainingData(store, config, "train")
+    val_set = TrainingData(store, config, "val") if store.case_ids("val", config.fold) else None
     network = build_model_from_config(config, store.spatial_dims, store.in_channels, store.num_classes).to(device)
     method = build_method(config, network, train_set.ids, store.num_classes).to(device)
     if context.enabled and method.adversarial and not method.joint_forward:
         raise ValueError("distributed adversarial training needs a network without batch norm (use instance norm)")
-    model: nn.Module = network
+    attacked: nn.Module = torch.compile(network) if config.compile else network  # type: ignore[assignment]
+    model: nn.Module = attacked
     if context.enabled:
         model = nn.parallel.DistributedDataParallel(
-            network, device_ids=[device.index] if device.type == "cuda" else None
+            attacked, device_ids=[device.index] if device.type == "cuda" else None
         )
     optimizer = _optimizer(config, network)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: _lr_factor(config, e))
@@ -168,10 +171,12 @@ def _start_session(cache_dir, config: TrainConfig) -> Session:
         val_set,
         network,
         model,
+        attacked,
         method,
         optimizer,
         scheduler,
         _augment(config),
+        torch.amp.GradScaler(device.type, enabled=config.amp and config.amp_dtype == "fp16"),
     )
 
 
@@ -197,6 +202,8 @@ def _restore(session: Session, run: Path, *, resume: bool, overwrite: bool) -> t
         session.optimizer.load_state_dict(state["optimizer"])
         session.scheduler.load_state_dict(state["scheduler"])
         session.method.load_state_dict(state["method"])
+        if state.get("scaler"):
+            session.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
         logger.info("resuming %s from epoch %d", run, int(state["epoch"]))
         return int(state["epoch"]), float(state.get("best", -1.0))
@@ -246,12 +253,14 @@ def _validation(session: Session, epoch: int) -> dict:
     last = epoch + 1 == config.epochs
     if session.val_set is None or not session.context.is_main or not ((epoch + 1) % config.val_every == 0 or last):
         return {}
-    store = session.store
+    store, val_set = session.store, session.val_set
+    # whole validation volumes of a patch-trained network go through a sliding window of the patch size
+    forward = SlidingWindowForward(session.network, config.patch_size) if config.patch_size else session.network
+    batch = 1 if config.patch_size else config.batch_size  # native-resolution volumes differ in shape
     return validate(
-        session.network,
-        session.val_set,
+        forward,
+        ((images, labels) for images, labels, _ in val_set.batches(val_set.in_order(batch), epoch=0)),
         store.num_classes,
-        batch_size=config.batch_size,
         device=session.device,
         eps=config.val_eps,
         steps=config.val_steps,
@@ -302,6 +311,7 @@ def _payload(session: Session, epoch: int, best: float) -> dict:
         "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(),
         "method": session.method.state_dict(),
+        "scaler": session.scaler.state_dict(),
         "epoch": epoch,
         "best": best,
         "rng": rng_state(),

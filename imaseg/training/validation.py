@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 
 from imaseg.attacks import PGD
-from imaseg.cache.reader import SampleSet
 from imaseg.metrics.dice import confusion_counts, dice_from_counts
 from imaseg.metrics.prediction import predict_classes
 
@@ -15,10 +16,9 @@ __all__ = ["validate"]
 @torch.no_grad()
 def validate(
     network: torch.nn.Module,
-    samples: SampleSet,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int,
     *,
-    batch_size: int,
     device: torch.device,
     eps: float = 0.5,
     steps: int = 5,
@@ -27,16 +27,18 @@ def validate(
     class_names: dict | None = None,
 ) -> dict:
     """Global voxel Dice (tp, fp, fn summed over all validation samples) per foreground class and their
-    mean, clean and under an L2 soft-Dice PGD of ``steps`` steps at ``eps`` (skipped when ``steps`` is 0)."""
+    mean, clean and under an L2 soft-Dice PGD of ``steps`` steps at ``eps`` (skipped when ``steps`` is 0).
+
+    ``batches`` yields ``(images, labels (B, 1, *S))``; ``network`` may be a sliding-window forward."""
     was_training = network.training
     network.eval()
     counts = {"clean": torch.zeros(3, num_classes, dtype=torch.int64)}
     if steps > 0 and eps > 0:
         counts["robust"] = torch.zeros(3, num_classes, dtype=torch.int64)
     try:
-        for start in range(0, len(samples), batch_size):
-            images = samples.images[start : start + batch_size].to(device)
-            labels = samples.labels[start : start + batch_size, 0].long().to(device)
+        start = 0
+        for images, labels in batches:
+            images, labels = images.to(device), labels[:, 0].long().to(device)
             pred = predict_classes(network(images))
             counts["clean"] += torch.stack(confusion_counts(pred, labels, num_classes)).sum(1).cpu()
             if "robust" in counts:
@@ -45,6 +47,7 @@ def validate(
                 if result.prediction is None:  # PGD with select="best" always predicts
                     raise RuntimeError("PGD returned no prediction")
                 counts["robust"] += torch.stack(confusion_counts(result.prediction, labels, num_classes)).sum(1).cpu()
+            start += images.shape[0]
     finally:
         network.train(was_training)
     out = {}

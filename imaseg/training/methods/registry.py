@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "METHODS",
     "Method",
+    "autocast_dtype",
     "build_method",
     "describe_method",
     "has_batch_norm",
@@ -35,6 +36,13 @@ __all__ = [
 ]
 
 METHODS: dict[str, type[Method]] = {}
+
+
+def autocast_dtype(config: TrainConfig) -> torch.dtype | None:
+    """The mixed-precision dtype of the run, or ``None`` without ``amp``."""
+    if not config.amp:
+        return None
+    return torch.float16 if config.amp_dtype == "fp16" else torch.bfloat16
 
 
 def has_batch_norm(network: nn.Module) -> bool:
@@ -68,7 +76,7 @@ class Method(nn.Module):
         super().__init__()
         self.config = config
         self.joint_forward = joint_forward
-        self.autocast = torch.bfloat16 if config.amp else None
+        self.autocast = autocast_dtype(config)
 
     # ---- what the report shows (computed from the config alone) -----------------------------------
     @classmethod
