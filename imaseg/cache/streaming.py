@@ -12,8 +12,8 @@ follow a patch grid that changes with every random crop, and per-region margins 
 segmentation of the margins themselves; a case is the unit a clinician and an attacker both see.
 
 :class:`StreamingSamples` is the ``Dataset`` behind the training ``DataLoader``: its items are
-``(position, epoch)`` pairs from the trainer's seeded batch sampler, it keeps at most ``cache_cases``
-decoded cases per process (least recently used out), and draws each patch with MONAI's
+``(position, epoch)`` pairs from the trainer's seeded batch sampler, it keeps at most ``cache_mib``
+MiB of decoded cases per process (least recently used out), and draws each patch with MONAI's
 ``RandCropByPosNegLabeld`` seeded by ``(seed, epoch, position)``, so the patches do not depend on the
 number of workers, the order the workers run in, or a resume. (MONAI's ``CacheDataset`` keeps a fixed
 set of the first items for the whole run; an LRU of cases fits slice sampling from many volumes better.)
@@ -80,7 +80,7 @@ class StreamingSamples(torch.utils.data.Dataset):
     Args:
         store: the cache.
         index: the split's samples (:func:`sample_index`).
-        cache_cases: decoded cases kept per process (at least 1).
+        cache_mib: MiB of decoded cases kept per process (the most recent case is kept whatever its size).
         patch_size: crop volumes to this size (padded where smaller); ``None`` returns whole samples.
         pos_ratio: fraction of patches centred on foreground (MONAI's ``pos / (pos + neg)``).
         seed: the run's seed (patch positions derive from it, the epoch and the position).
@@ -91,18 +91,18 @@ class StreamingSamples(torch.utils.data.Dataset):
         store: CaseStore,
         index: SampleIndex,
         *,
-        cache_cases: int = 8,
+        cache_mib: float = 512.0,
         patch_size: Sequence[int] | None = None,
         pos_ratio: float = 0.5,
         seed: int = 0,
     ) -> None:
-        if cache_cases < 1:
-            raise ValueError(f"`cache_cases` must be >= 1, got {cache_cases}")
+        if cache_mib < 0:
+            raise ValueError(f"`cache_mib` must be >= 0, got {cache_mib}")
         if not 0.0 <= pos_ratio <= 1.0:
             raise ValueError(f"`pos_ratio` must be in [0, 1], got {pos_ratio}")
         self.store = store
         self.index = index
-        self.cache_cases = int(cache_cases)
+        self.cache_bytes = float(cache_mib) * 2**20
         self.seed = seed
         self.patch: Compose | None = None
         if patch_size:
@@ -131,8 +131,10 @@ class StreamingSamples(torch.utils.data.Dataset):
             return self._cases[case]
         loaded = self.store.load_case(case)
         self._cases[case] = loaded
-        while len(self._cases) > self.cache_cases:
-            self._cases.popitem(last=False)
+        held = sum(c.image.nbytes + c.label.nbytes for c in self._cases.values())
+        while held > self.cache_bytes and len(self._cases) > 1:
+            _, dropped = self._cases.popitem(last=False)
+            held -= dropped.image.nbytes + dropped.label.nbytes
         return loaded
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, int]:

@@ -111,11 +111,13 @@ class TrainConfig:
     loader: str = _f(
         "auto",
         "memory: the split's samples stacked in memory (fast for small 2D sets); stream: cases read on demand by a "
-        "DataLoader (memory bounded by cache_cases x workers, not by the data set); auto: stream for patches",
+        "DataLoader (memory bounded by cache_mib per process, not by the data set); auto: stream for patches",
         choices=("auto", "memory", "stream"),
     )
     workers: int = _f(0, "stream loader: DataLoader worker processes (0: read in the training process)")
-    cache_cases: int = _f(8, "stream loader: decoded cases kept per process (least recently used out)")
+    cache_mib: float = _f(
+        512.0, "stream loader: MiB of decoded cases kept per process (least recently used out); data that fit read once"
+    )
     patch_size: list[int] | None = _f(
         None, "3D: train on random patches of this size (RandCropByPosNegLabel), native resolution; none: whole samples"
     )

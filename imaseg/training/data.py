@@ -2,7 +2,7 @@
 
 ``loader="memory"`` stacks every sample of the split into two tensors (fast for 2D slices of small sets);
 ``loader="stream"`` reads cases on demand through :class:`~imaseg.cache.streaming.StreamingSamples` and a
-``DataLoader`` with ``workers`` processes, holding at most ``cache_cases`` decoded cases per process, and
+``DataLoader`` with ``workers`` processes, holding at most ``cache_mib`` MiB of decoded cases per process, and
 is the only loader for 3D patches. Both draw the epoch's order from the same seeded generator (sharded per
 rank under DDP), so on the same data they yield the same batches.
 """
@@ -40,7 +40,7 @@ class TrainingData:
 
     Args:
         store: the cache.
-        config: loader, workers, cache_cases, patch_size, patch_pos_ratio, patches_per_case, fold, seed.
+        config: loader, workers, cache_mib, patch_size, patch_pos_ratio, patches_per_case, fold, seed.
         split: ``train`` (patches when configured) or ``val`` (whole samples).
     """
 
@@ -64,7 +64,7 @@ class TrainingData:
             self.dataset = StreamingSamples(
                 store,
                 self.index,
-                cache_cases=config.cache_cases,
+                cache_mib=config.cache_mib,
                 patch_size=patches,
                 pos_ratio=config.patch_pos_ratio,
                 seed=config.seed,
@@ -89,6 +89,9 @@ class TrainingData:
         if self.dataset is None:  # set for the stream loader
             raise RuntimeError("no dataset for the stream loader")
         sampler = [[(int(p), epoch) for p in positions] for positions in order]
+        if self.config.workers == 0:
+            yield from _prefetched(self.dataset, sampler)
+            return
         loader = torch.utils.data.DataLoader(
             self.dataset,
             batch_sampler=sampler,
@@ -101,3 +104,26 @@ class TrainingData:
         """Every sample once, in manifest order, in groups of ``batch_size`` (validation)."""
         positions = torch.arange(len(self))
         return [positions[i : i + batch_size] for i in range(0, len(self), batch_size)]
+
+
+def _collate(dataset: StreamingSamples, keys: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    items = [dataset[key] for key in keys]
+    return (
+        torch.stack([i[0] for i in items]),
+        torch.stack([i[1] for i in items]),
+        torch.tensor([i[2] for i in items], dtype=torch.int64),
+    )
+
+
+def _prefetched(dataset: StreamingSamples, sampler: list[list[tuple[int, int]]]):
+    """Without worker processes: one thread reads the next batch while the current one trains (file reads and
+    decoding release the GIL), so streaming costs little more than holding the data in memory."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="imaseg-prefetch") as pool:
+        pending = pool.submit(_collate, dataset, sampler[0]) if sampler else None
+        for k in range(len(sampler)):
+            assert pending is not None  # submitted for every k < len(sampler)
+            batch = pending.result()
+            pending = pool.submit(_collate, dataset, sampler[k + 1]) if k + 1 < len(sampler) else None
+            yield batch

@@ -48,7 +48,7 @@ def test_stream_trains_exactly_as_memory(tiny_cache, tiny_run, tmp_path, method,
     train(
         tiny_cache,
         tmp_path / "stream",
-        tiny_train_config(loader="stream", workers=workers, cache_cases=2, **common),
+        tiny_train_config(loader="stream", workers=workers, cache_mib=0.01, **common),
         progress=False,
     )
     memory, stream = _weights(tmp_path / "memory"), _weights(tmp_path / "stream")
@@ -76,11 +76,11 @@ def test_the_index_comes_from_the_manifest(tiny_cache, cache_3d):
 def test_patches_are_seeded_per_epoch_and_position_and_the_case_memory_is_bounded(cache_3d):
     store = CaseStore(cache_3d)
     index = sample_index(store, "train", 0, patches_per_case=2)
-    data = StreamingSamples(store, index, cache_cases=1, patch_size=[16, 16, 4], pos_ratio=1.0, seed=3)
+    data = StreamingSamples(store, index, cache_mib=0, patch_size=[16, 16, 4], pos_ratio=1.0, seed=3)
     image, label, margin = data[(1, 0)]
     assert image.shape == (1, 16, 16, 4) and label.shape == (1, 16, 16, 4) and margin == 0
     assert label.max() > 0, "pos_ratio 1: every patch is centred on foreground"
-    again = StreamingSamples(store, index, cache_cases=1, patch_size=[16, 16, 4], pos_ratio=1.0, seed=3)
+    again = StreamingSamples(store, index, cache_mib=0, patch_size=[16, 16, 4], pos_ratio=1.0, seed=3)
     assert torch.equal(again[(1, 0)][0], image), "the same (position, epoch) gives the same patch"
     assert any(not torch.equal(data[(1, e)][0], image) for e in range(1, 6)), "other epochs crop elsewhere"
     for position in range(len(data)):
