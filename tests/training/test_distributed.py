@@ -114,13 +114,14 @@ def launch(worker: Path, args: list[str], world: int = 2, timeout: float = 120.0
 
 
 @pytest.mark.slow
-def test_two_process_ima_keeps_margins_in_sync_and_resumes_in_one_process(tiny_cache, tmp_path):
+@pytest.mark.parametrize("loader", ["memory", "stream"])
+def test_two_process_ima_keeps_margins_in_sync_and_resumes_in_one_process(tiny_cache, tmp_path, loader):
     run, out = tmp_path / "run", tmp_path / "ranks"
     out.mkdir()
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     # tau 0.05: on this barely trained model some samples survive and some fail, so the update differs per sample
-    config = tiny_train_config(method="ima", epochs=2, ima_tau=0.05, threads=1, device="cpu")
+    config = tiny_train_config(method="ima", epochs=2, ima_tau=0.05, threads=1, device="cpu", loader=loader)
     launch(worker, [str(tiny_cache), str(run), str(out), json.dumps(asdict(config))])
 
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
