@@ -53,6 +53,8 @@ class NetworkConfig:
     def build(self, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
         """The network these settings describe, for data of this shape."""
         kwargs: dict[str, Any] = {}
+        if ":" in self.network:  # a network of one's own takes only the data's shape
+            return build_network(self.network, spatial_dims, in_channels, num_classes)
         name = self.network.lower()
         if name in ("unet", "attentionunet"):
             kwargs["channels"] = tuple(self.channels)
@@ -126,12 +128,33 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def _custom_network(name: str, spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
+    """``package.module:factory`` -> the factory's network for data of this shape."""
+    import importlib
+
+    module_name, _, attribute = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(
+            f"network {name!r}: cannot import {attribute!r} from {module_name!r} ({error}); give "
+            "package.module:factory with the package importable (installed, or on PYTHONPATH)"
+        ) from None
+    network = factory(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels)
+    if not isinstance(network, nn.Module):
+        raise ValueError(f"network {name!r}: the factory returned {type(network).__name__}, not a torch nn.Module")
+    return network
+
+
 def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: int, **kwargs) -> nn.Module:
     """Build a MONAI segmentation network by name.
 
     Args:
         name: one of :data:`NETWORKS` (case-insensitive): unet, basicunet, segresnet, dynunet,
-            attentionunet (the last uses batch norm: MONAI offers no other; attack it in eval mode).
+            attentionunet (the last uses batch norm: MONAI offers no other; attack it in eval mode); or
+            ``"package.module:factory"``, a network of your own: ``factory(spatial_dims=, in_channels=,
+            out_channels=)`` must return an ``nn.Module`` giving logits ``(B, out_channels, *spatial)``
+            (the module must be importable wherever the run is evaluated or used for prediction).
         spatial_dims: 2 or 3.
         in_channels: image channels.
         out_channels: classes including background (the network returns logits).
@@ -145,9 +168,13 @@ def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: 
         >>> import torch; net(torch.zeros(1, 1, 32, 32)).shape
         torch.Size([1, 4, 32, 32])
     """
+    if ":" in name:
+        return _custom_network(name, spatial_dims, in_channels, out_channels)
     key = name.lower().replace("-", "").replace("_", "")
     if key not in NETWORKS:
-        raise ValueError(f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}")
+        raise ValueError(
+            f"unknown network {name!r}; choose one of {', '.join(NETWORKS)}, or give your own as package.module:factory"
+        )
     if spatial_dims not in (2, 3):
         raise ValueError(f"`spatial_dims` must be 2 or 3, got {spatial_dims}")
     if in_channels < 1 or out_channels < 2:

@@ -85,3 +85,56 @@ def test_names_are_normalised(name):
 def test_bad_arguments_raise(args, match):
     with pytest.raises(ValueError, match=match):
         build_network(*args)
+
+
+CUSTOM = """
+import torch
+
+
+def make(spatial_dims, in_channels, out_channels):
+    conv = torch.nn.Conv2d if spatial_dims == 2 else torch.nn.Conv3d
+    return conv(in_channels, out_channels, 3, padding=1)
+
+
+def not_a_network(spatial_dims, in_channels, out_channels):
+    return "nope"
+"""
+
+
+@pytest.fixture
+def custom_module(tmp_path, monkeypatch):
+    (tmp_path / "my_nets.py").write_text(CUSTOM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_nets"
+
+
+def test_a_network_of_ones_own_trains_evaluates_and_predicts(custom_module, tiny_cache, tiny_data, tmp_path):
+    from helpers import tiny_train_config
+
+    from imaseg.evaluation import EvalConfig, evaluate
+    from imaseg.prediction import predict
+    from imaseg.training import train
+
+    config = tiny_train_config(network=f"{custom_module}:make", epochs=1, val_steps=0)
+    train(tiny_cache, tmp_path / "run", config, progress=False)
+    summary = evaluate(
+        tmp_path / "run",
+        EvalConfig(attacks=["pgd-l2"], eps=[0.0, 0.5], steps=1, overlays=0, hd95=False, steps_check=False),
+        progress=False,
+    )
+    assert 0.0 <= summary["clean"]["mean_dice"]["global"] <= 1.0
+    image = sorted((tiny_data / "imagesTr").iterdir())[0]
+    assert predict(tmp_path / "run", image, tmp_path / "seg", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("my_nets:missing", "cannot import 'missing' from 'my_nets'"),
+        ("no_such_package.nets:make", "cannot import 'make' from 'no_such_package.nets'"),
+        ("my_nets:not_a_network", "returned str, not a torch nn.Module"),
+    ],
+)
+def test_bad_factories_are_named(custom_module, name, message):
+    with pytest.raises(ValueError, match=message):
+        build_network(name, 2, 1, 3)

@@ -75,7 +75,11 @@ class TrainConfig:
     method: str = _f("std", "training method (the registered ones)", choices=MethodChoices())
     fold: int = _f(0, "which fold of the cache's patient-grouped split to train on (its test side is held out)")
     # network
-    network: str = _f("unet", "MONAI network: unet, basicunet, segresnet, dynunet, attentionunet")
+    network: str = _f(
+        "unet",
+        "MONAI network: unet, basicunet, segresnet, dynunet, attentionunet; or your own as package.module:factory "
+        "(called with spatial_dims, in_channels, out_channels; returns an nn.Module giving logits)",
+    )
     channels: list[int] = _f([16, 32, 64, 128, 256], "feature channels per level (unet/attentionunet)")
     res_units: int = _f(2, "residual units per level (unet)")
     dropout: float = _f(0.0, "dropout (unet)")
