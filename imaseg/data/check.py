@@ -14,7 +14,8 @@ import numpy as np
 
 from imaseg.data.discover import DatasetInfo, discover_with_info
 from imaseg.data.errors import DataError
-from imaseg.data.nifti import NiftiVolume, read_nifti
+from imaseg.data.images import read_image
+from imaseg.data.nifti import NiftiVolume
 
 __all__ = ["CaseReport", "DatasetReport", "check_dataset", "format_report", "inspect_case", "validate_case"]
 
@@ -68,8 +69,8 @@ def inspect_case(entry: dict, info: DatasetInfo) -> CaseReport:
     image_paths = entry["image"] if isinstance(entry["image"], list) else [entry["image"]]
     report = CaseReport(entry["case"], ", ".join(image_paths), entry["label"])
     try:
-        channels = [read_nifti(p) for p in image_paths]
-        label = read_nifti(entry["label"])
+        channels = [read_image(p) for p in image_paths]
+        label = read_image(entry["label"])
     except DataError as error:
         report.problems.append(str(error))
         return report

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import cast
 
 from imaseg.data.errors import DataError
-from imaseg.data.nifti import is_nifti, strip_nifti_suffix
+from imaseg.data.images import is_image, strip_image_suffix
 
 __all__ = ["DatasetInfo", "discover", "discover_with_info"]
 
@@ -68,7 +68,7 @@ def discover_with_info(
 
     Raises:
         DataError: missing or empty folder, images without labels or labels without images (all
-            listed), duplicate case ids, non-NIfTI files among the images or labels, broken links,
+            listed), duplicate case ids, files among the images or labels that are not NIfTI, NRRD or MetaImage, broken links,
             malformed dataset.json, entries outside the folder.
     """
     root = Path(root)
@@ -161,7 +161,7 @@ def _discover_msd(root: Path, meta: dict, allow_outside_paths: bool = False) -> 
             missing_labels.append(str(image) + (f" (its label {_why_missing(label)})" if label else ""))
             continue
         _require_nifti([image, label])
-        datalist.append({"image": str(image), "label": str(label), "case": strip_nifti_suffix(image.name)})
+        datalist.append({"image": str(image), "label": str(label), "case": strip_image_suffix(image.name)})
     if missing_images or missing_labels:
         raise DataError(_pairing_message(root, missing_labels, missing_images), missing_labels + missing_images)
     return datalist, info
@@ -199,10 +199,10 @@ def _discover_nnunet(root: Path, meta: dict) -> tuple[list[dict], DatasetInfo]:
     info = DatasetInfo(str(root), "nnunet", _msd_labels(meta.get("labels", {})), channels, str(meta.get("name", "")))
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
     images = _list_nifti(images_dir)
-    labels = {strip_nifti_suffix(p.name): p for p in _list_nifti(labels_dir)}
+    labels = {strip_image_suffix(p.name): p for p in _list_nifti(labels_dir)}
     by_case: dict[str, dict[int, Path]] = {}
     for path in images:
-        match = _CHANNEL_SUFFIX.match(strip_nifti_suffix(path.name))
+        match = _CHANNEL_SUFFIX.match(strip_image_suffix(path.name))
         if match is None:
             raise DataError(f"{path}: nnU-Net image names end in _0000, _0001... (one file per channel)", [path])
         case_channels = by_case.setdefault(match["case"], {})
@@ -239,8 +239,8 @@ def _discover_plain(root: Path, meta: dict | None) -> tuple[list[dict], DatasetI
             "put images and labels with matching file names in those folders",
             [root],
         )
-    images = {strip_nifti_suffix(p.name): p for p in _list_nifti(images_dir)}
-    labels = {strip_nifti_suffix(p.name): p for p in _list_nifti(labels_dir)}
+    images = {strip_image_suffix(p.name): p for p in _list_nifti(images_dir)}
+    labels = {strip_image_suffix(p.name): p for p in _list_nifti(labels_dir)}
     # nnU-Net-style single-channel names without a json: CASE_0000 image, CASE label.
     if images and all(_CHANNEL_SUFFIX.match(c) for c in images) and not any(_CHANNEL_SUFFIX.match(c) for c in labels):
         images = {cast("re.Match[str]", _CHANNEL_SUFFIX.match(c))["case"]: p for c, p in images.items()}
@@ -258,10 +258,10 @@ def _list_nifti(folder: Path) -> list[Path]:
         raise DataError(f"{folder}: broken symbolic links {broken}; fix or remove them", broken)
     files = [p for p in entries if p.is_file()]
     _require_nifti(files)
-    counts = Counter(strip_nifti_suffix(p.name) for p in files)
+    counts = Counter(strip_image_suffix(p.name) for p in files)
     duplicated = sorted(name for name, n in counts.items() if n > 1)
     if duplicated:
-        paths = [str(p) for p in files if strip_nifti_suffix(p.name) in duplicated]
+        paths = [str(p) for p in files if strip_image_suffix(p.name) in duplicated]
         raise DataError(
             f"{folder}: duplicate case ids {duplicated} (the same name as .nii and .nii.gz): {paths}; keep one",
             paths,
@@ -270,11 +270,11 @@ def _list_nifti(folder: Path) -> list[Path]:
 
 
 def _require_nifti(files: list[Path]) -> None:
-    others = [str(p) for p in files if not is_nifti(p)]
+    others = [str(p) for p in files if not is_image(p)]
     if others:
         raise DataError(
-            f"non-NIfTI files among the images/labels: {others}; imaseg reads .nii / .nii.gz only, "
-            "convert these or move them out of the folder",
+            f"non-image files among the images/labels: {others}; imaseg reads NIfTI (.nii, .nii.gz), NRRD "
+            "(.nrrd, .nhdr) and MetaImage (.mha, .mhd): convert these or move them out of the folder",
             others,
         )
 

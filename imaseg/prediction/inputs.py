@@ -1,11 +1,12 @@
-"""Find the images to segment: a NIfTI file, a folder of them, or a data set folder, no labels needed.
+"""Find the images to segment: an image file, a folder of them, or a data set folder, no labels needed.
 
-Accepted, checked in this order:
+Images are NIfTI, NRRD or MetaImage files, or DICOM series (a folder of ``.dcm`` files). Accepted, checked
+in this order:
 
-- one NIfTI file;
+- one image file, or one DICOM series folder;
 - a folder with ``imagesTs/`` (the unlabelled test images of MSD and nnU-Net layouts), else
   ``imagesTr/``, else ``images/``;
-- a folder holding NIfTI files directly.
+- a folder holding image files or DICOM series folders directly (each series folder is a case).
 
 nnU-Net channel files (``CASE_0000``, ``CASE_0001``...) are grouped into one multi-channel case when
 every file of the folder carries such a suffix. Every entry is ``{"image": path or [paths], "case": id}``.
@@ -25,7 +26,8 @@ import re
 from pathlib import Path
 
 from imaseg.data.errors import DataError
-from imaseg.data.nifti import is_nifti, strip_nifti_suffix
+from imaseg.data.images import is_image, strip_image_suffix
+from imaseg.data.itk import is_dicom_series
 
 __all__ = ["IMAGE_FOLDERS", "find_images"]
 
@@ -43,16 +45,29 @@ def find_images(path: str | os.PathLike[str]) -> list[dict]:
     if not root.exists():
         raise DataError(f"{root}: no such file or folder; give a NIfTI file or a folder of them", [root])
     if root.is_file():
-        if not is_nifti(root):
-            raise DataError(f"{root}: not a NIfTI file (.nii or .nii.gz); convert it first", [root])
-        return [{"image": str(root), "case": strip_nifti_suffix(root.name)}]
+        if not is_image(root):
+            raise DataError(
+                f"{root}: not an image file imaseg reads (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd); convert it first",
+                [root],
+            )
+        return [{"image": str(root), "case": strip_image_suffix(root.name)}]
+    if is_dicom_series(root):
+        return [{"image": str(root), "case": root.name}]
     folder = next((root / name for name in IMAGE_FOLDERS if (root / name).is_dir()), root)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_nifti(p))
-    if not files:
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    series = [p for p in entries if is_dicom_series(p)]
+    files = [p for p in entries if p.is_file() and is_image(p)]
+    if not files and not series:
         raise DataError(
-            f"{folder}: no NIfTI images (.nii / .nii.gz); put the images there, or in imagesTs/ below it", [folder]
+            f"{folder}: no images (NIfTI, NRRD, MetaImage files or DICOM series folders); put the images there, "
+            "or in imagesTs/ below it",
+            [folder],
         )
-    names = [strip_nifti_suffix(p.name) for p in files]
+    if series:
+        return [{"image": str(p), "case": p.name} for p in series] + [
+            {"image": str(p), "case": strip_image_suffix(p.name)} for p in files
+        ]
+    names = [strip_image_suffix(p.name) for p in files]
     channels = [(m["case"], str(f)) for m, f in zip(map(_CHANNEL.match, names), files) if m is not None]
     if len(channels) == len(files):
         grouped: dict[str, list[str]] = {}

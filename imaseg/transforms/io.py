@@ -2,7 +2,7 @@
 
 MONAI's ``LoadImaged`` with the nibabel reader takes ``img.affine``, which is wrong for files with a
 unit-scale sform and the real spacing in pixdim; these transforms read through
-:func:`imaseg.data.nifti.read_nifti` instead, so every spatial transform downstream sees true mm.
+:func:`imaseg.data.images.read_image` instead (NIfTI, NRRD, MetaImage, DICOM series), so every spatial transform downstream sees true mm.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
 from imaseg.data.errors import DataError
-from imaseg.data.nifti import read_nifti
+from imaseg.data.images import read_image
 
 __all__ = ["LoadNifti", "LoadNiftid"]
 
@@ -35,7 +35,7 @@ class LoadNifti(Transform):
 
     def __call__(self, paths: str | os.PathLike[str] | Sequence[str]) -> MetaTensor:
         files: list[str | os.PathLike[str]] = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-        volumes = [read_nifti(p) for p in files]
+        volumes = [read_image(p) for p in files]
         first = volumes[0]
         arrays = []
         for volume in volumes:

@@ -111,7 +111,7 @@ BAD_INPUTS = {
     "empty-folder": (_empty, None, "no image/label pairs found"),
     "unpaired": (_unpaired, None, r"Images without a label \(1\).*Labels without an image \(1\).*p02_frame11"),
     "duplicate-id": (_duplicate, None, r"duplicate case ids \['p01_frame01'\]"),
-    "non-nifti": (_non_nifti, None, "non-NIfTI files among the images/labels"),
+    "non-nifti": (_non_nifti, None, "non-image files among the images/labels"),
     "truncated": (_truncated, "p02_frame01", "truncated or corrupt"),
     "shape-mismatch": (_shape, "p01_frame09", r"label shape \(24, 20, 5\) does not match image shape \(24, 20, 6\)"),
     "spacing-mismatch": (

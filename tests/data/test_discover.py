@@ -223,7 +223,7 @@ def test_duplicate_case_ids_listed_twice_in_msd_json(msd_folder):
 def test_non_nifti_file_in_images(tmp_path, rng):
     write_case(tmp_path, "imagesTr/a.nii.gz", "labelsTr/a.nii.gz", rng)
     (tmp_path / "imagesTr" / "a.png").write_bytes(b"\x89PNG")
-    with pytest.raises(DataError, match="non-NIfTI files among the images/labels") as info:
+    with pytest.raises(DataError, match="non-image files among the images/labels") as info:
         discover(tmp_path)
     assert info.value.paths == [str(tmp_path / "imagesTr" / "a.png")]
 

@@ -47,7 +47,7 @@ def test_channel_files_form_one_case(tmp_path):
     [
         ("uneven channels", ["a_0000.nii.gz", "a_0001.nii.gz", "b_0000.nii.gz"], "different numbers of channel files"),
         ("same case twice", ["a.nii", "a.nii.gz"], "the same case as .nii and .nii.gz"),
-        ("nothing", ["notes.txt"], "no NIfTI images"),
+        ("nothing", ["notes.txt"], "no images"),
     ],
 )
 def test_errors_name_the_folder(tmp_path, name, files, message):
