@@ -6,6 +6,7 @@ imaseg preprocess --data DIR --out CACHE     NIfTI -> cache of model inputs + sp
 imaseg train --cache CACHE --out RUN         standard, adversarial or IMA training
 imaseg evaluate --run RUN                    Dice (and HD95) under attack at a grid of budgets
 imaseg predict RUN --input PATH --output DIR  segment new images (source geometry, volumes in mL)
+imaseg export RUN --bundle OUT               a MONAI bundle with the run's robustness card
 imaseg report RUN [RUN ...]                  HTML + Markdown robustness report
 """
 
@@ -29,6 +30,7 @@ SUBCOMMANDS = {
     "train": "imaseg.commands.train",
     "evaluate": "imaseg.commands.evaluate",
     "predict": "imaseg.commands.predict",
+    "export": "imaseg.commands.export",
     "report": "imaseg.commands.report",
 }
 

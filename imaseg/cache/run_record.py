@@ -31,11 +31,13 @@ def preprocessing_record(manifest: dict) -> dict:
     >>> record = preprocessing_record({"config": {"mode": "2d"}, "modality": "mri", "labels": {"1": "LV"},
     ...     "num_classes": 2, "in_channels": 1, "spatial_dims": 2, "cases": [], "data_dir": "/x"})
     >>> sorted(record), record["class_values"]
-    (['class_values', 'config', 'dataset', 'in_channels', 'labels', 'modality', 'num_classes', 'spatial_dims'], [0, 1])
+    (['class_values', 'config', 'dataset', 'in_channels', 'labels', 'modality', 'num_classes', 'source_dims', 'spatial_dims'], [0, 1])
     """
     record = {k: manifest[k] for k in _KEYS if k in manifest}
     record.setdefault("class_values", list(range(int(manifest["num_classes"]))))
     record.setdefault("dataset", {})
+    cases = manifest.get("cases") or []
+    record["source_dims"] = max((int(c.get("source_dims", 3)) for c in cases), default=int(manifest["spatial_dims"]))
     return record
 
 

@@ -11,7 +11,20 @@ HELP = "evaluate a trained run under attack: Dice/HD95 per case and class at a g
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", required=True, help="run folder written by `imaseg train`")
+    parser.add_argument(
+        "--run",
+        required=True,
+        help="run folder written by `imaseg train`; with --model, the folder to create for that model's results",
+    )
+    parser.add_argument(
+        "--model",
+        help="score a model imaseg did not train: a TorchScript file or a MONAI bundle folder (needs --data); "
+        "a bundle from `imaseg export` brings its preprocessing, others take --preprocess-config",
+    )
+    parser.add_argument(
+        "--preprocess-config",
+        help="with --model: YAML of `imaseg preprocess` settings (intensity, spatial_size, mode...) for the data",
+    )
     parser.add_argument("--cache", help="evaluate on this cache instead of the run's (all its cases)")
     parser.add_argument("--data", help="evaluate on this NIfTI folder, preprocessed like the run's cache (all cases)")
     parser.add_argument("--config", help="YAML file; its 'evaluate' section (or the whole file) sets the options")
@@ -36,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     data = load_yaml(args.config)
     config = resolve_config(EvalConfig, data.get("evaluate", data) if data else {}, args)
     cache = args.cache
+    if args.model:
+        _prepare_model_run(args, config)
     if args.data:
         cache = _preprocess_like_run(args.run, args.data, Path(args.run) / "eval" / config.tag / "cache")
     summary = evaluate(args.run, config, cache=cache, progress=not args.no_progress)
@@ -45,6 +60,18 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("imaseg").error("sanity checks failed: %s (--strict)", ", ".join(failed))
         return 3
     return 0
+
+
+def _prepare_model_run(args: argparse.Namespace, config: EvalConfig) -> None:
+    from imaseg.config import config_from_dict, load_yaml
+    from imaseg.evaluation.external import prepare_external_run
+    from imaseg.transforms.chain import PreprocessConfig
+
+    if not args.data:
+        raise ValueError("--model needs --data DIR: a model imaseg did not train has no cache of its own")
+    settings = load_yaml(args.preprocess_config)
+    preprocess = config_from_dict(PreprocessConfig, settings.get("preprocess", settings)) if settings else None
+    prepare_external_run(args.model, args.run, preprocess, config.clip_range)
 
 
 def _preprocess_like_run(run: str, data: str, out) -> str:

@@ -14,6 +14,7 @@ the label maps written back as NIfTI) sees the same geometry. SimpleITK is optio
 
 from __future__ import annotations
 
+import locale
 import os
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def _sitk():
 
 
 def _read(path: Path):
+    """Read through SimpleITK; GDCM switches the process locale to "C" for DICOM and does not switch it back,
+    which would change how the rest of the process decodes text, so the locale is restored afterwards."""
     sitk = _sitk()
+    saved = locale.setlocale(locale.LC_ALL, None)
     try:
         if path.is_dir():
             reader = sitk.ImageSeriesReader()
@@ -68,6 +72,8 @@ def _read(path: Path):
         raise DataError(
             f"{path}: SimpleITK cannot read it ({reason}); re-export it or convert to NIfTI", [path]
         ) from None
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def read_itk(path: str | os.PathLike[str]) -> NiftiVolume:

@@ -13,6 +13,7 @@ from imaseg.cache.reader import CaseStore
 from imaseg.checkpoint import load_checkpoint, load_weights
 from imaseg.config import load_yaml
 from imaseg.data.errors import DataError
+from imaseg.foreign import foreign_weights_file, load_foreign_model
 from imaseg.networks import NetworkConfig
 
 __all__ = ["LoadedRun", "checkpoint_path", "load_network", "load_run", "train_settings"]
@@ -105,9 +106,13 @@ def load_run(
                 [run],
             )
     store = CaseStore(cache)
-    path = checkpoint_path(run, checkpoint)
     facts = {"in_channels": store.in_channels, "num_classes": store.num_classes, "spatial_dims": store.spatial_dims}
-    network, state = load_network(path, train, facts, device, data_root=store.root)
+    state: dict = {}
+    if train.get("model"):  # a model imaseg did not train (imaseg evaluate --model)
+        network, path = load_foreign_model(train["model"], device), foreign_weights_file(train["model"])
+    else:
+        path = checkpoint_path(run, checkpoint)
+        network, state = load_network(path, train, facts, device, data_root=store.root)
     clip = train.get("clip_range")
     return LoadedRun(
         run,

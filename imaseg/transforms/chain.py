@@ -6,11 +6,19 @@ from dataclasses import dataclass, field
 
 from monai.transforms import Compose, CropForegroundd, Orientationd, Spacingd
 
+from imaseg.config import config_from_dict
 from imaseg.transforms.intensity import INTENSITY_MODES, IntensityScalingd
 from imaseg.transforms.io import LoadNiftid
 from imaseg.transforms.spatial import FIT_MODES, FitToSized
 
-__all__ = ["MODALITIES", "PreprocessConfig", "build_preprocessing", "resolve_intensity", "resolve_modality"]
+__all__ = [
+    "MODALITIES",
+    "PreprocessConfig",
+    "build_preprocessing",
+    "preprocessing_for_record",
+    "resolve_intensity",
+    "resolve_modality",
+]
 
 MODALITIES = ("auto", "mri", "ct", "xray", "other")
 _MODALITY_ALIASES = {"mri": "mri", "mr": "mri", "ct": "ct", "x-ray": "xray", "xray": "xray", "cr": "xray", "dx": "xray"}
@@ -113,6 +121,14 @@ def build_preprocessing(config: PreprocessConfig, modality: str, spatial_dims: i
     if config.spatial_size:
         steps.append(FitToSized(keys, config.spatial_size, config.resize, keep_axis=keep_axis))
     return Compose(steps)
+
+
+def preprocessing_for_record(record: dict, *, label: bool = False) -> Compose:
+    """The chain a run's ``preprocessing.json`` describes, for images like its training data (what bundles
+    exported by ``imaseg export`` instantiate through MONAI's ``ConfigParser``)."""
+    config = config_from_dict(PreprocessConfig, record["config"])
+    dims = int(record.get("source_dims", record.get("spatial_dims", 3)))
+    return build_preprocessing(config, str(record.get("modality", "other")), dims, label=label)
 
 
 def _above_minimum(image):  # module-level so the chain stays picklable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import nibabel as nib
@@ -13,6 +14,21 @@ from imaseg.data.images import read_image
 from imaseg.data.nifti import read_nifti
 
 sitk = pytest.importorskip("SimpleITK", reason="SimpleITK is in the test extra")
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_locale():
+    """SimpleITK's DICOM writer (used here to make test series) leaves the process locale at "C"."""
+    saved = locale.setlocale(locale.LC_ALL, None)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)
+
+
+def test_reading_a_dicom_series_leaves_the_process_locale_alone(tmp_path, rng):
+    _write_dicom_series(tmp_path / "series", rng.integers(0, 9, size=(8, 8, 3)).astype(np.int16), (1, 1, 2), (0, 0, 0))
+    locale.setlocale(locale.LC_ALL, "C.UTF-8")
+    read_image(tmp_path / "series")
+    assert locale.setlocale(locale.LC_CTYPE, None) == "C.UTF-8"
 
 
 def _oblique_nifti(path: Path, rng) -> Path:

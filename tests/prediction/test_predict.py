@@ -122,7 +122,11 @@ def test_rerun_skips_done_cases_and_other_settings_are_refused(run_without_cache
 @pytest.mark.parametrize(
     ("name", "make", "message"),
     [
-        ("not nifti", lambda d: (d / "scan.png").write_bytes(b"x") and d / "scan.png", "not an image file imaseg reads"),
+        (
+            "not nifti",
+            lambda d: (d / "scan.png").write_bytes(b"x") and d / "scan.png",
+            "not an image file imaseg reads",
+        ),
         ("empty folder", lambda d: d, "no images"),
         ("missing", lambda d: d / "nothing.nii.gz", "no such file or folder"),
     ],

@@ -38,11 +38,11 @@ SECTIONS = [
 
 
 def _html(report) -> str:
-    return report.html.read_text()
+    return report.html.read_text(encoding="utf-8")
 
 
 def _md(report) -> str:
-    return report.md.read_text()
+    return report.md.read_text(encoding="utf-8")
 
 
 def _summary(run: Path) -> dict:

@@ -1,0 +1,166 @@
+"""``imaseg export``: a MONAI bundle that MONAI's own ConfigParser runs, carrying the robustness card; and
+``imaseg evaluate --model`` scoring that bundle or a TorchScript model imaseg did not train."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from imaseg.cli import main
+from imaseg.evaluation import EvalConfig, evaluate
+from imaseg.prediction.bundle import export_bundle
+
+SMALL = ["--attacks", "pgd-l2", "--eps", "0,0.5", "--steps", "2", "--no-hd95", "--no-steps-check", "--overlays", "0"]
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tiny_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("bundle") / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval"))
+    evaluate(
+        run,
+        EvalConfig(attacks=["pgd-l2", "worst-l2"], eps=[0.0, 0.5], steps=2, overlays=0, hd95=False, steps_check=False),
+        progress=False,
+    )
+    return run
+
+
+@pytest.fixture(scope="module")
+def bundle(evaluated_run):
+    return export_bundle(evaluated_run, evaluated_run.parent / "bundle")
+
+
+def test_the_bundle_has_monai_files_and_the_robustness_card(bundle, evaluated_run):
+    assert {p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()} >= {
+        "configs/inference.json",
+        "configs/metadata.json",
+        "models/model.pt",
+        "models/model.ts",
+    }
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    card = metadata["imaseg"]["robustness_card"]
+    summary = json.loads((evaluated_run / "eval" / "default" / "summary.json").read_text())
+    assert card["evaluated"] and card["attack"] == "worst-l2"
+    assert card["clean_dice"] == summary["clean"]["mean_dice"]["global"]
+    assert card["robust_dice"]["0.5"]["dice"] == summary["attacks"]["worst-l2"]["cells"][1]["mean_dice"]["global"]
+    assert card["threat_model"]["norm"] == "l2" and card["threat_model"]["steps"] == 2
+    assert metadata["network_data_format"]["outputs"]["pred"]["channel_def"]["3"] == "left ventricle"
+
+
+def test_monais_config_parser_runs_the_bundle_as_imaseg_predicts(bundle, evaluated_run):
+    """Instantiated by MONAI alone, the bundle's chain and network reproduce the evaluation's clean prediction."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(bundle / "models" / "model.pt", weights_only=True))
+    network.eval()
+    preprocessing, inferer = parser.get_parsed_content("preprocessing"), parser.get_parsed_content("inferer")
+    postprocessing = parser.get_parsed_content("postprocessing")
+    summary = json.loads((evaluated_run / "eval" / "default" / "summary.json").read_text())
+    case = summary["cases"][0]
+    with np.load(evaluated_run / "eval" / "default" / "cells" / "clean.npz") as cells:
+        expected = cells[f"pred__{case}"]
+    import yaml
+
+    from imaseg.cache.reader import CaseStore
+
+    store = CaseStore(yaml.safe_load((evaluated_run / "config.yaml").read_text())["cache"])
+    image = preprocessing({"image": store.case_meta(case)["image"]})["image"]
+    with torch.no_grad():
+        logits = inferer(image[None].as_tensor(), network)
+    prediction = postprocessing(logits[0])[0].numpy().astype(np.uint8)
+    np.testing.assert_array_equal(prediction, expected)
+
+
+def test_evaluate_scores_the_bundle_like_the_run_it_came_from(bundle, evaluated_run, tiny_data, tmp_path):
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run",
+                str(evaluated_run),
+                "--data",
+                str(tiny_data),
+                "--tag",
+                "all",
+                "--allow-training-cases",
+                "--no-progress",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(bundle),
+                "--data",
+                str(tiny_data),
+                "--run",
+                str(tmp_path / "ext"),
+                "--no-progress",
+                *SMALL,
+            ]
+        )
+        == 0
+    )
+    ours = json.loads((evaluated_run / "eval" / "all" / "summary.json").read_text())
+    theirs = json.loads((tmp_path / "ext" / "eval" / "default" / "summary.json").read_text())
+    assert theirs["method"] == "external"
+    assert theirs["clean"]["mean_dice"]["global"] == pytest.approx(ours["clean"]["mean_dice"]["global"], abs=1e-6)
+    assert theirs["attacks"]["pgd-l2"]["cells"][1]["mean_dice"]["global"] == pytest.approx(
+        ours["attacks"]["pgd-l2"]["cells"][1]["mean_dice"]["global"], abs=1e-6
+    )
+    assert main(["report", str(tmp_path / "ext"), "--out", str(tmp_path / "report")]) == 0
+
+
+def test_evaluate_scores_a_torchscript_model_built_elsewhere(tiny_data, tmp_path):
+    from monai.networks.nets import UNet
+
+    torch.manual_seed(0)
+    network = UNet(2, 1, 4, channels=(4, 8), strides=(2,), num_res_units=0, norm="instance").eval()
+    torch.jit.save(torch.jit.script(network), str(tmp_path / "model.ts"))
+    (tmp_path / "pre.yaml").write_text("intensity: none\nspatial_size: [32, 32]\n")
+    status = main(
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "model.ts"),
+            "--data",
+            str(tiny_data),
+            "--run",
+            str(tmp_path / "ext"),
+            "--preprocess-config",
+            str(tmp_path / "pre.yaml"),
+            "--no-progress",
+            *SMALL,
+        ]
+    )
+    assert status == 0
+    summary = json.loads((tmp_path / "ext" / "eval" / "default" / "summary.json").read_text())
+    assert len(summary["cases"]) == len(list((tiny_data / "imagesTr").iterdir()))
+    assert summary["spatial_size"] == [32, 32]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "{tmp}/missing.ts", "--data", "{data}"], "missing.ts: no such model file"),
+        (["--model", "{tmp}/not_a_model.ts", "--data", "{data}"], "not a TorchScript model"),
+        (["--model", "{tmp}/not_a_model.ts"], "--model needs --data"),
+    ],
+    ids=["missing", "not-torchscript", "no-data"],
+)
+def test_bad_models_are_named(tmp_path, tiny_data, capsys, args, message):
+    (tmp_path / "not_a_model.ts").write_bytes(b"not a model")
+    filled = [a.format(tmp=tmp_path, data=tiny_data) for a in args]
+    assert main(["evaluate", "--run", str(tmp_path / "ext"), *filled, "--no-progress", *SMALL]) == 1
+    assert message in capsys.readouterr().err
