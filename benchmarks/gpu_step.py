@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,10 @@ from pathlib import Path
 import torch
 
 from imaseg.attacks import PGD, SlidingWindowForward
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import peak_rss_mib  # noqa: E402
+
 from imaseg.networks import build_network
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -164,7 +167,7 @@ def _probe(spec: str, args) -> None:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        base = peak_rss_mib()
     if what == "inference":
         _inference(model, x, dtype)
     else:
@@ -173,7 +176,7 @@ def _probe(spec: str, args) -> None:
         torch.cuda.synchronize()
         print((torch.cuda.max_memory_allocated() - base) / 2**20)
     else:
-        print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base, 1) / 1024)
+        print(peak_rss_mib() - base)
 
 
 def _supported(precision: str, device: torch.device) -> str | None:

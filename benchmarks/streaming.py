@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +60,10 @@ def _train_probe(spec: str) -> None:
     with open(Path(out) / "log.csv", newline="") as handle:
         seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
     steady = seconds[1:] or seconds
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from timing import peak_rss_mib
+
+    peak = peak_rss_mib()
     print(json.dumps({"peak_mib": peak, "samples_per_s": samples * len(steady) / sum(steady)}))
 
 
