@@ -82,6 +82,24 @@ def load_network(
     return network, state
 
 
+def _check_output_channels(network: nn.Module, store: CaseStore, path: Path, device) -> None:
+    """A foreign model must give one logit channel per class of the data: probe it on the first sample."""
+    case = store.load_case(store.case_ids("all")[0])
+    image = torch.from_numpy(case.image)
+    axis = case.meta["slice_axis"]
+    sample = image.select(axis + 1, 0)[None] if axis is not None else image[None]
+    with torch.no_grad():
+        out = network(sample.to(device))
+    if not isinstance(out, torch.Tensor) or out.dim() != sample.dim() or out.shape[1] != store.num_classes:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise DataError(
+            f"{path}: the model returns {shape} for an input of {tuple(sample.shape)}; the data have "
+            f"{store.num_classes} classes (background included), so it must return logits (B, {store.num_classes}, "
+            "*spatial): check the model, or preprocess the data as it was trained",
+            [path],
+        )
+
+
 def load_run(
     run_dir: str | os.PathLike[str],
     *,
@@ -110,6 +128,7 @@ def load_run(
     state: dict = {}
     if train.get("model"):  # a model imaseg did not train (imaseg evaluate --model)
         network, path = load_foreign_model(train["model"], device), foreign_weights_file(train["model"])
+        _check_output_channels(network, store, path, device)
     else:
         path = checkpoint_path(run, checkpoint)
         network, state = load_network(path, train, facts, device, data_root=store.root)

@@ -10,6 +10,7 @@ import numpy as np
 
 from imaseg.report import plots
 from imaseg.report.collect import RunData, collect_run
+from imaseg.report.diagnostics import checks_section, margins_section
 from imaseg.report.document import Document
 from imaseg.report.threat_model import threat_model_box
 from imaseg.utils.units import budget_psnr
@@ -85,7 +86,7 @@ def build_report(
         _curves(doc, evaluated)
         _per_case(doc, evaluated, attack)
         _endpoint_errors(doc, evaluated, attack)
-        _checks(doc, evaluated)
+        checks_section(doc, evaluated)
     else:
         doc.paragraph(
             f"No evaluation found (RUN/eval/{tag}/summary.json): run `imaseg evaluate --run RUN` first.", "warn"
@@ -100,7 +101,7 @@ def build_report(
         )
     for run in runs:
         if run.margins and run.margins.get("epochs"):
-            _margins(doc, run)
+            margins_section(doc, run)
     if any(run.overlays for run in evaluated):
         doc.heading("Overlays")
     for run in evaluated:
@@ -267,75 +268,4 @@ def _per_case(doc: Document, runs: list[RunData], attack: str) -> None:
             ["case", "clean Dice", f"{attack} eps {middle:g}"],
             rows,
             caption=f"{r.name}: per-case Dice, mean over classes present.",
-        )
-
-
-def _checks(doc: Document, runs: list[RunData]) -> None:
-    doc.heading("Sanity checks")
-    for r in runs:
-        checks = r.evaluation["checks"]
-        zero = checks.get("forward_deterministic", checks.get("eps0_equals_clean", {}))
-        doc.paragraph(
-            f"{r.name}: forward pass deterministic (eps = 0 equals clean Dice): {'yes' if zero.get('ok') else 'NO'} "
-            f"(max difference {zero.get('max_abs_diff', float('nan')):.2g})."
-        )
-        noise = checks.get("noise_weaker_than_attack", [])
-        if noise:
-            doc.paragraph(
-                f"{r.name}: noise weaker than the attack at every budget: {'yes' if all(n['ok'] for n in noise) else 'NO'}."
-            )
-        falls = checks.get("dice_falls_with_eps", [])
-        if falls:
-            doc.paragraph(
-                f"{r.name}: Dice never rises with the budget: {'yes' if all(f['ok'] for f in falls) else 'NO'}."
-            )
-        steps = checks.get("steps_2x")
-        if steps:
-            verdict = "passed" if steps["ok"] else "FAILED"
-            doc.paragraph(
-                f"{r.name}: {steps['attack']} at eps {steps['eps']:g} on {len(steps['cases'])} cases: Dice {steps['dice_steps']:.3f} "
-                f"with the evaluated steps, {steps['dice_2x_steps']:.3f} with twice as many at the same step size ({verdict})."
-            )
-        for warning in checks.get("warnings", []):
-            doc.paragraph(f"{r.name}: warning: {warning}", "warn")
-        _member_wins(doc, r)
-
-
-def _member_wins(doc: Document, run: RunData) -> None:
-    """How many slices each member attack won in the worst case, per budget (from the summary)."""
-    for attack, entry in run.evaluation["attacks"].items():
-        wins = [cell.get("members_won") for cell in entry["cells"]]
-        if not any(wins):
-            continue
-        members = sorted({m for w in wins if w for m in w})
-        rows = [[f"{e:g}", *[(w or {}).get(m, 0) for m in members]] for e, w in zip(entry["eps"], wins)]
-        doc.table(
-            ["eps", *members],
-            rows,
-            caption=f"{run.name}: samples (slices, or volumes in 3D) where each attack gave the {attack} prediction "
-            "(chosen for the lowest global Dice; per sample in worst_members.csv).",
-        )
-
-
-def _margins(doc: Document, run: RunData) -> None:
-    doc.heading(f"IMA margins: {run.name}")
-    doc.image(
-        f"margins_{run.name}",
-        plots.margin_histograms(run),
-        "Per-sample margins (L2 radius in model-input units) "
-        "at the first, middle and last epoch, and their mean and quartiles per epoch.",
-    )
-    if run.margins is None:  # called for runs with margins only
-        raise RuntimeError(f"{run.name}: no IMA margins")
-    last = run.margins["epochs"][-1]
-    voxels = last.get("voxels")
-    if voxels:
-        rows = []
-        for name, regions in voxels["classes"].items():
-            for region, stats in regions.items():
-                rows.append([name, region, stats["voxels"], stats["clean_wrong_fraction"], stats["flipped_fraction"]])
-        doc.table(
-            ["class", "region", "voxels", "wrong when clean", "flipped inside the margin"],
-            rows,
-            caption=f"Voxel-level record of the last epoch ({last['epoch']}): boundary = voxels touching another class.",
         )

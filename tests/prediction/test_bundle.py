@@ -164,3 +164,29 @@ def test_bad_models_are_named(tmp_path, tiny_data, capsys, args, message):
     filled = [a.format(tmp=tmp_path, data=tiny_data) for a in args]
     assert main(["evaluate", "--run", str(tmp_path / "ext"), *filled, "--no-progress", *SMALL]) == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_torchscript_model_with_the_wrong_number_of_channels_is_named(tiny_data, tmp_path, capsys):
+    from monai.networks.nets import UNet
+
+    network = UNet(2, 1, 3, channels=(4, 8), strides=(2,), num_res_units=0, norm="instance").eval()  # data: 4 classes
+    torch.jit.save(torch.jit.script(network), str(tmp_path / "model.ts"))
+    (tmp_path / "pre.yaml").write_text("intensity: none\nspatial_size: [32, 32]\n")
+    status = main(
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "model.ts"),
+            "--data",
+            str(tiny_data),
+            "--run",
+            str(tmp_path / "ext"),
+            "--preprocess-config",
+            str(tmp_path / "pre.yaml"),
+            "--no-progress",
+            *SMALL,
+        ]
+    )
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "returns (1, 3, 32, 32)" in err and "the data have 4 classes" in err

@@ -198,3 +198,19 @@ def test_help_says_the_robustness_map_is_an_upper_bound(capsys):
         main(["predict", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "upper bound" in text and "imagesTs" in text
+
+
+def test_an_image_of_the_wrong_dimensionality_is_named(run_without_cache, tmp_path):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4, 3), np.float32), np.eye(4)), str(tmp_path / "four_d.nii.gz"))
+    with pytest.raises(DataError, match="four_d.nii.gz"):
+        predict(run_without_cache, tmp_path / "four_d.nii.gz", tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("missing", ["config.yaml", "checkpoints/last.pt"])
+def test_a_run_missing_its_files_is_named(run_without_cache, tiny_data, tmp_path, capsys, missing):
+    (run_without_cache / missing).unlink()
+    status = main(["predict", str(run_without_cache), "--input", str(tiny_data), "--output", str(tmp_path / "o")])
+    assert status == 1
+    assert missing.split("/")[-1] in capsys.readouterr().err

@@ -1,0 +1,82 @@
+"""Report sections that let a reader trust the numbers: sanity checks, worst-case members, IMA margins."""
+
+from __future__ import annotations
+
+from imaseg.report import plots
+from imaseg.report.collect import RunData
+from imaseg.report.document import Document
+
+__all__ = ["checks_section", "margins_section"]
+
+
+def checks_section(doc: Document, runs: list[RunData]) -> None:
+    """The sanity checks of every run, and which attack won the worst case where it was an ensemble."""
+    doc.heading("Sanity checks")
+    for r in runs:
+        checks = r.evaluation["checks"]
+        zero = checks.get("forward_deterministic", checks.get("eps0_equals_clean", {}))
+        doc.paragraph(
+            f"{r.name}: forward pass deterministic (eps = 0 equals clean Dice): {'yes' if zero.get('ok') else 'NO'} "
+            f"(max difference {zero.get('max_abs_diff', float('nan')):.2g})."
+        )
+        noise = checks.get("noise_weaker_than_attack", [])
+        if noise:
+            doc.paragraph(
+                f"{r.name}: noise weaker than the attack at every budget: {'yes' if all(n['ok'] for n in noise) else 'NO'}."
+            )
+        falls = checks.get("dice_falls_with_eps", [])
+        if falls:
+            doc.paragraph(
+                f"{r.name}: Dice never rises with the budget: {'yes' if all(f['ok'] for f in falls) else 'NO'}."
+            )
+        steps = checks.get("steps_2x")
+        if steps:
+            verdict = "passed" if steps["ok"] else "FAILED"
+            doc.paragraph(
+                f"{r.name}: {steps['attack']} at eps {steps['eps']:g} on {len(steps['cases'])} cases: Dice {steps['dice_steps']:.3f} "
+                f"with the evaluated steps, {steps['dice_2x_steps']:.3f} with twice as many at the same step size ({verdict})."
+            )
+        for warning in checks.get("warnings", []):
+            doc.paragraph(f"{r.name}: warning: {warning}", "warn")
+        _member_wins(doc, r)
+
+
+def _member_wins(doc: Document, run: RunData) -> None:
+    """How many slices each member attack won in the worst case, per budget (from the summary)."""
+    for attack, entry in run.evaluation["attacks"].items():
+        wins = [cell.get("members_won") for cell in entry["cells"]]
+        if not any(wins):
+            continue
+        members = sorted({m for w in wins if w for m in w})
+        rows = [[f"{e:g}", *[(w or {}).get(m, 0) for m in members]] for e, w in zip(entry["eps"], wins)]
+        doc.table(
+            ["eps", *members],
+            rows,
+            caption=f"{run.name}: samples (slices, or volumes in 3D) where each attack gave the {attack} prediction "
+            "(chosen for the lowest global Dice; per sample in worst_members.csv).",
+        )
+
+
+def margins_section(doc: Document, run: RunData) -> None:
+    """IMA's margins: their histogram over epochs and the voxel flip statistics."""
+    doc.heading(f"IMA margins: {run.name}")
+    doc.image(
+        f"margins_{run.name}",
+        plots.margin_histograms(run),
+        "Per-sample margins (L2 radius in model-input units) "
+        "at the first, middle and last epoch, and their mean and quartiles per epoch.",
+    )
+    if run.margins is None:  # called for runs with margins only
+        raise RuntimeError(f"{run.name}: no IMA margins")
+    last = run.margins["epochs"][-1]
+    voxels = last.get("voxels")
+    if voxels:
+        rows = []
+        for name, regions in voxels["classes"].items():
+            for region, stats in regions.items():
+                rows.append([name, region, stats["voxels"], stats["clean_wrong_fraction"], stats["flipped_fraction"]])
+        doc.table(
+            ["class", "region", "voxels", "wrong when clean", "flipped inside the margin"],
+            rows,
+            caption=f"Voxel-level record of the last epoch ({last['epoch']}): boundary = voxels touching another class.",
+        )
