@@ -1,4 +1,4 @@
-"""The demo: synthetic heart MRI (NIfTI) -> preprocess -> train STD and IMA -> attack -> report.
+"""The demo: synthetic heart MRI (NIfTI) -> preprocess -> train STD, PGD-AT and IMA -> attack -> report.
 
     python pipelines/demo.py [--out demo] [--quick] [--methods std,ima,pgd-at] [--device cpu]
 

@@ -42,6 +42,7 @@ def tiny_demo_config(path: Path, **changes) -> Path:
     config["data"].update(patients=4, shape=[32, 32, 4])
     config["preprocess"].update(spatial_size=[32, 32], folds=4)
     config["train"].update(channels=TINY_CHANNELS, res_units=0, batch_size=8, lr=0.01, val_steps=2)
+    config["compare"] = ["std", "ima"]  # the machinery, not the recipe: two methods are enough
     config["methods"]["std"]["epochs"] = 3
     config["methods"]["ima"].update(epochs=1, ima_steps=2)
     config["evaluate"].update(
