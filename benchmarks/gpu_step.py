@@ -3,7 +3,7 @@
     python benchmarks/gpu_step.py [--device auto] [--repeats 5] [--quick]
 
 For a 2D UNet (batch of slices) and a 3D UNet (a batch of patches, and a whole volume through a sliding
-window), in fp32, bf16, fp16 and compiled fp32 (where the device supports them), it measures the median
+window, with the default window checkpointing and, as ``3d-volume-graph``, without), in fp32, bf16, fp16 and compiled fp32 (where the device supports them), it measures the median
 wall time of:
 
 - ``inference``: one forward without gradients (a sliding-window pass for the whole volume);
@@ -44,11 +44,13 @@ SHAPES = {  # name: (dims, batch, spatial, window)
     "2d": (2, 16, (128, 128), None),
     "3d-patch": (3, 2, (64, 64, 32), None),
     "3d-volume": (3, 1, (192, 192, 48), (96, 96, 32)),
+    "3d-volume-graph": (3, 1, (192, 192, 48), (96, 96, 32)),  # without window checkpointing
 }
 QUICK = {
     "2d": (2, 4, (64, 64), None),
     "3d-patch": (3, 1, (32, 32, 16), None),
     "3d-volume": (3, 1, (64, 64, 24), (32, 32, 16)),
+    "3d-volume-graph": (3, 1, (64, 64, 24), (32, 32, 16)),
 }
 
 
@@ -76,7 +78,8 @@ def _setup(name: str, shapes: dict, device: torch.device, compiled: bool):
     network = build_network("unet", dims, 1, 4, channels=channels, num_res_units=2).to(device).eval()
     if compiled:
         network = torch.compile(network)
-    model = SlidingWindowForward(network, window, sw_batch_size=4) if window else network
+    checkpoint = not name.endswith("-graph")
+    model = SlidingWindowForward(network, window, sw_batch_size=4, checkpoint=checkpoint) if window else network
     x = torch.rand(batch, 1, *spatial, device=device)
     y = torch.randint(0, 4, (batch, *spatial), device=device)
     return network, model, x, y

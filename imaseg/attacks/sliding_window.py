@@ -4,6 +4,12 @@
 ``monai.inferers.sliding_window_inference`` over ``network``: gradients flow through the window
 blending to the full-volume input, so any attack here can take a whole 3D case and a budget over the
 whole volume. The network is a submodule, so the attack's eval-mode and frozen-weight guards reach it.
+
+Memory: with ``checkpoint=True`` (the default) each window's forward runs under activation
+checkpointing, so the graph of a whole-volume attack step keeps the windows' inputs and the blended output
+only, and the backward recomputes one window batch at a time: peak memory is bounded by the window batch,
+as in inference, whatever the volume's size, for about one more forward per step. ``checkpoint=False``
+keeps every window's activations until the backward (faster, memory growing with the number of windows).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import torch
+import torch.utils.checkpoint
 from monai.inferers import sliding_window_inference
 from torch import nn
 
@@ -25,6 +32,7 @@ class SlidingWindowForward(nn.Module):
     sw_batch_size: windows per network call.
     overlap: window overlap fraction.
     mode: MONAI blend mode, ``"gaussian"`` (default) or ``"constant"``.
+    checkpoint: recompute each window batch in the backward instead of keeping its activations (see above).
     """
 
     def __init__(
@@ -35,6 +43,7 @@ class SlidingWindowForward(nn.Module):
         sw_batch_size: int = 4,
         overlap: float = 0.25,
         mode: str = "gaussian",
+        checkpoint: bool = True,
     ) -> None:
         super().__init__()
         self.network = network
@@ -42,6 +51,12 @@ class SlidingWindowForward(nn.Module):
         self.sw_batch_size = int(sw_batch_size)
         self.overlap = float(overlap)
         self.mode = mode
+        self.checkpoint = checkpoint
+
+    def _window(self, window: torch.Tensor) -> torch.Tensor:
+        if self.checkpoint and torch.is_grad_enabled() and window.requires_grad:
+            return cast(torch.Tensor, torch.utils.checkpoint.checkpoint(self.network, window, use_reentrant=False))
+        return cast(torch.Tensor, self.network(window))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if image.dim() - 2 != len(self.roi_size):
@@ -49,6 +64,6 @@ class SlidingWindowForward(nn.Module):
         return cast(  # a tensor-valued network gives a tensor
             torch.Tensor,
             sliding_window_inference(
-                image, self.roi_size, self.sw_batch_size, self.network, overlap=self.overlap, mode=self.mode
+                image, self.roi_size, self.sw_batch_size, self._window, overlap=self.overlap, mode=self.mode
             ),
         )

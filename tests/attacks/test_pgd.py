@@ -160,6 +160,30 @@ def test_three_d_and_sliding_window_gradients_flow_through_blending():
     assert abs(result.norm.item() - 1.0) < 1e-4, "gradient steps should reach the L2 sphere"
 
 
+def test_checkpointed_windows_give_the_same_input_gradient_and_keep_fewer_tensors():
+    torch.manual_seed(0)
+    net = build_network("unet", 3, 1, 3, channels=(4, 8), num_res_units=0).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    volume, label = torch.rand(1, 1, 40, 40, 20), torch.randint(0, 3, (1, 40, 40, 20))
+    gradients, saved = [], []
+    for checkpoint in (True, False):
+        forward = SlidingWindowForward(net, (16, 16, 16), sw_batch_size=1, overlap=0.25, checkpoint=checkpoint)
+        x = volume.clone().requires_grad_(True)
+        sizes: list[int] = []
+
+        def pack(tensor, sizes=sizes):
+            sizes.append(tensor.numel())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            loss = torch.nn.functional.cross_entropy(forward(x), label)
+        gradients.append(torch.autograd.grad(loss, x)[0])
+        saved.append(sum(sizes))
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-4, atol=1e-6)
+    assert saved[0] < saved[1] / 2, f"checkpointing keeps window inputs, not activations: {saved}"
+
+
 def test_flip_record_agrees_with_a_direct_check(trained_model, test_batch):
     images, labels = test_batch
     steps, alpha = 6, 0.2
