@@ -75,7 +75,7 @@ def sample_index(store: CaseStore, split: str, fold: int, *, patches_per_case: i
 
 
 class StreamingSamples(torch.utils.data.Dataset):
-    """Items ``(position, epoch) -> (image (C, *S) float32, label (1, *S) uint8, id position)``.
+    """Items ``(position, epoch) -> (image (C, *S) float32, label (1, *S) class indices, id position)``.
 
     Args:
         store: the cache.
@@ -151,6 +151,6 @@ class StreamingSamples(torch.utils.data.Dataset):
             image, label = np.asarray(cropped["image"]), np.asarray(cropped["label"])
         return (
             torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-            torch.from_numpy(np.ascontiguousarray(label).astype(np.uint8)),
+            torch.from_numpy(np.ascontiguousarray(label).astype(case.label.dtype)),  # uint8, int16 past 256 classes
             margin,
         )
