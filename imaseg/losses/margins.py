@@ -51,7 +51,6 @@ class MarginBank(nn.Module):
         self.sample_ids = list(sample_ids)
         if len(set(self.sample_ids)) != len(self.sample_ids):
             raise ValueError("`sample_ids` must be unique")
-        self._positions = {sample: i for i, sample in enumerate(self.sample_ids)}
         n = len(self.sample_ids)
         self.register_buffer("margins", torch.full((n,), self.delta))
         self.register_buffer("estimate", torch.full((n,), self.delta))
@@ -71,20 +70,6 @@ class MarginBank(nn.Module):
                 "the checkpoint's margins belong to other training samples (sample ids differ); "
                 "resume with the same cache, fold and split"
             )
-
-    def index_of(self, ids: Sequence[str]) -> torch.Tensor:
-        """Positions of the samples named ``ids`` (as a MONAI batch carries them), ``(B,)`` int64.
-
-        Raises:
-            KeyError: an id that is not a training sample of this bank (named, with the fix).
-        """
-        unknown = [str(i) for i in ids if str(i) not in self._positions]
-        if unknown:
-            raise KeyError(
-                f"sample ids {unknown[:5]} are not among the {len(self.sample_ids)} ids the margins were built "
-                "for; build IMALoss with the ids of every training sample"
-            )
-        return torch.tensor([self._positions[str(i)] for i in ids], dtype=torch.int64)
 
     def lookup(self, index: torch.Tensor) -> torch.Tensor:
         """Current margins of the samples at ``index``."""

@@ -15,6 +15,7 @@ same run and settings skips the cases already written; other settings need ``ove
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -63,8 +64,8 @@ class RunModel:
     clip_range: tuple[float, float] | None
     patch_size: list[int] | None = None
 
-    @property
-    def preprocess(self) -> PreprocessConfig:
+    @functools.cached_property
+    def preprocess(self) -> PreprocessConfig:  # parsed once, read for every case
         return config_from_dict(PreprocessConfig, self.record["config"])
 
     @property

@@ -11,6 +11,7 @@ import yaml
 
 from imaseg.report.collect import RunData
 from imaseg.report.document import Document
+from imaseg.utils.units import budget_psnr
 
 __all__ = ["threat_model_box", "training_history"]
 
@@ -39,7 +40,8 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
         voxels = math.prod(int(s) for s in size)
         rms = f" (an L2 budget of 1 is a per-voxel RMS of {1 / math.sqrt(voxels):.4f} over {voxels} voxels"
         if isinstance(clip, list) and len(clip) == 2 and voxels:
-            rms += f", a PSNR of {20 * math.log10((clip[1] - clip[0]) * math.sqrt(voxels)):.1f} dB for the range {clip}"
+            psnr = budget_psnr(1 / math.sqrt(voxels), clip[1] - clip[0])
+            rms += f", a PSNR of {psnr:.1f} dB for the range {clip}"
         rms += ")"
     unit = settings.get("eps_unit", "l2")
     meaning = (

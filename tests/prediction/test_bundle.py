@@ -123,27 +123,7 @@ def test_evaluate_scores_the_bundle_like_the_run_it_came_from(bundle, evaluated_
 
 
 def test_evaluate_scores_a_torchscript_model_built_elsewhere(tiny_data, tmp_path):
-    from monai.networks.nets import UNet
-
-    torch.manual_seed(0)
-    network = UNet(2, 1, 4, channels=(4, 8), strides=(2,), num_res_units=0, norm="instance").eval()
-    torch.jit.save(torch.jit.script(network), str(tmp_path / "model.ts"))
-    (tmp_path / "pre.yaml").write_text("intensity: none\nspatial_size: [32, 32]\n")
-    status = main(
-        [
-            "evaluate",
-            "--model",
-            str(tmp_path / "model.ts"),
-            "--data",
-            str(tiny_data),
-            "--run",
-            str(tmp_path / "ext"),
-            "--preprocess-config",
-            str(tmp_path / "pre.yaml"),
-            "--no-progress",
-            *SMALL,
-        ]
-    )
+    status = _evaluate_torchscript(4, tiny_data, tmp_path)
     assert status == 0
     summary = json.loads((tmp_path / "ext" / "eval" / "default" / "summary.json").read_text())
     assert len(summary["cases"]) == len(list((tiny_data / "imagesTr").iterdir()))
@@ -167,26 +147,33 @@ def test_bad_models_are_named(tmp_path, tiny_data, capsys, args, message):
 
 
 def test_a_torchscript_model_with_the_wrong_number_of_channels_is_named(tiny_data, tmp_path, capsys):
+    status = _evaluate_torchscript(3, tiny_data, tmp_path)  # the data have 4 classes
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "returns (1, 3, 32, 32)" in err and "the data have 4 classes" in err
+
+
+def _evaluate_torchscript(out_channels: int, tiny_data, tmp_path) -> int:
+    """Script a tiny MONAI UNet with ``out_channels`` logits and score it with ``evaluate --model``."""
     from monai.networks.nets import UNet
 
-    network = UNet(2, 1, 3, channels=(4, 8), strides=(2,), num_res_units=0, norm="instance").eval()  # data: 4 classes
+    torch.manual_seed(0)
+    network = UNet(2, 1, out_channels, channels=(4, 8), strides=(2,), num_res_units=0, norm="instance").eval()
     torch.jit.save(torch.jit.script(network), str(tmp_path / "model.ts"))
     (tmp_path / "pre.yaml").write_text("intensity: none\nspatial_size: [32, 32]\n")
-    status = main(
+    model, run, pre = (str(tmp_path / n) for n in ("model.ts", "ext", "pre.yaml"))
+    return main(
         [
             "evaluate",
             "--model",
-            str(tmp_path / "model.ts"),
+            model,
             "--data",
             str(tiny_data),
             "--run",
-            str(tmp_path / "ext"),
+            run,
             "--preprocess-config",
-            str(tmp_path / "pre.yaml"),
+            pre,
             "--no-progress",
             *SMALL,
         ]
     )
-    assert status == 1
-    err = capsys.readouterr().err
-    assert "returns (1, 3, 32, 32)" in err and "the data have 4 classes" in err
