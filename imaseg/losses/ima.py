@@ -67,6 +67,7 @@ class IMALoss(nn.Module):
         margin: ``"voxel"`` or ``"sample"`` (see the module docstring).
         delta: initial margin and per-epoch increment (L2, model-input units).
         eps_max: largest margin.
+        eps_min: smallest margin (0: the published rule; a fixed budget's eps: never train below it).
         beta: weight of the adversarial term.
         tau: Dice threshold of the "still correct" predicate.
         dice_reduction: ``"max"``, ``"mean"`` or ``"min"`` over classes; default max (sample mode,
@@ -90,6 +91,7 @@ class IMALoss(nn.Module):
         margin: str = "voxel",
         delta: float = 0.25,
         eps_max: float = 1.0,
+        eps_min: float = 0.0,
         beta: float = 0.5,
         tau: float = 0.6,
         dice_reduction: str | None = None,
@@ -107,7 +109,7 @@ class IMALoss(nn.Module):
     ) -> None:
         super().__init__()
         self.margin = check_choice("margin", margin, MARGIN_MODES)
-        self.bank = MarginBank(sample_ids, delta=delta, eps_max=eps_max)
+        self.bank = MarginBank(sample_ids, delta=delta, eps_max=eps_max, eps_min=eps_min)
         self.beta = check_probability("beta", beta)
         reduction = dice_reduction or ("max" if self.margin == "sample" else "mean")
         self.predicate = DicePredicate(tau, reduction, empty_tolerance, empty_policy)

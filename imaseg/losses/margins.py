@@ -8,7 +8,10 @@ within ``E_i``). At the end of the epoch (the official rule, Ma & Liang):
 - a sample that survived on some visit grows: ``E_i += delta``;
 - a sample visited but never surviving takes the running boundary estimate, which starts the epoch at
   ``E_i`` and is averaged with each visit's norm: ``est <- (est + ||x_adv - x||) / 2``;
-- samples not visited keep ``E_i``; all margins are clamped to ``[0, eps_max]``.
+- samples not visited keep ``E_i``; all margins are clamped to ``[eps_min, eps_max]``.
+
+``eps_min`` (default 0, the published rule) is a floor: with ``eps_min`` at a fixed-budget baseline's eps,
+every sample trains at least at that budget and only the samples that survive it grow beyond.
 
 Under DDP :meth:`end_epoch` all-reduces the epoch's accumulators first, so every rank applies the same
 update and holds the same margins afterwards.
@@ -34,6 +37,7 @@ class MarginBank(nn.Module):
         sample_ids: the stable ids of the training samples, in index order.
         delta: initial margin and per-epoch increment (L2, model-input units).
         eps_max: upper clamp of the margins.
+        eps_min: lower clamp of the margins (also their start when above ``delta``).
     """
 
     margins: torch.Tensor
@@ -42,18 +46,22 @@ class MarginBank(nn.Module):
     survived: torch.Tensor
     epochs: torch.Tensor
 
-    def __init__(self, sample_ids: Sequence[str], *, delta: float, eps_max: float) -> None:
+    def __init__(self, sample_ids: Sequence[str], *, delta: float, eps_max: float, eps_min: float = 0.0) -> None:
         super().__init__()
         self.delta = check_non_negative("delta", delta)
         self.eps_max = check_non_negative("eps_max", eps_max)
+        self.eps_min = check_non_negative("eps_min", eps_min)
         if self.delta > self.eps_max:
             raise ValueError(f"`delta` ({delta}) must not exceed `eps_max` ({eps_max})")
+        if self.eps_min > self.eps_max:
+            raise ValueError(f"`eps_min` ({eps_min}) must not exceed `eps_max` ({eps_max})")
+        start = max(self.delta, self.eps_min)
         self.sample_ids = list(sample_ids)
         if len(set(self.sample_ids)) != len(self.sample_ids):
             raise ValueError("`sample_ids` must be unique")
         n = len(self.sample_ids)
-        self.register_buffer("margins", torch.full((n,), self.delta))
-        self.register_buffer("estimate", torch.full((n,), self.delta))
+        self.register_buffer("margins", torch.full((n,), start))
+        self.register_buffer("estimate", torch.full((n,), start))
         self.register_buffer("visits", torch.zeros(n, dtype=torch.int64))
         self.register_buffer("survived", torch.zeros(n, dtype=torch.int64))
         self.register_buffer("epochs", torch.zeros((), dtype=torch.int64))
@@ -62,7 +70,7 @@ class MarginBank(nn.Module):
         return len(self.sample_ids)
 
     def get_extra_state(self) -> dict:
-        return {"sample_ids": self.sample_ids, "delta": self.delta, "eps_max": self.eps_max}
+        return {"sample_ids": self.sample_ids, "delta": self.delta, "eps_max": self.eps_max, "eps_min": self.eps_min}
 
     def set_extra_state(self, state: dict) -> None:
         if list(state["sample_ids"]) != self.sample_ids:
@@ -100,7 +108,7 @@ class MarginBank(nn.Module):
         grow = visited & (survived > 0)
         shrink = visited & (survived == 0)
         margins = torch.where(grow, self.margins + self.delta, self.margins)
-        margins = torch.where(shrink, estimate, margins).clamp(0.0, self.eps_max)
+        margins = torch.where(shrink, estimate, margins).clamp(self.eps_min, self.eps_max)
         self.margins.copy_(margins)
         self.estimate.copy_(margins)
         self.visits.zero_()

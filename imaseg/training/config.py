@@ -47,6 +47,9 @@ class IMAConfig:
     margin: str = _f("voxel", "mode: voxel (ours) or sample (the published algorithm)", choices=("voxel", "sample"))
     delta: float = _f(0.25, "margin step and initial margin (L2)")
     eps_max: float = _f(1.0, "largest margin (L2)")
+    eps_min: float = _f(
+        0.0, "smallest margin (L2); 0 is the published rule, a fixed budget's eps trains every sample at least there"
+    )
     beta: float = _f(0.5, "weight of the adversarial term")
     tau: float = _f(0.6, "Dice threshold of the 'still correct' predicate")
     dice_reduction: str | None = _f(

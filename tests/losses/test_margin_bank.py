@@ -69,6 +69,16 @@ def test_margins_are_clamped_at_zero():
     assert bank.margins[2].item() == 0.0
 
 
+def test_eps_min_is_the_start_and_the_floor():
+    bank = MarginBank(IDS, delta=DELTA, eps_max=2.0, eps_min=1.0)
+    assert torch.equal(bank.margins, torch.full((5,), 1.0)), "margins start at the floor when it is above delta"
+    visit(bank, [0, 1], [0.1, 1.0], [False, True])
+    bank.end_epoch()
+    assert bank.margins[0].item() == 1.0, "a failing sample falls back to the floor, not below it"
+    assert bank.margins[1].item() == pytest.approx(1.0 + DELTA), "a surviving sample grows above the floor"
+    assert bank.get_extra_state()["eps_min"] == 1.0
+
+
 def test_accumulators_reset_after_end_epoch():
     bank = make_bank()
     visit(bank, [0, 1, 2], [0.1, 0.6, 0.0], [False, True, False])
@@ -155,6 +165,14 @@ def test_loading_margins_of_other_samples_is_refused(other_ids):
         pytest.param({"delta": -0.1, "eps_max": 1.0}, r"`delta` must be >= 0, got -0.1", id="negative-delta"),
         pytest.param({"delta": 0.1, "eps_max": -1.0}, r"`eps_max` must be >= 0, got -1.0", id="negative-eps_max"),
         pytest.param({"delta": float("nan"), "eps_max": 1.0}, r"`delta` must be >= 0", id="nan-delta"),
+        pytest.param(
+            {"delta": 0.1, "eps_max": 1.0, "eps_min": 1.5},
+            r"`eps_min` \(1.5\) must not exceed `eps_max` \(1.0\)",
+            id="eps_min>eps_max",
+        ),
+        pytest.param(
+            {"delta": 0.1, "eps_max": 1.0, "eps_min": -0.5}, r"`eps_min` must be >= 0, got -0.5", id="neg-eps_min"
+        ),
         pytest.param(
             {"delta": 0.1, "eps_max": 1.0, "ids": ["a", "a"]}, "`sample_ids` must be unique", id="duplicate-ids"
         ),

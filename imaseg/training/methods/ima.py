@@ -48,7 +48,8 @@ class IMAMethod(Method):
 
     @classmethod
     def settings_text(cls, config) -> str:
-        return f"delta {config.ima.delta}, eps_max {config.ima.eps_max}, tau {config.ima.tau}, {config.ima.steps} steps"
+        floor = f", eps_min {config.ima.eps_min}" if config.ima.eps_min else ""
+        return f"delta {config.ima.delta}, eps_max {config.ima.eps_max}{floor}, tau {config.ima.tau}, {config.ima.steps} steps"
 
     def loss(self, model, network, images, labels, index, generator):
         return self.ima(
@@ -77,6 +78,7 @@ class IMAMethod(Method):
                 "sample_ids": ima.bank.sample_ids,
                 "delta": ima.bank.delta,
                 "eps_max": ima.bank.eps_max,
+                "eps_min": ima.bank.eps_min,
                 "epochs": self.history,
             },
         )
