@@ -207,26 +207,61 @@ def pooled(records: list[dict]) -> dict:
     return out
 
 
+# the curves of the plot: the settings joined by a line, in order of their budget
+CURVES = {
+    "PGD-AT": ["pgd-at eps 0.5", "pgd-at eps 1", "pgd-at eps 1.5"],
+    "IMA voxel": ["ima voxel eps_max 1", "ima voxel eps_max 1.5", "ima voxel eps_max 2"],
+}
+COLOURS = {"std": "black", "pgd-at": "tab:blue", "trades": "tab:orange", "ima": "tab:red"}
+
+
 def plot(summary: dict, path: Path) -> None:
-    """Clean Dice against Dice at eps 1, one point per configuration with its 95% intervals."""
+    """Clean Dice against Dice at eps 1, one point per configuration with its 95% intervals; PGD-AT and IMA
+    voxel joined as curves over their budgets, IMA's other settings hollow."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6.5, 5))
+    figure = Figure(figsize=(9.5, 5.5))
     FigureCanvasAgg(figure)
     axis = figure.subplots()
-    for setting, entry in summary["methods"].items():
-        if "1" not in entry:
-            continue
-        x, y = entry["clean"]["dice"], entry["1"]["dice"]
-        xerr = [[x - entry["clean"]["ci"][0]], [entry["clean"]["ci"][1] - x]]
-        yerr = [[y - entry["1"]["ci"][0]], [entry["1"]["ci"][1] - y]]
-        axis.errorbar(x, y, xerr=xerr, yerr=yerr, marker="o", capsize=3, label=setting)
+    points = {s: (e["clean"]["dice"], e["1"]["dice"]) for s, e in summary["methods"].items() if "1" in e}
+    folds = sorted({f for e in summary["methods"].values() for f in e["folds"]})
+    for curve, settings in CURVES.items():
+        xy = [points[s] for s in settings if s in points]
+        if len(xy) > 1:
+            colour = COLOURS["pgd-at" if curve == "PGD-AT" else "ima"]
+            axis.plot(*zip(*xy, strict=True), color=colour, alpha=0.5, linewidth=1.5, zorder=1)
+    shapes = iter("XDph*P")
+    for setting, (x, y) in points.items():
+        entry = summary["methods"][setting]
+        method = CONFIGURATIONS.get(setting, {}).get("method", "std")
+        members = next((m for m in CURVES.values() if setting in m), None)
+        marker = "vo^"[members.index(setting)] if members else ("s" if "sample" in setting else next(shapes))
+        colour = COLOURS.get(method, "grey")
+        partial = entry["folds"] != folds  # not yet on every fold: not comparable with the others
+        name = f"{setting} (folds {','.join(map(str, entry['folds']))} only)" if partial else setting
+        axis.errorbar(
+            x,
+            y,
+            xerr=[[x - entry["clean"]["ci"][0]], [entry["clean"]["ci"][1] - x]],
+            yerr=[[y - entry["1"]["ci"][0]], [entry["1"]["ci"][1] - y]],
+            marker=marker,
+            markersize=7,
+            color=colour,
+            markerfacecolor="white" if method == "ima" and not members else colour,
+            ecolor=colour,
+            elinewidth=0.7,
+            alpha=0.9,
+            capsize=2,
+            label=name,
+            zorder=2,
+        )
     axis.set_xlabel("clean global Dice (95% CI over patients)")
-    axis.set_ylabel("Dice under the default attack, L2 eps 1")
-    axis.set_title("ACDC accuracy-robustness frontier")
-    axis.legend(fontsize=7)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    axis.set_ylabel("global Dice under the default attack, L2 eps 1 (95% CI)")
+    axis.set_title(f"ACDC accuracy-robustness frontier, test patients of folds {', '.join(map(str, folds))}")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="lines: the budget sweeps")
+    figure.savefig(path, dpi=130, bbox_inches="tight")
 
 
 def main() -> None:
