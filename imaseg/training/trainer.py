@@ -16,7 +16,6 @@ iteration, rank), so a run resumed from ``last.pt`` continues exactly as an unin
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
@@ -31,12 +30,12 @@ from imaseg.cache.run_record import PREPROCESSING_NAME, preprocessing_record
 from imaseg.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
 from imaseg.config import save_config, to_dict
 from imaseg.networks import NetworkConfig, resolve_device
-from imaseg.training.augment import BatchAugment
 from imaseg.training.config import TrainConfig
 from imaseg.training.data import TrainingData
 from imaseg.training.distributed import DistributedContext, barrier, init_distributed
 from imaseg.training.loop import Session, train_epoch
 from imaseg.training.methods import build_method, describe_method
+from imaseg.training.optim import build_augment, build_optimizer, lr_factor
 from imaseg.training.run_log import EpochLog
 from imaseg.training.validation import validate
 from imaseg.utils.atomic import atomic_write_json
@@ -50,37 +49,6 @@ logger = logging.getLogger(__name__)
 def build_model_from_config(config: TrainConfig, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
     """The network a training config describes (see :class:`~imaseg.networks.NetworkConfig`)."""
     return NetworkConfig.from_mapping(to_dict(config)).build(spatial_dims, in_channels, num_classes)
-
-
-def _lr_factor(config: TrainConfig, epoch: int) -> float:
-    if epoch < config.warmup_epochs:
-        return (epoch + 1) / (config.warmup_epochs + 1)
-    if config.schedule == "constant":
-        return 1.0
-    progress = (epoch - config.warmup_epochs) / max(config.epochs - config.warmup_epochs, 1)
-    if config.schedule == "poly":
-        return (1 - progress) ** 0.9
-    return 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            network.parameters(), lr=config.lr, momentum=0.99, nesterov=True, weight_decay=config.weight_decay
-        )
-    return torch.optim.AdamW(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _augment(config: TrainConfig) -> BatchAugment | None:
-    if not config.augment:
-        return None
-    return BatchAugment(
-        rotate=config.aug_rotate,
-        scale=config.aug_scale,
-        flip=config.aug_flip,
-        intensity=config.aug_intensity,
-        noise=config.aug_noise,
-    )
 
 
 def train(
@@ -160,8 +128,8 @@ def _start_session(cache_dir, config: TrainConfig) -> Session:
         model = nn.parallel.DistributedDataParallel(
             attacked, device_ids=[device.index] if device.type == "cuda" else None
         )
-    optimizer = _optimizer(config, network)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: _lr_factor(config, e))
+    optimizer = build_optimizer(config, network)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(config, e))
     return Session(
         config,
         device,
@@ -175,7 +143,7 @@ def _start_session(cache_dir, config: TrainConfig) -> Session:
         method,
         optimizer,
         scheduler,
-        _augment(config),
+        build_augment(config),
         torch.amp.GradScaler(device.type, enabled=config.amp and config.amp_dtype == "fp16"),
     )
 
