@@ -136,10 +136,12 @@ def test_02_attack_a_model(tmp_path, kernel_specs):
 def test_03_robust_training(tmp_path, kernel_specs):
     work = tmp_path / "work"
     params = (
-        f"DATA_DIR = None\nWORK_DIR = {str(work)!r}\nSTD_RUN = None\nIMA_RUN = None\n{TINY_DATA}{TINY_PREPROCESS}"
-        f"{TINY_TRAIN}"
+        f"DATA_DIR = None\nWORK_DIR = {str(work)!r}\nSTD_RUN = None\nIMA_RUN = None\nPGD_AT_RUN = None\n"
+        f"{TINY_DATA}{TINY_PREPROCESS}{TINY_TRAIN}"
         'IMA = {"epochs": 2, "lr": 0.003, "warmup_epochs": 0, "ima_margin": "voxel", "ima_delta": 0.5, '
         '"ima_eps_max": 2.0, "ima_steps": 2}\n'
+        # the same epochs, learning rate and inner steps as IMA: the notebook compares the two
+        'PGD_AT = {"epochs": 2, "lr": 0.003, "warmup_epochs": 0, "eps": 1.0, "attack_steps": 2}\n'
         'EVAL = {"attacks": ["pgd-l2"], "eps": [0.0, 1.0, 2.0], "steps": 2, "steps_check": False, '
         '"overlays": 1, "tag": "notebook"}\n'
         "DEVICE = 'cpu'\n"
@@ -148,7 +150,8 @@ def test_03_robust_training(tmp_path, kernel_specs):
     runs = work / "runs"
     margins = json.loads((runs / "ima" / "margins.json").read_text())
     assert [e["epoch"] for e in margins["epochs"]] == [1, 2]
-    for method in ("std", "ima"):
+    assert (runs / "pgd-at" / "checkpoints" / "last.pt").is_file()  # fine-tuned beside IMA
+    for method in ("std", "pgd-at", "ima"):
         summary = json.loads((runs / method / "eval" / "notebook" / "summary.json").read_text())
         assert summary["attacks"]["pgd-l2"]["eps"] == [0.0, 1.0, 2.0]
         assert summary["method"] == method
@@ -156,4 +159,9 @@ def test_03_robust_training(tmp_path, kernel_specs):
     assert images_of(nb) >= 3  # margins, Dice against eps, the report's curve
     text = text_of(nb)
     assert "epoch 2: mean margin" in text
-    assert re.search(r"STD:\n\s+clean Dice [0-9.]+", text) and re.search(r"IMA:\n\s+clean Dice [0-9.]+", text), text
+    for name in ("STD", "PGD-AT", "IMA"):
+        assert re.search(rf"{name}:\n\s+clean Dice [0-9.]+", text), text
+    # the paired comparison: one test patient, so a difference per budget but no interval and no verdict
+    assert "IMA minus PGD-AT, global Dice (mean over classes), paired over 1 test patient(s):" in text, text
+    for budget in ("clean", "pgd-l2 eps 1", "pgd-l2 eps 2"):
+        assert re.search(rf"{budget}: [+-][0-9]\.[0-9]{{3}} \(one test patient gives no interval\)", text), text
