@@ -50,17 +50,19 @@ class NetworkConfig:
             dropout=float(settings.get("dropout", defaults.dropout)),
         )
 
-    def build(self, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
-        """The network these settings describe, for data of this shape."""
+    def build_arguments(self) -> dict[str, Any]:
+        """The keyword arguments :func:`build_network` takes for these settings, beyond the data's shape."""
         kwargs: dict[str, Any] = {}
-        if ":" in self.network:  # a network of one's own takes only the data's shape
-            return build_network(self.network, spatial_dims, in_channels, num_classes)
         name = self.network.lower()
         if name in ("unet", "attentionunet"):
             kwargs["channels"] = tuple(self.channels)
         if name == "unet":
             kwargs.update(num_res_units=self.res_units, dropout=self.dropout)
-        return build_network(self.network, spatial_dims, in_channels, num_classes, **kwargs)
+        return kwargs  # a network of one's own (package.module:factory) takes only the data's shape
+
+    def build(self, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
+        """The network these settings describe, for data of this shape."""
+        return build_network(self.network, spatial_dims, in_channels, num_classes, **self.build_arguments())
 
 
 def _unet(

@@ -2,9 +2,10 @@
 
 Written::
 
-    OUT/configs/inference.json   network_def (MONAI's UNet), preprocessing (the run's own chain, rebuilt by
-                                 imaseg.transforms.chain.preprocessing_for_record), inferer (slice-wise for
-                                 2D models on volumes, sliding window for 3D), postprocessing (argmax)
+    OUT/configs/inference.json   network_def (MONAI's UNet; other networks through
+                                 imaseg.networks.build_network), preprocessing (the run's own chain, rebuilt
+                                 by imaseg.transforms.chain.preprocessing_for_record), inferer (slice-wise
+                                 for 2D models on volumes, sliding window for 3D), postprocessing (argmax)
     OUT/configs/metadata.json    MONAI's metadata (versions, input / output format, labels) and, under
                                  "imaseg", the preprocessing record and the robustness card
     OUT/models/model.pt          the network's state dict
@@ -79,20 +80,26 @@ def robustness_card(run_dir: Path, tag: str = "default") -> dict:
 
 
 def _network_def(model: RunModel, train: dict) -> dict:
+    """MONAI's UNet as a pure MONAI target; every other network through imaseg's builder (the bundle's
+    preprocessing needs imaseg already), with the arguments training built it with."""
     network = NetworkConfig.from_mapping(train)
-    if network.network.lower() != "unet":
-        raise ValueError(f"export writes MONAI's UNet as network_def; this run uses {network.network!r}")
-    return {
-        "_target_": "monai.networks.nets.UNet",
+    shape = {
         "spatial_dims": int(model.record["spatial_dims"]),
         "in_channels": int(model.record["in_channels"]),
         "out_channels": model.num_classes,
-        "channels": list(network.channels),
-        "strides": [2] * (len(network.channels) - 1),
-        "num_res_units": network.res_units,
-        "norm": "instance",
-        "dropout": network.dropout,
     }
+    if network.network.lower() == "unet":
+        return {
+            "_target_": "monai.networks.nets.UNet",
+            **shape,
+            "channels": list(network.channels),
+            "strides": [2] * (len(network.channels) - 1),
+            "num_res_units": network.res_units,
+            "norm": "instance",
+            "dropout": network.dropout,
+        }
+    arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in network.build_arguments().items()}
+    return {"_target_": "imaseg.networks.build_network", "name": network.network, **shape, **arguments}
 
 
 def _inferer(model: RunModel) -> dict:
@@ -162,7 +169,6 @@ def export_bundle(
     """Write the run as a MONAI bundle into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Raises:
-        ValueError: a network other than MONAI's UNet.
         DataError: a run without its preprocessing, or an unreadable checkpoint.
     """
     from imaseg.evaluation.loader import train_settings

@@ -177,3 +177,24 @@ def _evaluate_torchscript(out_channels: int, tiny_data, tmp_path) -> int:
             *SMALL,
         ]
     )
+
+
+@pytest.mark.parametrize("network", ["unet", "basicunet", "segresnet", "dynunet", "attentionunet"])
+def test_network_def_builds_the_network_training_built(network):
+    """Every registered network exports as a network_def that MONAI's ConfigParser turns into the same module."""
+    from types import SimpleNamespace
+
+    from monai.bundle import ConfigParser
+
+    from imaseg.networks import NetworkConfig
+    from imaseg.prediction.bundle import _network_def
+
+    train = {"network": network, "channels": [4, 8, 16], "res_units": 1, "dropout": 0.0}
+    model = SimpleNamespace(record={"spatial_dims": 2, "in_channels": 1}, num_classes=3)
+    parser = ConfigParser({"network_def": _network_def(model, train)})  # a stand-in RunModel: shape and classes
+    exported = parser.get_parsed_content("network_def")
+    trained = NetworkConfig.from_mapping(train).build(2, 1, 3)
+    assert type(exported) is type(trained)
+    assert {k: v.shape for k, v in exported.state_dict().items()} == {
+        k: v.shape for k, v in trained.state_dict().items()
+    }
