@@ -4,7 +4,8 @@ For every case, the size of each structure: volume in mL for 3D data (voxel coun
 preprocessed grid), area in cm² for 2D images (e.g. lung area on a chest X-ray). For cardiac data (label
 names containing "left ventricle", "right ventricle", "myocardium") and patients with two phases, also the
 end-diastolic and end-systolic volumes of both ventricles, their ejection fractions (EF, %) and the
-myocardial mass (end-diastolic myocardium, 1.05 g/mL). The end-diastolic phase is the case whose id ends in
+myocardial mass (end-diastolic myocardium, 1.05 g/mL); EF is clipped below at -100 % (see
+:func:`ejection_fraction`). The end-diastolic phase is the case whose id ends in
 ``frame01`` or ``_ED`` (ACDC's convention), else the larger left ventricle in the ground truth.
 
 Each endpoint is computed on the ground truth and on the prediction of every cell (clean, each attack and
@@ -22,9 +23,17 @@ import numpy as np
 
 from imaseg.utils.atomic import atomic_write_text
 
-__all__ = ["MYOCARDIAL_DENSITY", "cardiac_endpoints", "structure_sizes", "write_endpoints_csv"]
+__all__ = [
+    "EF_FLOOR",
+    "MYOCARDIAL_DENSITY",
+    "cardiac_endpoints",
+    "ejection_fraction",
+    "structure_sizes",
+    "write_endpoints_csv",
+]
 
 MYOCARDIAL_DENSITY = 1.05  # g/mL
+EF_FLOOR = -100.0  # %, see ejection_fraction
 _CARDIAC = {"lv": "left ventricle", "rv": "right ventricle", "myo": "myocardium"}
 
 
@@ -86,10 +95,23 @@ def cardiac_endpoints(
         for ventricle in ("lv", "rv"):
             edv, esv = sizes[ed][index[ventricle]], sizes[es][index[ventricle]]
             values[f"{ventricle}_edv_ml"], values[f"{ventricle}_esv_ml"] = edv, esv
-            values[f"{ventricle}_ef_percent"] = 100.0 * (edv - esv) / edv if edv > 0 else float("nan")
+            values[f"{ventricle}_ef_percent"] = ejection_fraction(edv, esv)
         values["myocardial_mass_g"] = MYOCARDIAL_DENSITY * sizes[ed][index["myo"]]
         out[patient] = values
     return out
+
+
+def ejection_fraction(edv: float, esv: float) -> float:
+    """EF in % from the end-diastolic and end-systolic volumes, at least ``EF_FLOOR`` (NaN without an EDV).
+
+    An attack that all but erases the end-diastolic ventricle makes the ratio meaningless (an EF of -8000 %
+    was measured on ACDC): one such case would then decide the mean error of every model. Below -100 % (a
+    predicted ESV over twice the EDV) the value is clipped; negative values above it are kept, as they
+    show phases swapped by the attack.
+    """
+    if edv <= 0:
+        return float("nan")
+    return max(100.0 * (edv - esv) / edv, EF_FLOOR)
 
 
 def write_endpoints_csv(path: Path, rows: list[dict]) -> None:

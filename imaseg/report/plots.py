@@ -82,7 +82,8 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
         for axis, values in zip(axes, series):
             axis.plot(eps, values, marker="o", label=f"{run.name}: {run.method}")
     norm = runs[0].evaluation["attacks"][attack]["norm"]
-    unit = "L2 over the sample" if norm == "l2" else "Linf"
+    rms = runs[0].evaluation["settings"].get("eps_unit") == "rms"
+    unit = ("per-voxel RMS" if rms else "L2 over the sample") if norm == "l2" else "Linf"
     for axis, title in zip(axes, panels):
         axis.set_title(title)
         axis.set_xlabel(f"eps ({unit})")

@@ -57,7 +57,7 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
     patients = summary.get("patients")
     doc.paragraph(
         f"Data: modality {summary.get('modality') or '?'}, intensity {summary.get('intensity') or '?'}, model input "
-        f"{'x'.join(map(str, size)) if size else '?'}; evaluated on {len(cases)} case(s)"
+        f"{'x'.join(map(str, size)) if size else 'each case at its own preprocessed size'}; evaluated on {len(cases)} case(s)"
         f"{f' of {patients} patient(s)' if patients else ''} held out from training."
     )
     for run in runs:

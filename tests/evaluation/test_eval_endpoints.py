@@ -10,7 +10,13 @@ import pytest
 from eval_helpers import small_config
 
 from imaseg.evaluation import evaluate
-from imaseg.evaluation.endpoints import MYOCARDIAL_DENSITY, cardiac_endpoints, structure_sizes
+from imaseg.evaluation.endpoints import (
+    EF_FLOOR,
+    MYOCARDIAL_DENSITY,
+    cardiac_endpoints,
+    ejection_fraction,
+    structure_sizes,
+)
 
 HEART = {0: "background", 1: "right ventricle", 2: "myocardium", 3: "left ventricle"}
 
@@ -37,6 +43,19 @@ def test_the_end_diastole_follows_the_truth_when_ids_do_not_say():
     predicted = {"p1_a": [1.0, 1.0, 90.0], "p1_b": [1.0, 1.0, 80.0]}  # an attack inverts them
     values = cardiac_endpoints(predicted, {"p1_a": "p1", "p1_b": "p1"}, HEART, reference=truth)["p1"]
     assert values["lv_edv_ml"] == 80.0 and values["lv_esv_ml"] == 90.0 and values["lv_ef_percent"] < 0
+
+
+@pytest.mark.parametrize(
+    ("edv", "esv", "expected"),
+    [
+        pytest.param(100.0, 40.0, 60.0, id="normal"),
+        pytest.param(80.0, 90.0, -12.5, id="phases-swapped-kept-negative"),
+        pytest.param(0.5, 60.0, EF_FLOOR, id="erased-edv-clipped"),
+        pytest.param(0.0, 60.0, float("nan"), id="no-edv-nan"),
+    ],
+)
+def test_ejection_fraction(edv, esv, expected):
+    assert ejection_fraction(edv, esv) == pytest.approx(expected, nan_ok=True)
 
 
 def test_no_cardiac_endpoints_without_cardiac_labels():

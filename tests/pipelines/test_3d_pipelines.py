@@ -38,4 +38,8 @@ def test_quick_3d_pipeline(tmp_path, script, data, config, extra, methods):
         assert 0.0 <= summary["clean"]["mean_dice"]["global"] <= 1.0
         train = (path.parents[2] / "config.yaml").read_text()
         assert "patch_size" in train and "loader: stream" in train
-    assert list(out.rglob("report.html")), "the chain ends in a report"
+    reports = list(out.rglob("report.md"))
+    assert reports, "the chain ends in a report"
+    text = reports[0].read_text()
+    assert "model input each case at its own preprocessed size" in text, "native-size 3D input, not a '?'"
+    assert "L2 over the whole 3D volume" in text
