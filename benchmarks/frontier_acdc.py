@@ -239,7 +239,12 @@ def plot(summary: dict, path: Path) -> None:
         marker = "vo^"[members.index(setting)] if members else ("s" if "sample" in setting else next(shapes))
         colour = COLOURS.get(method, "grey")
         partial = entry["folds"] != folds  # not yet on every fold: not comparable with the others
-        name = f"{setting} (folds {','.join(map(str, entry['folds']))} only)" if partial else setting
+        done = entry["folds"]
+        name = (
+            f"{setting} ({'fold' if len(done) == 1 else 'folds'} {','.join(map(str, done))} only)"
+            if partial
+            else setting
+        )
         axis.errorbar(
             x,
             y,
