@@ -78,6 +78,15 @@ CONFIGURATIONS: dict[str, dict] = {
     "ima voxel eps_max 2 delta 0.5": {"method": "ima", "ima": {"margin": "voxel", "eps_max": 2.0, "delta": 0.5}},
     # lever: a margin floor at PGD-AT's budget; every slice trains at >= eps 1, the robust ones grow towards 2
     "ima voxel eps_min 1 eps_max 2": {"method": "ima", "ima": {"margin": "voxel", "eps_min": 1.0, "eps_max": 2.0}},
+    # ablation of that lever: margins pinned at 1 (no growth), so only voxel mode's attack and loss differ from PGD-AT
+    "ima voxel eps_min 1 eps_max 1": {"method": "ima", "ima": {"margin": "voxel", "eps_min": 1.0, "eps_max": 1.0}},
+    # the clean/adversarial weighting, both ways: the floor lever pulled towards clean Dice, and PGD-AT pushed
+    # towards robustness, so each method's frontier reaches the other's clean Dice and they compare at matched clean
+    "ima voxel eps_min 1 eps_max 2 beta 0.3": {
+        "method": "ima",
+        "ima": {"margin": "voxel", "eps_min": 1.0, "eps_max": 2.0, "beta": 0.3},
+    },
+    "pgd-at eps 1 adv_weight 0.75": {"method": "pgd-at", "eps": 1.0, "adv_weight": 0.75},
 }
 
 
@@ -231,7 +240,7 @@ def plot(summary: dict, path: Path) -> None:
         if len(xy) > 1:
             colour = COLOURS["pgd-at" if curve == "PGD-AT" else "ima"]
             axis.plot(*zip(*xy, strict=True), color=colour, alpha=0.5, linewidth=1.5, zorder=1)
-    shapes = iter("XDph*P")
+    shapes = iter("XDph*P<>8H")
     for setting, (x, y) in points.items():
         entry = summary["methods"][setting]
         method = CONFIGURATIONS.get(setting, {}).get("method", "std")
