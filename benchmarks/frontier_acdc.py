@@ -213,6 +213,26 @@ def pooled(records: list[dict]) -> dict:
                     out["paired"][f"{setting} - {reference} @ {k}"] = paired_bootstrap_difference(
                         first, second, _patients(first)
                     )
+    out["paired_per_fold"] = _paired_per_fold(by_setting, PER_FOLD_REFERENCE)
+    return out
+
+
+PER_FOLD_REFERENCE = "pgd-at eps 1"  # the best PGD-AT at eps 1 on every fold
+
+
+def _paired_per_fold(by_setting: dict[str, list[dict]], reference: str) -> dict:
+    """Fold by fold, every IMA setting minus ``reference`` (clean and eps 1): does a pooled gain hold on each?"""
+    out: dict = {}
+    baseline = {r["fold"]: r["counts"] for r in by_setting.get(reference, [])}
+    for setting in [s for s in by_setting if s.startswith("ima")]:
+        for record in by_setting[setting]:
+            if record["fold"] not in baseline:
+                continue
+            for k in ("clean", "1"):
+                first = {c: np.asarray(v) for c, v in record["counts"][k].items()}
+                second = {c: np.asarray(v) for c, v in baseline[record["fold"]][k].items()}
+                name = f"{setting} - {reference} @ {k} fold {record['fold']}"
+                out[name] = paired_bootstrap_difference(first, second, _patients(first))
     return out
 
 
