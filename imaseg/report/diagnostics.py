@@ -57,6 +57,15 @@ def _member_wins(doc: Document, run: RunData) -> None:
         )
 
 
+def _margin_range(margins: dict | None) -> str:
+    """The rule the margins follow, from ``margins.json``: the published one, or with a floor at ``eps_min``."""
+    if not margins or "eps_max" not in margins:
+        return ""
+    floor, delta, top = margins.get("eps_min") or 0.0, margins["delta"], margins["eps_max"]
+    rule = f"a floor at eps_min {floor:g}" if floor > 0 else "the published rule"
+    return f" They start at {max(delta, floor):g} and stay within [{floor:g}, {top:g}] ({rule})."
+
+
 def margins_section(doc: Document, run: RunData) -> None:
     """IMA's margins: their histogram over epochs and the voxel flip statistics."""
     doc.heading(f"IMA margins: {run.name}")
@@ -64,7 +73,7 @@ def margins_section(doc: Document, run: RunData) -> None:
         f"margins_{run.name}",
         plots.margin_histograms(run),
         "Per-sample margins (L2 radius in model-input units) "
-        "at the first, middle and last epoch, and their mean and quartiles per epoch.",
+        "at the first, middle and last epoch, and their mean and quartiles per epoch." + _margin_range(run.margins),
     )
     if run.margins is None:  # called for runs with margins only
         raise RuntimeError(f"{run.name}: no IMA margins")
