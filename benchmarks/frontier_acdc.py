@@ -46,7 +46,7 @@ from imaseg.config import config_from_dict
 from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.evaluate import evaluate
 from imaseg.evaluation.summary import case_counts
-from imaseg.metrics.bootstrap import bootstrap_dice, paired_bootstrap_difference
+from imaseg.metrics.bootstrap import bootstrap_auc, bootstrap_dice, paired_bootstrap_difference
 from imaseg.metrics.worst import mean_global_dice
 from imaseg.pipeline import StageRunner
 from imaseg.training.config import TrainConfig
@@ -201,6 +201,8 @@ def pooled(records: list[dict]) -> dict:
             patients = _patients(cases)
             total = np.sum(list(cases.values()), axis=0)
             entry[k] = {"dice": float(mean_global_dice(total)), "ci": list(bootstrap_dice(cases, patients))}
+        auc, low, high = bootstrap_auc({e: per_key[f"{e:g}"] for e in EPS}, _patients(per_key["clean"]))
+        entry["auc"] = {"dice": auc, "ci": [low, high]}  # mean Dice over eps 0.25..2 (summary.json's auc)
         entry["folds"] = sorted(r["fold"] for r in by_setting[setting])
         entry["cpu_minutes"] = sum(r["cpu_minutes"] for r in by_setting[setting])
         out["methods"][setting] = entry

@@ -14,7 +14,7 @@ import numpy as np
 
 from imaseg.metrics.worst import mean_global_dice
 
-__all__ = ["bootstrap_dice", "paired_bootstrap_difference"]
+__all__ = ["bootstrap_auc", "bootstrap_dice", "paired_bootstrap_difference"]
 
 
 def _patient_totals(counts: Mapping[str, np.ndarray], patients: Mapping[str, str]) -> tuple[list[str], np.ndarray]:
@@ -71,6 +71,47 @@ def paired_bootstrap_difference(
     draws = np.random.default_rng(seed).integers(0, len(a), size=(replicates, len(a)))
     low, high = _interval(mean_global_dice(a[draws].sum(1)) - mean_global_dice(b[draws].sum(1)), level)
     return {"difference": float(mean_global_dice(a.sum(0)) - mean_global_dice(b.sum(0))), "low": low, "high": high}
+
+
+def bootstrap_auc(
+    counts: Mapping[float, Mapping[str, np.ndarray]],
+    patients: Mapping[str, str],
+    *,
+    replicates: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """The area under global Dice against eps (trapezoid over the budgets divided by their span, the ``auc`` of
+    ``summary.json``: the mean Dice over the range) and its ``level`` interval over patients.
+
+    Args:
+        counts: per budget eps, per case ``(C, 3)`` summed ``[tp, fp, fn]``; every budget holds the same cases.
+        patients: case -> patient; each replicate draws the same patients at every budget.
+
+    Returns:
+        ``(auc, low, high)``.
+
+    >>> counts = {0.5: {"a": [[8, 1, 1]], "b": [[6, 2, 2]]}, 1.0: {"a": [[4, 3, 3]], "b": [[2, 4, 4]]}}
+    >>> auc, low, high = bootstrap_auc(counts, {"a": "a", "b": "b"}, replicates=200)
+    >>> round(auc, 3), low <= auc <= high
+    (0.643, True)
+    """
+    budgets = sorted(counts)
+    if len(budgets) < 2:
+        raise ValueError(f"an area under Dice-vs-eps needs at least two budgets, got {len(budgets)}")
+    cases = set(counts[budgets[0]])
+    for eps in budgets[1:]:
+        if set(counts[eps]) != cases:
+            raise ValueError(
+                f"budget {eps:g} holds other cases than budget {budgets[0]:g}; every budget needs the same"
+            )
+    totals = [_patient_totals(counts[eps], patients)[1] for eps in budgets]
+    draws = np.random.default_rng(seed).integers(0, len(totals[0]), size=(replicates, len(totals[0])))
+    span = budgets[-1] - budgets[0]
+    curves = np.stack([mean_global_dice(t[draws].sum(1)) for t in totals], axis=-1)
+    point = np.trapezoid([mean_global_dice(t.sum(0)) for t in totals], budgets) / span
+    low, high = _interval(np.trapezoid(curves, budgets, axis=-1) / span, level)
+    return float(point), low, high
 
 
 def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
