@@ -27,7 +27,9 @@ commit it after every chunk, so the pooled numbers never need the run folders) a
 ``benchmarks/results/frontier_acdc.json`` (one record per cell: method, setting, fold, seed,
 epochs, cpu_minutes, clean, clean_ci, robust {eps: dice}, robust_ci, auc; then per method the pooled
 numbers over folds with 95% bootstrap intervals over patients, and paired intervals of IMA minus PGD-AT)
-and ``benchmarks/results/frontier_acdc.png`` (clean Dice against Dice at eps 1, one point per method).
+and ``benchmarks/results/frontier_acdc.png`` (clean Dice against Dice at eps 1, one point per method), and
+``benchmarks/results/frontier_acdc.md`` (the tables of ``benchmarks/README.md``); pooling, plot and tables
+are ``frontier_report.py``.
 """
 
 from __future__ import annotations
@@ -39,15 +41,13 @@ import resource
 import time
 from pathlib import Path
 
-import numpy as np
+from frontier_report import write_report  # a sibling module: run as python benchmarks/frontier_acdc.py
 
 from imaseg.cache.writer import preprocess_dataset
 from imaseg.config import config_from_dict
 from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.evaluate import evaluate
 from imaseg.evaluation.summary import case_counts
-from imaseg.metrics.bootstrap import bootstrap_auc, bootstrap_dice, paired_bootstrap_difference
-from imaseg.metrics.worst import mean_global_dice
 from imaseg.pipeline import StageRunner
 from imaseg.training.config import TrainConfig
 from imaseg.training.trainer import train
@@ -179,127 +179,6 @@ def _counts(run: Path, key: str) -> dict:
     return case_counts(cell)
 
 
-def _patients(cases) -> dict[str, str]:
-    return {c: c.split("_")[0] for c in cases}  # ACDC: patientNNN_frameMM
-
-
-def pooled(records: list[dict]) -> dict:
-    """Per configuration, over its folds: global Dice with 95% intervals over patients, and paired
-    differences IMA minus the best PGD-AT at eps 1."""
-    by_setting: dict[str, list[dict]] = {}
-    for record in records:
-        by_setting.setdefault(record["setting"], []).append(record)
-    keys = ["clean", *(f"{e:g}" for e in EPS)]
-    counts = {
-        s: {k: {c: np.asarray(v) for r in rs for c, v in r["counts"][k].items()} for k in keys}
-        for s, rs in by_setting.items()
-    }
-    out: dict = {"methods": {}, "paired": {}}
-    for setting, per_key in counts.items():
-        entry = {}
-        for k, cases in per_key.items():
-            patients = _patients(cases)
-            total = np.sum(list(cases.values()), axis=0)
-            entry[k] = {"dice": float(mean_global_dice(total)), "ci": list(bootstrap_dice(cases, patients))}
-        auc, low, high = bootstrap_auc({e: per_key[f"{e:g}"] for e in EPS}, _patients(per_key["clean"]))
-        entry["auc"] = {"dice": auc, "ci": [low, high]}  # mean Dice over eps 0.25..2 (summary.json's auc)
-        entry["folds"] = sorted(r["fold"] for r in by_setting[setting])
-        entry["cpu_minutes"] = sum(r["cpu_minutes"] for r in by_setting[setting])
-        out["methods"][setting] = entry
-    references = [s for s in counts if s.startswith("pgd-at")]
-    for setting in [s for s in counts if s.startswith("ima")]:
-        for reference in references:
-            for k in ("clean", "1"):
-                first, second = counts[setting][k], counts[reference][k]
-                if set(first) & set(second):
-                    out["paired"][f"{setting} - {reference} @ {k}"] = paired_bootstrap_difference(
-                        first, second, _patients(first)
-                    )
-    out["paired_per_fold"] = _paired_per_fold(by_setting, PER_FOLD_REFERENCE)
-    return out
-
-
-PER_FOLD_REFERENCE = "pgd-at eps 1"  # the best PGD-AT at eps 1 on every fold
-
-
-def _paired_per_fold(by_setting: dict[str, list[dict]], reference: str) -> dict:
-    """Fold by fold, every IMA setting minus ``reference`` (clean and eps 1): does a pooled gain hold on each?"""
-    out: dict = {}
-    baseline = {r["fold"]: r["counts"] for r in by_setting.get(reference, [])}
-    for setting in [s for s in by_setting if s.startswith("ima")]:
-        for record in by_setting[setting]:
-            if record["fold"] not in baseline:
-                continue
-            for k in ("clean", "1"):
-                first = {c: np.asarray(v) for c, v in record["counts"][k].items()}
-                second = {c: np.asarray(v) for c, v in baseline[record["fold"]][k].items()}
-                name = f"{setting} - {reference} @ {k} fold {record['fold']}"
-                out[name] = paired_bootstrap_difference(first, second, _patients(first))
-    return out
-
-
-# the curves of the plot: the settings joined by a line, in order of their budget
-CURVES = {
-    "PGD-AT": ["pgd-at eps 0.5", "pgd-at eps 1", "pgd-at eps 1.5"],
-    "IMA voxel": ["ima voxel eps_max 1", "ima voxel eps_max 1.5", "ima voxel eps_max 2"],
-}
-COLOURS = {"std": "black", "pgd-at": "tab:blue", "trades": "tab:orange", "ima": "tab:red"}
-
-
-def plot(summary: dict, path: Path) -> None:
-    """Clean Dice against Dice at eps 1, one point per configuration with its 95% intervals; PGD-AT and IMA
-    voxel joined as curves over their budgets, IMA's other settings hollow."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(9.5, 5.5))
-    FigureCanvasAgg(figure)
-    axis = figure.subplots()
-    points = {s: (e["clean"]["dice"], e["1"]["dice"]) for s, e in summary["methods"].items() if "1" in e}
-    folds = sorted({f for e in summary["methods"].values() for f in e["folds"]})
-    for curve, settings in CURVES.items():
-        xy = [points[s] for s in settings if s in points]
-        if len(xy) > 1:
-            colour = COLOURS["pgd-at" if curve == "PGD-AT" else "ima"]
-            axis.plot(*zip(*xy, strict=True), color=colour, alpha=0.5, linewidth=1.5, zorder=1)
-    shapes = iter("XDph*P<>8H")
-    for setting, (x, y) in points.items():
-        entry = summary["methods"][setting]
-        method = CONFIGURATIONS.get(setting, {}).get("method", "std")
-        members = next((m for m in CURVES.values() if setting in m), None)
-        marker = "vo^"[members.index(setting)] if members else ("s" if "sample" in setting else next(shapes))
-        colour = COLOURS.get(method, "grey")
-        partial = entry["folds"] != folds  # not yet on every fold: not comparable with the others
-        done = entry["folds"]
-        name = (
-            f"{setting} ({'fold' if len(done) == 1 else 'folds'} {','.join(map(str, done))} only)"
-            if partial
-            else setting
-        )
-        axis.errorbar(
-            x,
-            y,
-            xerr=[[x - entry["clean"]["ci"][0]], [entry["clean"]["ci"][1] - x]],
-            yerr=[[y - entry["1"]["ci"][0]], [entry["1"]["ci"][1] - y]],
-            marker=marker,
-            markersize=7,
-            color=colour,
-            markerfacecolor="white" if method == "ima" and not members else colour,
-            ecolor=colour,
-            elinewidth=0.7,
-            alpha=0.9,
-            capsize=2,
-            label=name,
-            zorder=2,
-        )
-    axis.set_xlabel("clean global Dice (95% CI over patients)")
-    axis.set_ylabel("global Dice under the default attack, L2 eps 1 (95% CI)")
-    axis.set_title(f"ACDC accuracy-robustness frontier, test patients of folds {', '.join(map(str, folds))}")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="lines: the budget sweeps")
-    figure.savefig(path, dpi=130, bbox_inches="tight")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "work" / "frontier"))
@@ -325,13 +204,7 @@ def main() -> None:
     records = json.loads(records_path.read_text()) if records_path.is_file() else {}
     if not args.report:
         _run_cells(args, out, stages, records, records_path)
-    summary = pooled(list(records.values())) if records else {"methods": {}, "paired": {}}
-    results = Path(args.results)
-    results.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(results / "frontier_acdc.json", {"records": list(records.values()), **summary})
-    if summary["methods"]:
-        plot(summary, results / "frontier_acdc.png")
-    print(json.dumps(summary["methods"], indent=1)[:4000])
+    print(write_report(list(records.values()), Path(args.results)))
 
 
 def _run_cells(args, out: Path, stages: StageRunner, records: dict, records_path: Path) -> None:
