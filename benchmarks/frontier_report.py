@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from frontier_matched import matched  # a sibling module: run as python benchmarks/frontier_acdc.py
 
 from imaseg.metrics.bootstrap import bootstrap_auc, bootstrap_dice, paired_bootstrap_difference
 from imaseg.metrics.worst import mean_global_dice
@@ -56,6 +57,7 @@ def pooled(records: list[dict]) -> dict:
                         first, second, _patients(first)
                     )
     out["paired_per_fold"] = _paired_per_fold(by_setting, PER_FOLD_REFERENCE)
+    out["matched"] = matched(counts, out["methods"])
     return out
 
 
@@ -82,13 +84,16 @@ def _paired_per_fold(by_setting: dict[str, list[dict]], reference: str) -> dict:
 CURVES = {
     "PGD-AT": ["pgd-at eps 0.5", "pgd-at eps 1", "pgd-at eps 1.5"],
     "IMA voxel": ["ima voxel eps_max 1", "ima voxel eps_max 1.5", "ima voxel eps_max 2"],
+    # the clean/adversarial weighting: PGD-AT eps 1 at adv_weight 0.5, 0.75; the floor at beta 0.3, 0.5
+    "PGD-AT eps 1, weight": ["pgd-at eps 1", "pgd-at eps 1 adv_weight 0.75"],
+    "IMA floor, beta": ["ima voxel eps_min 1 eps_max 2 beta 0.3", "ima voxel eps_min 1 eps_max 2"],
 }
 COLOURS = {"std": "black", "pgd-at": "tab:blue", "trades": "tab:orange", "ima": "tab:red"}
 
 
 def plot(summary: dict, path: Path) -> None:
     """Clean Dice against Dice at eps 1, one point per configuration with its 95% intervals; PGD-AT and IMA
-    voxel joined as curves over their budgets, IMA's other settings hollow."""
+    voxel joined as curves over their budgets, and over the clean/adversarial weight where both weights ran."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -100,14 +105,14 @@ def plot(summary: dict, path: Path) -> None:
     for curve, settings in CURVES.items():
         xy = [points[s] for s in settings if s in points]
         if len(xy) > 1:
-            colour = COLOURS["pgd-at" if curve == "PGD-AT" else "ima"]
+            colour = COLOURS["pgd-at" if curve.startswith("PGD-AT") else "ima"]
             axis.plot(*zip(*xy, strict=True), color=colour, alpha=0.5, linewidth=1.5, zorder=1)
     shapes = iter("XDph*P<>8H")
     for setting, (x, y) in points.items():
         entry = summary["methods"][setting]
         method = entry["method"]
-        members = next((m for m in CURVES.values() if setting in m), None)
-        marker = "vo^"[members.index(setting)] if members else ("s" if "sample" in setting else next(shapes))
+        sweep = next((m for m in (CURVES["PGD-AT"], CURVES["IMA voxel"]) if setting in m), None)  # the budgets
+        marker = "vo^"[sweep.index(setting)] if sweep else ("s" if "sample" in setting else next(shapes))
         colour = COLOURS.get(method, "grey")
         partial = entry["folds"] != folds  # not yet on every fold: not comparable with the others
         done = entry["folds"]
@@ -124,7 +129,7 @@ def plot(summary: dict, path: Path) -> None:
             marker=marker,
             markersize=7,
             color=colour,
-            markerfacecolor="white" if method == "ima" and not members else colour,
+            markerfacecolor="white" if method == "ima" and not any(setting in m for m in CURVES.values()) else colour,
             ecolor=colour,
             elinewidth=0.7,
             alpha=0.9,
@@ -136,7 +141,7 @@ def plot(summary: dict, path: Path) -> None:
     axis.set_ylabel("global Dice under the default attack, L2 eps 1 (95% CI)")
     axis.set_title(f"ACDC accuracy-robustness frontier, test patients of folds {', '.join(map(str, folds))}")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="lines: the budget sweeps")
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="lines: budget and weight sweeps")
     figure.savefig(path, dpi=130, bbox_inches="tight")
 
 
@@ -149,8 +154,8 @@ def _difference(pair: dict) -> str:
 
 
 def markdown(summary: dict) -> str:
-    """The pooled table (one row per configuration, with its folds) and the paired table (every IMA setting
-    minus PGD-AT eps 1: pooled, then eps 1 fold by fold)."""
+    """The pooled table (one row per configuration, with its folds), the paired table (every IMA setting
+    minus PGD-AT eps 1: pooled, then eps 1 fold by fold) and the matched-clean table (``matched``)."""
     methods = summary["methods"]
     budgets = sorted({k for e in methods.values() for k in e if k[0].isdigit()}, key=float)
     lines = [
@@ -179,6 +184,14 @@ def markdown(summary: dict) -> str:
         each = [per_fold.get(f"{setting} - {reference} @ 1 fold {f}") for f in folds]
         cells = [_difference(p) for p in pooled_pair] + [_difference(p) if p else "-" for p in each]
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| IMA setting | PGD-AT frontier at its clean Dice | clean, paired | eps 1, paired | dominates? |",
+        "|---|---|---|---|---|",
+    ]
+    for row in summary.get("matched", []):
+        cells = [row["setting"], row["reference"], _difference(row["clean"]), _difference(row["1"]), row["dominates"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
