@@ -84,8 +84,8 @@ def _paired_per_fold(by_setting: dict[str, list[dict]], reference: str) -> dict:
 CURVES = {
     "PGD-AT": ["pgd-at eps 0.5", "pgd-at eps 1", "pgd-at eps 1.5"],
     "IMA voxel": ["ima voxel eps_max 1", "ima voxel eps_max 1.5", "ima voxel eps_max 2"],
-    # the clean/adversarial weighting: PGD-AT eps 1 at adv_weight 0.5, 0.75; the floor at beta 0.3, 0.5
-    "PGD-AT eps 1, weight": ["pgd-at eps 1", "pgd-at eps 1 adv_weight 0.75"],
+    # the clean/adversarial weighting: PGD-AT eps 1 at adv_weight 0.5, 0.65, 0.75; the floor at beta 0.3, 0.5
+    "PGD-AT eps 1, weight": ["pgd-at eps 1", "pgd-at eps 1 adv_weight 0.65", "pgd-at eps 1 adv_weight 0.75"],
     "IMA floor, beta": ["ima voxel eps_min 1 eps_max 2 beta 0.3", "ima voxel eps_min 1 eps_max 2"],
 }
 COLOURS = {"std": "black", "pgd-at": "tab:blue", "trades": "tab:orange", "ima": "tab:red"}
