@@ -17,7 +17,8 @@ worst case per slice chosen for the lowest global Dice), 20 steps, L2 eps 0.25, 
 
 CPU plan (2 cores, 2 threads): STD about 3 wall-minutes per fold (60 epochs), a 12-epoch robust fine-tune
 5-7 wall-minutes (IMA sample, with 20 inner steps, about twice that), an evaluation about 3.5 wall-minutes;
-the 15 configurations (14 on 3 folds, one ablation on fold 0) came to 43 cells, about 7 wall-hours and 13 hours of process CPU time.
+the 15 configurations (14 on 3 folds, one ablation on fold 0) came to 43 cells, about 7 wall-hours and
+13 hours of process CPU time.
 Every record states its epochs and its CPU minutes (process time of training and evaluation, both threads).
 The first chunk fine-tuned for 6 epochs; those fold-0 cells are kept in ``frontier_acdc_records_6epochs.json``
 as the training-length ablation.
