@@ -9,6 +9,8 @@ the reference is its nearer end, and the clean Dice gap says whether the two are
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import numpy as np
 
 from imaseg.metrics.bootstrap import paired_bootstrap_difference
@@ -31,20 +33,18 @@ def pareto_front(methods: dict, settings: list[str]) -> list[str]:
     return front
 
 
-def _pooled_clean(counts: dict[str, np.ndarray]) -> float:
-    return float(mean_global_dice(np.sum(list(counts.values()), axis=0)))
-
-
 def _mix(a: Counts, b: Counts, weight: float) -> Counts:
     return {k: {c: weight * a[k][c] + (1 - weight) * b[k][c] for c in a[k]} for k in ("clean", "1")}
 
 
 def _mixture_at(a: Counts, b: Counts, clean: float) -> tuple[Counts, float]:
-    """The mixture of ``a`` (cleaner) and ``b`` whose pooled clean Dice is ``clean``, by bisection on the weight."""
+    """The mixture of ``a`` (cleaner) and ``b`` whose pooled clean Dice is ``clean``, by bisection on the weight
+    (the pooled counts of a mixture are the mixture of the pooled counts, so each step costs one Dice)."""
+    total_a, total_b = (np.sum(list(x["clean"].values()), axis=0) for x in (a, b))
     low, high = 0.0, 1.0
     for _ in range(40):
         weight = (low + high) / 2
-        if _pooled_clean(_mix(a, b, weight)["clean"]) > clean:
+        if float(mean_global_dice(weight * total_a + (1 - weight) * total_b)) > clean:
             high = weight
         else:
             low = weight
@@ -61,9 +61,12 @@ def _reference(counts: dict[str, Counts], methods: dict, front: list[str], clean
     return end, counts[end]
 
 
-def matched(counts: dict[str, Counts], methods: dict) -> list[dict]:
+def matched(
+    counts: dict[str, Counts], methods: dict, patients: Callable[[Iterable[str]], dict[str, str]]
+) -> list[dict]:
     """Every IMA setting against PGD-AT's frontier (its settings on the same folds) at the IMA setting's clean
-    Dice: the reference, the paired differences (clean, eps 1) with 95% intervals, and the verdict."""
+    Dice: the reference, the paired differences (clean, eps 1) with 95% intervals over ``patients(cases)``, and
+    the verdict."""
     rows = []
     for setting in [s for s in methods if s.startswith("ima")]:
         folds = methods[setting]["folds"]
@@ -72,8 +75,8 @@ def matched(counts: dict[str, Counts], methods: dict) -> list[dict]:
             continue
         name, reference = _reference(counts, methods, front, methods[setting]["clean"]["dice"])
         mine = counts[setting]
-        patients = {c: c.split("_")[0] for c in mine["clean"]}  # ACDC: patientNNN_frameMM
-        gap, gain = (paired_bootstrap_difference(mine[k], reference[k], patients) for k in ("clean", "1"))
+        groups = patients(mine["clean"])
+        gap, gain = (paired_bootstrap_difference(mine[k], reference[k], groups) for k in ("clean", "1"))
         if abs(gap["difference"]) > MATCHED_CLEAN:
             verdict = f"no: clean Dice {gap['difference']:+.3f}, not within {MATCHED_CLEAN}"
         elif gain["difference"] < TARGET_GAIN or gain["low"] <= 0:

@@ -57,7 +57,7 @@ def pooled(records: list[dict]) -> dict:
                         first, second, _patients(first)
                     )
     out["paired_per_fold"] = _paired_per_fold(by_setting, PER_FOLD_REFERENCE)
-    out["matched"] = matched(counts, out["methods"])
+    out["matched"] = matched(counts, out["methods"], _patients)
     return out
 
 
@@ -184,12 +184,14 @@ def markdown(summary: dict) -> str:
         each = [per_fold.get(f"{setting} - {reference} @ 1 fold {f}") for f in folds]
         cells = [_difference(p) for p in pooled_pair] + [_difference(p) if p else "-" for p in each]
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "| IMA setting | PGD-AT frontier at its clean Dice | clean, paired | eps 1, paired | dominates? |",
-        "|---|---|---|---|---|",
-    ]
-    for row in summary.get("matched", []):
+    rows = summary.get("matched", [])
+    if rows:
+        lines += [
+            "",
+            "| IMA setting | PGD-AT frontier at its clean Dice | clean, paired | eps 1, paired | dominates? |",
+            "|---|---|---|---|---|",
+        ]
+    for row in rows:
         cells = [row["setting"], row["reference"], _difference(row["clean"]), _difference(row["1"]), row["dominates"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
