@@ -1,6 +1,6 @@
 """Evaluation cost on the real heart test split, and the share of it spent outside forward/backward.
 
-    python benchmarks/evaluation_time.py --run benchmarks/work/acdc/seed0/std [--steps 20]
+    python benchmarks/evaluation_time.py --run benchmarks/work/acdc/fold0/seed0/std [--steps 20]
 
 Evaluates the run on its test split (ACDC fold 0: 6 patients, 12 volumes) at 5 budgets with a
 20-step L2 PGD (one loss, CE), counting every network call (batch size, with or without gradient).
@@ -26,6 +26,8 @@ import torch
 from timing import Timed
 
 from imaseg.evaluation.config import EvalConfig
+from imaseg.run import RunDir
+from imaseg.summary import Summary
 from imaseg.utils.logs import setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,13 +51,13 @@ class CountingNetwork(torch.nn.Module):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", default=str(ROOT / "benchmarks" / "work" / "acdc" / "seed0" / "std"))
+    parser.add_argument("--run", default=str(ROOT / "benchmarks" / "work" / "acdc" / "fold0" / "seed0" / "std"))
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     setup_logging(-1)
     torch.set_num_threads(2)
     run = Path(args.run)
-    if not (run / "checkpoints" / "last.pt").is_file():
+    if not RunDir(run).last_checkpoint.is_file():
         raise SystemExit(f"{run} has no checkpoint: run benchmarks/robust_training_acdc.py first (or pass --run)")
     original = evaluate_module.load_run
     holder = {}
@@ -78,7 +80,7 @@ def main() -> None:
         tag="timing",
         batch_size=32,
     )
-    shutil.rmtree(run / "eval" / "timing", ignore_errors=True)
+    shutil.rmtree(RunDir(run).evaluation(config.tag).path, ignore_errors=True)
     timed_grad = Timed(torch.autograd.grad)  # stands in for it during the evaluation
     torch.autograd.grad = timed_grad
     try:
@@ -96,7 +98,7 @@ def main() -> None:
         floor += count * _replay(network, x, grad)
     result = {
         "run": str(run),
-        "cases": len(summary["cases"]),
+        "cases": len(Summary.from_json(summary).facts.cases),
         "budgets": config.eps,
         "steps": args.steps,
         "seconds_total": total,

@@ -44,9 +44,8 @@ def _cache(patients: int, size: int, depth: int) -> Path:
 
 def _train_probe(spec: str) -> None:
     """In a fresh process: train, then print peak RSS (MiB) and samples per second after the first epoch."""
-    import csv
-
     from imaseg.config import config_from_dict
+    from imaseg.run import RunDir
     from imaseg.training.config import TrainConfig
     from imaseg.training.trainer import train
 
@@ -56,9 +55,9 @@ def _train_probe(spec: str) -> None:
     base = {"res_units": 1, "batch_size": 16, "val_steps": 0, "tensorboard": False, "threads": 2, "augment": False}
     config = config_from_dict(TrainConfig, {**base, **settings})
     train(cache, out, config, progress=False, overwrite=True)
-    samples = json.loads((Path(out) / "split.json").read_text())["train_samples"]
-    with open(Path(out) / "log.csv", newline="") as handle:
-        seconds = [float(row["seconds"]) for row in csv.DictReader(handle)]
+    run = RunDir(out)
+    samples = run.read_split()["train_samples"]
+    seconds = [float(row["seconds"]) for row in run.read_log()]
     steady = seconds[1:] or seconds
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from timing import peak_rss_mib

@@ -5,26 +5,34 @@ field becomes a ``--kebab-case`` flag through :func:`add_config_arguments` (help
 ``metadata["help"]``), so each hyper-parameter can be set in a file, on the command line, or both (the
 flag wins). A field whose type is itself a config dataclass is a *section*: its fields are the flags
 ``--SECTION-FIELD`` and may be written in YAML either nested (``ima: {delta: 0.5}``) or flat
-(``ima_delta: 0.5``; a flat key wins over the nested one). :func:`resolve_config` does the merge and
-:func:`save_config` writes the resolved result (sections nested) beside the outputs.
+(``ima_delta: 0.5``; a flat key wins over the nested one). A section that replaced flat keys of an older
+layout keeps reading them: its class lists them in ``FLAT_ALIASES`` (``{"channels": "channels"}``: the
+owner's key ``channels`` sets the section's ``channels``; ``--channels`` stays a flag) and may name in
+``SHORTHAND`` the field a plain value of the section's key sets (``network: unet``). Precedence: nested
+< alias < ``SECTION_FIELD``. :func:`resolve_config` does the merge and :func:`save_config` writes the
+resolved result (sections nested) beside the outputs. Fields are declared with :func:`setting` and
+:func:`section`; a help text may be a function, called when the parser is built (names from a registry).
 
 Example:
     >>> from imaseg.training.config import TrainConfig
     >>> config = config_from_dict(TrainConfig, {"epochs": "3", "ima_delta": "1/4"})
     >>> config.epochs, config.ima.delta
     (3, 0.25)
-    >>> to_dict(config_from_dict(TrainConfig, {"ima": {"delta": 2}}))["ima"]["delta"]
+    >>> to_dict(config_from_dict(TrainConfig, {"ima": {"delta": 2, "eps_max": 4}}))["ima"]["delta"]
     2.0
+    >>> config_from_dict(TrainConfig, {"network": "segresnet", "channels": "4,8"}).network.channels
+    (4, 8)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,9 +40,61 @@ import yaml
 
 from imaseg.utils.atomic import atomic_write_text
 
-__all__ = ["add_config_arguments", "config_from_dict", "load_yaml", "resolve_config", "save_config", "to_dict"]
+__all__ = [
+    "add_config_arguments",
+    "config_from_dict",
+    "load_yaml",
+    "merge_mappings",
+    "resolve_config",
+    "save_config",
+    "section",
+    "section_from_mapping",
+    "setting",
+    "to_dict",
+]
 
 T = TypeVar("T")
+
+HelpText = str | Callable[[], str]
+"""A field's ``--help`` text, or a function giving it (called when the parser is built)."""
+
+
+def setting(default: Any, help_text: HelpText, **extra: Any) -> Any:
+    """One config field: its default (a list is copied for every instance), its ``--help`` text and extra
+    metadata (``choices``: a tuple or a lazy container of the valid values; ``metavar``)."""
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata={"help": help_text, **extra})
+    return dataclasses.field(default=default, metadata={"help": help_text, **extra})
+
+
+def section(cls: type, help_text: HelpText) -> Any:
+    """A field holding config dataclass ``cls`` (its defaults): flags ``--FIELD-X``, YAML nested or ``FIELD_X``."""
+    return dataclasses.field(default_factory=cls, metadata={"help": help_text})
+
+
+def _help(metadata: Mapping[str, Any], default: str = "") -> str:
+    text = metadata.get("help", default)
+    return str(text() if callable(text) else text)
+
+
+def _aliases(section_type: type) -> dict[str, str]:
+    """The flat keys of an older layout a section still reads: ``{owner key: section field}``."""
+    return dict(getattr(section_type, "FLAT_ALIASES", {}))
+
+
+def merge_mappings(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``base`` with ``override`` on top; nested mappings (``ima: {...}``) merge key by key.
+
+    >>> merge_mappings({"lr": 1, "ima": {"steps": 10}}, {"ima": {"margin": "sample"}})
+    {'lr': 1, 'ima': {'steps': 10, 'margin': 'sample'}}
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in (override or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_mappings(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def load_yaml(path: str | os.PathLike[str] | None) -> dict:
@@ -118,25 +178,55 @@ def _section_type(tp: Any) -> type | None:
     return inner if isinstance(inner, type) and dataclasses.is_dataclass(inner) else None
 
 
+def _collect_section(name: str, section_type: type, normalised: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """Pop section ``name``'s keys out of ``normalised`` (nested mapping or shorthand < aliases < flat
+    ``NAME_FIELD``) and return them as one mapping; ``None`` when the data name none of them."""
+    present = name in normalised
+    nested = normalised.pop(name, None)
+    if nested is None:
+        nested = {}
+    elif dataclasses.is_dataclass(nested) and not isinstance(nested, type):
+        nested = to_dict(nested)
+    elif not isinstance(nested, Mapping):
+        shorthand = getattr(section_type, "SHORTHAND", None)
+        if shorthand is None:
+            raise ValueError(f"{source}: `{name}` must be a mapping of {section_type.__name__} keys, got {nested!r}")
+        nested = {shorthand: nested}
+    merged = {str(k).replace("-", "_"): v for k, v in nested.items()}
+    for alias, target in _aliases(section_type).items():
+        if alias in normalised:
+            merged[target] = normalised.pop(alias)
+    prefix = f"{name}_"
+    for key in [k for k in normalised if k.startswith(prefix)]:
+        merged[key[len(prefix) :]] = normalised.pop(key)
+    return merged if (merged or present) else None
+
+
 def _gather_sections(cls: type, normalised: dict[str, Any], source: str) -> dict[str, Any]:
-    """Fold flat ``SECTION_FIELD`` keys into their section's mapping (flat keys win)."""
+    """Fold each section's keys (nested, aliases of an older flat layout, flat ``SECTION_FIELD``) into one
+    mapping under the section's name."""
     types_ = _field_types(cls)
     for f in dataclasses.fields(cls):
-        section = _section_type(types_[f.name])
-        if section is None:
+        section_type = _section_type(types_[f.name])
+        if section_type is None:
             continue
-        nested = normalised.get(f.name) or {}
-        if dataclasses.is_dataclass(nested) and not isinstance(nested, type):
-            nested = to_dict(nested)
-        if not isinstance(nested, Mapping):
-            raise ValueError(f"{source}: `{f.name}` must be a mapping of {section.__name__} keys, got {nested!r}")
-        merged = {str(k).replace("-", "_"): v for k, v in nested.items()}
-        prefix = f"{f.name}_"
-        for key in [k for k in normalised if k.startswith(prefix)]:
-            merged[key[len(prefix) :]] = normalised.pop(key)
-        if merged or f.name in normalised:
+        merged = _collect_section(f.name, section_type, normalised, source)
+        if merged is not None:
             normalised[f.name] = merged
     return normalised
+
+
+def section_from_mapping(section_type: type[T], data: Mapping[str, Any], name: str, *, source: str = "config") -> T:
+    """Section ``name`` of a saved mapping (a run's ``train`` settings, in any layout it was written in);
+    the mapping's other keys are ignored.
+
+    >>> from imaseg.networks import NetworkConfig
+    >>> section_from_mapping(NetworkConfig, {"network": "unet", "channels": [4, 8], "epochs": 3}, "network")
+    NetworkConfig(name='unet', channels=(4, 8), res_units=2, dropout=0.0)
+    """
+    normalised = {str(k).replace("-", "_"): v for k, v in data.items()}
+    merged = _collect_section(name, section_type, normalised, source)
+    return config_from_dict(section_type, merged or {}, source=f"{source}: {name}")
 
 
 def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config") -> T:
@@ -149,9 +239,9 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "co
         raise ValueError(f"{source}: unknown keys {unknown} for {cls.__name__}; valid keys: {', '.join(names)}")
     kwargs: dict[str, Any] = {}
     for key, value in normalised.items():
-        section = _section_type(types_[key])
-        if section is not None:
-            kwargs[key] = config_from_dict(section, value, source=f"{source}: {key}")
+        section_type = _section_type(types_[key])
+        if section_type is not None:
+            kwargs[key] = config_from_dict(section_type, value, source=f"{source}: {key}")
         else:
             kwargs[key] = _coerce(key, value, types_[key])
     return cls(**kwargs)
@@ -173,33 +263,49 @@ def to_dict(config: Any) -> dict:
 
 
 def add_config_arguments(
-    parser: argparse.ArgumentParser | Any, cls: type, *, title: str | None = None, prefix: str = ""
+    parser: argparse.ArgumentParser | Any,
+    cls: type,
+    *,
+    title: str | None = None,
+    prefix: str = "",
+    owner_prefix: str = "",
 ) -> None:
     """Add one ``--kebab-case`` flag per field of ``cls`` (default ``None`` = "keep the config value");
-    a section's fields become ``--SECTION-FIELD`` flags in a group of their own."""
+    a section's fields become ``--SECTION-FIELD`` flags in a group of their own, each also under its older
+    flat name (the section's ``FLAT_ALIASES``; ``--SECTION`` for its ``SHORTHAND`` field)."""
     group = parser.add_argument_group(title or f"{cls.__name__} (also settable in the YAML config)")
     types_ = _field_types(cls)
-    for field in dataclasses.fields(cls):
-        section = _section_type(types_[field.name])
-        if section is not None:
-            help_text = field.metadata.get("help", field.name)
+    aliases: dict[str, list[str]] = {}
+    for alias, target in _aliases(cls).items():
+        aliases.setdefault(target, []).append(alias)
+    shorthand = getattr(cls, "SHORTHAND", None)
+    if shorthand is not None and prefix:  # ``--network NAME``: the section's name sets its shorthand field
+        aliases.setdefault(shorthand, []).append(prefix[len(owner_prefix) : -1])
+    for field_ in dataclasses.fields(cls):
+        section_type = _section_type(types_[field_.name])
+        if section_type is not None:
             add_config_arguments(
-                parser, section, title=f"{title or cls.__name__}: {help_text}", prefix=prefix + field.name + "_"
+                parser,
+                section_type,
+                title=f"{title or cls.__name__}: {_help(field_.metadata, field_.name)}",
+                prefix=prefix + field_.name + "_",
+                owner_prefix=prefix,
             )
             continue
-        inner, _ = _unwrap_optional(types_[field.name])
-        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()  # type: ignore[operator]
-        help_text = field.metadata.get("help", "")
+        inner, _ = _unwrap_optional(types_[field_.name])
+        default = field_.default if field_.default is not dataclasses.MISSING else field_.default_factory()  # type: ignore[operator]
         shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        kwargs: dict[str, Any] = {"default": None, "help": f"{help_text} (default: {shown})".strip()}
+        kwargs: dict[str, Any] = {"default": None, "help": f"{_help(field_.metadata)} (default: {shown})".strip()}
         if inner is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif "choices" in field.metadata:
-            kwargs["choices"] = field.metadata["choices"]  # a tuple, or a lazy container (a registry's names)
+        elif "choices" in field_.metadata:
+            kwargs["choices"] = field_.metadata["choices"]  # a tuple, or a lazy container (a registry's names)
         else:
-            kwargs["metavar"] = field.metadata.get("metavar", _metavar(inner))
-        name = prefix + field.name
-        group.add_argument("--" + name.replace("_", "-"), dest=f"cfg_{name}", **kwargs)
+            kwargs["metavar"] = field_.metadata.get("metavar", _metavar(inner))
+        name = prefix + field_.name
+        flags = ["--" + name.replace("_", "-")]
+        flags += ["--" + (owner_prefix + alias).replace("_", "-") for alias in aliases.get(field_.name, [])]
+        group.add_argument(*flags, dest=f"cfg_{name}", **kwargs)
 
 
 def _metavar(tp: Any) -> str:
@@ -213,14 +319,14 @@ def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[
     """The flags set on the command line, as flat keys (``ima_delta``) that :func:`config_from_dict` folds."""
     values: dict[str, Any] = {}
     types_ = _field_types(cls)
-    for field in dataclasses.fields(cls):
-        section = _section_type(types_[field.name])
-        if section is not None:
-            values.update(_flag_values(section, args, prefix + field.name + "_"))
+    for field_ in dataclasses.fields(cls):
+        section_type = _section_type(types_[field_.name])
+        if section_type is not None:
+            values.update(_flag_values(section_type, args, prefix + field_.name + "_"))
             continue
-        value = getattr(args, f"cfg_{prefix}{field.name}", None)
+        value = getattr(args, f"cfg_{prefix}{field_.name}", None)
         if value is not None:
-            values[prefix + field.name] = value
+            values[prefix + field_.name] = value
     return values
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from monai.networks import nets
 from torch import nn
 
-__all__ = ["NETWORKS", "NetworkConfig", "build_network", "resolve_device"]
+from imaseg.config import section_from_mapping, setting
+
+__all__ = ["NETWORKS", "NetworkConfig", "build_network", "network_help", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -24,36 +26,48 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def network_help() -> str:
+    """``--help`` of the network name: the registered networks, or one's own factory."""
+    return (
+        f"MONAI network: {', '.join(NETWORKS)}; or your own as package.module:factory (called with spatial_dims, "
+        "in_channels, out_channels; returns an nn.Module giving logits)"
+    )
+
+
 @dataclass(frozen=True)
 class NetworkConfig:
-    """The network part of a run's settings (the ``network``, ``channels``, ``res_units``, ``dropout`` keys of
-    its ``train`` section): what training builds and what evaluation and prediction rebuild.
+    """The network of a run (the ``network`` section of its ``train`` settings): what training builds and
+    what evaluation, prediction and export rebuild.
+
+    Runs written before the section existed kept these settings flat (``network: unet``, ``channels``,
+    ``res_units``, ``dropout``): :attr:`FLAT_ALIASES` and :attr:`SHORTHAND` still read them, and
+    ``--network``, ``--channels``, ``--res-units``, ``--dropout`` stay flags of ``imaseg train``.
 
     Example:
         >>> NetworkConfig.from_mapping({"network": "unet", "channels": [4, 8], "epochs": 3}).channels
         (4, 8)
+        >>> NetworkConfig.from_mapping({"network": {"name": "segresnet"}}).name
+        'segresnet'
     """
 
-    network: str = "unet"
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
-    res_units: int = 2
-    dropout: float = 0.0
+    FLAT_ALIASES: ClassVar[Mapping[str, str]] = {"channels": "channels", "res_units": "res_units", "dropout": "dropout"}
+    SHORTHAND: ClassVar[str] = "name"  # ``network: unet``: the name alone
+
+    name: str = setting("unet", network_help)
+    channels: tuple[int, ...] = setting((16, 32, 64, 128, 256), "feature channels per level (unet/attentionunet)")
+    res_units: int = setting(2, "residual units per level (unet)")
+    dropout: float = setting(0.0, "dropout (unet)")
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any]) -> NetworkConfig:
-        """Pick the network keys out of a (train) settings mapping; other keys are ignored."""
-        defaults = cls()
-        return cls(
-            network=str(settings.get("network", defaults.network)),
-            channels=tuple(int(c) for c in settings.get("channels", defaults.channels)),
-            res_units=int(settings.get("res_units", defaults.res_units)),
-            dropout=float(settings.get("dropout", defaults.dropout)),
-        )
+        """The network section of a run's ``train`` settings, nested or in the older flat layout; other keys
+        are ignored."""
+        return section_from_mapping(cls, settings, "network", source="train")
 
     def build_arguments(self) -> dict[str, Any]:
         """The keyword arguments :func:`build_network` takes for these settings, beyond the data's shape."""
         kwargs: dict[str, Any] = {}
-        name = self.network.lower()
+        name = self.name.lower()
         if name in ("unet", "attentionunet"):
             kwargs["channels"] = tuple(self.channels)
         if name == "unet":
@@ -62,7 +76,7 @@ class NetworkConfig:
 
     def build(self, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
         """The network these settings describe, for data of this shape."""
-        return build_network(self.network, spatial_dims, in_channels, num_classes, **self.build_arguments())
+        return build_network(self.name, spatial_dims, in_channels, num_classes, **self.build_arguments())
 
 
 def _unet(
@@ -152,11 +166,11 @@ def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: 
     """Build a MONAI segmentation network by name.
 
     Args:
-        name: one of :data:`NETWORKS` (case-insensitive): unet, basicunet, segresnet, dynunet,
-            attentionunet (the last uses batch norm: MONAI offers no other; attack it in eval mode); or
-            ``"package.module:factory"``, a network of your own: ``factory(spatial_dims=, in_channels=,
-            out_channels=)`` must return an ``nn.Module`` giving logits ``(B, out_channels, *spatial)``
-            (the module must be importable wherever the run is evaluated or used for prediction).
+        name: a key of :data:`NETWORKS` (case-insensitive; ``attentionunet`` uses batch norm: MONAI
+            offers no other, attack it in eval mode); or ``"package.module:factory"``, a network of your
+            own: ``factory(spatial_dims=, in_channels=, out_channels=)`` must return an ``nn.Module``
+            giving logits ``(B, out_channels, *spatial)`` (the module must be importable wherever the
+            run is evaluated or used for prediction).
         spatial_dims: 2 or 3.
         in_channels: image channels.
         out_channels: classes including background (the network returns logits).

@@ -15,7 +15,6 @@ evaluation where it stopped.
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import logging
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from imaseg.attacks import parse_attack_name
-from imaseg.config import config_from_dict, load_yaml
+from imaseg.config import config_from_dict, load_yaml, merge_mappings
 from imaseg.evaluation.config import EvalConfig
 from imaseg.training.config import TrainConfig
 from imaseg.training.methods import method_names
@@ -36,16 +35,6 @@ from imaseg.utils.atomic import atomic_write_json
 __all__ = ["MethodPlan", "PipelineConfig", "StageRunner", "load_pipeline_config", "pipeline_arguments"]
 
 logger = logging.getLogger("imaseg.pipeline")
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in (override or {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @dataclass(frozen=True)
@@ -123,7 +112,7 @@ def _ordered_methods(methods: dict, compare: Sequence[str]) -> list[str]:
 
 
 def _method_plan(config: dict, name: str) -> MethodPlan:
-    settings = _merge(config["train"], config["methods"].get(name) or {})
+    settings = merge_mappings(config["train"], config["methods"].get(name) or {})
     settings.setdefault("method", name)
     source = settings.pop("init_from", None)
     return MethodPlan(name, config_from_dict(TrainConfig, settings, source=f"methods.{name}"), source)
@@ -134,7 +123,7 @@ def load_pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     config = load_yaml(args.config)
     quick = config.pop("quick", {})
     if args.quick:
-        config = _merge(config, quick)
+        config = merge_mappings(config, quick)
     config = _with_flags(config, args)
     methods = config.setdefault("methods", {"std": {"method": "std"}})
     wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.get("compare")

@@ -17,6 +17,8 @@ from imaseg.data.errors import DataError
 from imaseg.evaluation.evaluate import evaluate
 from imaseg.pipeline import PipelineConfig, StageRunner
 from imaseg.report.report import build_report
+from imaseg.run import RunDir
+from imaseg.summary import Summary
 from imaseg.training.trainer import train
 
 __all__ = ["print_summary", "run_chain"]
@@ -39,15 +41,13 @@ def run_chain(data_dir: str | Path, out: Path, config: PipelineConfig, runner: S
     runner.run(
         "preprocess",
         {"data": str(data_dir), **to_dict(preprocess)},
-        lambda _r: preprocess_dataset(data_dir, cache, preprocess)["num_samples"],
+        lambda _r: preprocess_dataset(data_dir, cache, preprocess).num_samples,
         after=["check"],
     )
 
     for plan in config.methods:
         source = plan.init_from
-        train_config = (
-            replace(plan.train, init=str(runs / source / "checkpoints" / "last.pt")) if source else plan.train
-        )
+        train_config = replace(plan.train, init=str(RunDir(runs / source).last_checkpoint)) if source else plan.train
         runner.run(
             f"train-{plan.name}",
             to_dict(train_config),
@@ -82,11 +82,9 @@ def _data_signature(data_dir: str | Path) -> list:
 
 
 def _headline(summary: dict) -> dict:
-    return {
-        "clean": summary["clean"]["mean_dice"]["global"],
-        "robust": summary["robust_dice"],
-        "warnings": summary["checks"].get("warnings", []),
-    }
+    """The numbers :func:`print_summary` shows, from the evaluation's summary."""
+    typed = Summary.from_json(summary)
+    return {"clean": typed.clean_global, "robust": typed.robust_dice, "warnings": typed.warnings}
 
 
 def print_summary(result: dict) -> None:

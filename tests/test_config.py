@@ -240,3 +240,44 @@ def test_configs_are_frozen():
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainConfig().epochs = 3  # type: ignore[misc]
+
+
+def _help_of(cls) -> str:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, cls)
+    return " ".join(parser.format_help().split())
+
+
+def test_attack_help_lists_every_registered_kind(monkeypatch):
+    from imaseg.attacks.registry import ATTACKS, attack_kinds
+    from imaseg.evaluation.config import EvalConfig
+    from imaseg.prediction.config import PredictConfig
+
+    monkeypatch.setitem(ATTACKS, "newpgd", dataclasses.replace(ATTACKS["pgd"], kind="newpgd"))
+    evaluate, predict = _help_of(EvalConfig), _help_of(PredictConfig)
+    kinds = attack_kinds(ensemble=False)
+    assert "newpgd" in kinds and f"attacks KIND-NORM ({', '.join(kinds)}; l2, linf) and worst-NORM" in evaluate
+    flips = ", ".join(f"{kind}-l2" for kind in attack_kinds(records_flips=True))
+    assert "newpgd-l2" in flips and f"(one that records flips: {flips})" in predict
+    assert "noise-l2" not in flips, "noise records no flips"
+
+
+def test_setting_copies_list_defaults_and_keeps_its_help():
+    from imaseg.config import setting
+
+    @dataclasses.dataclass(frozen=True)
+    class Example:
+        sizes: list[int] = setting([1, 2], "sizes", metavar="N,N")
+        name: str = setting("a", lambda: "made when asked")
+
+    first, second = Example(), Example()
+    assert first.sizes == [1, 2] and first.sizes is not second.sizes
+    text = _help_of(Example)
+    assert "--sizes N,N sizes (default: 1,2)" in text and "made when asked (default: a)" in text
+
+
+def test_a_section_without_shorthand_still_wants_a_mapping():
+    from imaseg.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match="`adversarial` must be a mapping of AdversarialConfig keys, got 0.5"):
+        config_from_dict(TrainConfig, {"adversarial": 0.5}, source="train")

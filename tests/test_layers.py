@@ -56,6 +56,15 @@ def _package_imports(package: str) -> dict[str, set[str]]:
         ("imaseg.prediction", "imaseg.training"),
         ("imaseg.evaluation", "imaseg.prediction"),
         ("imaseg.training", "imaseg.prediction"),
+        ("imaseg.inference", "imaseg.evaluation"),
+        ("imaseg.inference", "imaseg.prediction"),
+        ("imaseg.inference", "imaseg.training"),
+        ("imaseg.run_model", "imaseg.evaluation"),
+        ("imaseg.run_model", "imaseg.prediction"),
+        ("imaseg.run_model", "imaseg.training"),
+        ("imaseg.run", "imaseg.attacks"),
+        ("imaseg.run", "imaseg.evaluation"),
+        ("imaseg.run", "imaseg.training"),
     ],
 )
 def test_lower_layers_never_import_higher_ones(lower, higher):
@@ -71,7 +80,40 @@ def test_cache_writer_and_reader_do_not_import_each_other():
     assert "imaseg.cache.reader" not in _imports(PACKAGE / "cache" / "writer.py")
 
 
+def test_the_run_folder_type_needs_no_torch():
+    code = "import sys, imaseg.run; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_the_report_renders_without_torch():
     code = "import sys, imaseg.report, imaseg.report.report, imaseg.report.collect; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_no_function_is_longer_than_80_lines_anywhere():
+    root = PACKAGE.parent
+    long = []
+    for folder in ("imaseg", "pipelines"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if length > 80:
+                        long.append(f"{path.relative_to(root)}:{node.name} ({length} lines)")
+    assert not long, long
+
+
+def test_run_folder_file_names_are_spelled_only_in_the_run_module():
+    names = ('"config.yaml"', '"preprocessing.json"', '"split.json"', '"log.csv"', '"margins.json"', '"summary.json"')
+    root = PACKAGE.parent
+    spelled = [
+        f"{path.relative_to(root)}: {name}"
+        for folder in ("imaseg", "pipelines")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path != PACKAGE / "run.py"
+        for name in names
+        if name in path.read_text(encoding="utf-8")
+    ]
+    assert not spelled, spelled

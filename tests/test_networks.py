@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from imaseg.networks import NETWORKS, build_network
+from imaseg.networks import NETWORKS, NetworkConfig, build_network, network_help
 
 TINY = {
     "unet": {"channels": (4, 8, 16), "num_res_units": 1},
@@ -138,3 +138,27 @@ def test_a_network_of_ones_own_trains_evaluates_and_predicts(custom_module, tiny
 def test_bad_factories_are_named(custom_module, name, message):
     with pytest.raises(ValueError, match=message):
         build_network(name, 2, 1, 3)
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        pytest.param({"network": "unet", "channels": [4, 8], "res_units": 1, "dropout": 0.1, "epochs": 3}, id="flat"),
+        pytest.param({"network": {"name": "unet", "channels": [4, 8], "res_units": 1, "dropout": 0.1}}, id="nested"),
+        pytest.param({"network_name": "unet", "network_channels": "4,8", "res_units": 1, "dropout": 0.1}, id="mixed"),
+    ],
+)
+def test_network_settings_read_the_same_from_every_layout(train):
+    network = NetworkConfig.from_mapping(train)
+    assert network == NetworkConfig(name="unet", channels=(4, 8), res_units=1, dropout=0.1)
+    assert network.build_arguments() == {"channels": (4, 8), "num_res_units": 1, "dropout": 0.1}
+
+
+def test_network_settings_default_and_refuse_bad_values():
+    assert NetworkConfig.from_mapping({"epochs": 3}) == NetworkConfig()
+    with pytest.raises(ValueError, match="`res_units` must be int, got 'two'"):
+        NetworkConfig.from_mapping({"res_units": "two"})
+
+
+def test_the_network_help_names_every_registered_network():
+    assert all(name in network_help() for name in NETWORKS)

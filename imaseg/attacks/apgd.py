@@ -103,7 +103,7 @@ class APGD(Attack):
 
     def _loss_and_grad(self, x: torch.Tensor, delta: torch.Tensor, y: torch.Tensor, k: int):
         current = (x + delta).requires_grad_(True)
-        logits = self._logits(current)
+        logits = self.logits_of(current)
         loss = self.loss_fn(logits, y, step=k, steps=self.steps)
         (grad,) = torch.autograd.grad(loss.sum(), current)
         return loss.detach(), grad, logits.detach()
@@ -111,8 +111,8 @@ class APGD(Attack):
     def _path(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> AttackResult:
         view = (-1, *([1] * (x.dim() - 1)))
         radius = eps * (FLIP_START if self.record_flips else 1.0)  # recorded paths start near x (see PGD)
-        delta = self._clip(x, random_in_ball(x.shape, radius, self.norm, generator).to(x.device))
-        clean = self._evaluate(x, y)[0] if self.record_flips else None
+        delta = self.clip_delta(x, random_in_ball(x.shape, radius, self.norm, generator).to(x.device))
+        clean = self.score(x, y)[0] if self.record_flips else None
         tracker = IterateTracker(y, self._norm_of, track=True, record=self.record_flips, clean_prediction=clean)
         state = _StepState(eps, delta)
         checkpoints = set(apgd_checkpoints(self.steps))
@@ -128,11 +128,11 @@ class APGD(Attack):
                     grad = torch.where(reset.view(view), state.best_grad, grad)
                     previous = torch.where(reset.view(view), delta, previous)
                 step = state.eta.view(view) * step_direction(grad, self.norm)
-                z = self._clip(x, project(delta + step, eps, self.norm))
+                z = self.clip_delta(x, project(delta + step, eps, self.norm))
                 moved = z if k == 0 else delta + self.momentum * (z - delta) + (1 - self.momentum) * (delta - previous)
-                previous, delta = delta, self._clip(x, project(moved, eps, self.norm))
+                previous, delta = delta, self.clip_delta(x, project(moved, eps, self.norm))
         with torch.no_grad():
-            logits = self._logits(x + delta)
+            logits = self.logits_of(x + delta)
             tracker(self.steps, delta, predict_classes(logits), logits.shape[1])
         best = tracker.best_delta if tracker.best_delta is not None else delta
         return AttackResult(

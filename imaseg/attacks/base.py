@@ -62,7 +62,8 @@ class Attack:
         eps: budget, a float or a ``(B,)`` tensor of per-sample budgets, in model-input units.
         norm: ``"l2"`` (over the whole sample) or ``"linf"``.
         clip_range: ``(lo, hi)`` valid input range, or ``None`` for no clamp.
-        seed: seed of the attack's own generator (ignored when ``generator`` is given).
+        seed: seed of the attack's own generator (ignored when ``generator`` is given); ``None`` draws a fresh
+            seed at every call, so results are not reproducible.
         generator: a ``torch.Generator`` to draw random starts / noise from.
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` to run the forward pass under
             autocast; the perturbation and its arithmetic stay in float32.
@@ -132,7 +133,7 @@ class Attack:
             label: ``(B, *spatial)`` or ``(B, 1, *spatial)`` integer labels (the target when targeted).
             eps: override the constructed budget for this call (float or ``(B,)`` tensor).
         """
-        x, y = self._validate(image, label)
+        x, y = self.check_inputs(image, label)
         if self.clip_range is not None:
             lo, hi = x.min().item(), x.max().item()
             if lo < self.clip_range[0] - 1e-6 or hi > self.clip_range[1] + 1e-6:
@@ -144,7 +145,10 @@ class Attack:
         generator = self.generator
         if generator is None:
             generator = torch.Generator(device=x.device)
-            generator.manual_seed(0 if self.seed is None else int(self.seed))
+            if self.seed is None:
+                generator.seed()  # seed=None: a fresh, unrecorded seed per call (not reproducible)
+            else:
+                generator.manual_seed(int(self.seed))
         with frozen_model(self.model), torch.enable_grad():
             result = self._run(x.float(), y, budget, generator)
         result.adversarial = result.adversarial.detach().to(dtype=image.dtype)
@@ -153,8 +157,9 @@ class Attack:
     def _run(self, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, generator: torch.Generator) -> AttackResult:
         raise NotImplementedError
 
-    # ---- helpers for subclasses ----------------------------------------------------------------------
-    def _validate(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # ---- public helpers (subclasses, the shared iterate loop and ensembles use them) -----------------
+    def check_inputs(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The detached image and class-index labels ``(B, *spatial)`` (MONAI's conventions accepted)."""
         if not isinstance(image, torch.Tensor) or not image.is_floating_point():
             raise TypeError("`image` must be a floating-point tensor (B, C, *spatial)")
         if image.dim() not in (4, 5):
@@ -169,20 +174,22 @@ class Attack:
             return eps.to(x.device, torch.float32).reshape(batch)
         return torch.full((batch,), float(eps), device=x.device)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits_of(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's float32 logits on ``x`` (under the attack's autocast, when set)."""
         if self.autocast_dtype is None:
             return self.model(x).float()
         with torch.autocast(device_type=x.device.type, dtype=self.autocast_dtype):
             return self.model(x).float()
 
     @torch.no_grad()
-    def _evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(prediction, dice)`` of the model on ``x`` against ``y``."""
-        logits = self._logits(x)
+        logits = self.logits_of(x)
         prediction = predict_classes(logits)
         return prediction, sample_dice(prediction, y, logits.shape[1])
 
-    def _clip(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def clip_delta(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``delta`` clipped so that ``x + delta`` stays inside ``clip_range``."""
         return clip_to_range(x, delta, self.clip_range)
 
     def _norm_of(self, delta: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from imaseg.attacks.geometry import project, random_in_ball, scale_to_sphere
 from imaseg.attacks.losses import AttackLoss, build_attack_loss
 from imaseg.attacks.path import walk
 from imaseg.attacks.result import AttackResult
+from imaseg.attacks.tracking import FlipRecord
 from imaseg.metrics.dice import sample_dice
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability
@@ -129,9 +130,9 @@ class MarginSearch(Attack):
         self.record_flips = bool(record_flips)
         self.start_fraction = None if start_fraction is None else check_probability("start_fraction", start_fraction)
 
-    def _evaluate(self, x, y):
+    def score(self, x, y):
         with torch.no_grad():
-            logits = self._logits(x)
+            logits = self.logits_of(x)
         self._num_classes = logits.shape[1]
         prediction = predict_classes(logits)
         return prediction, sample_dice(prediction, y, self._num_classes)
@@ -145,7 +146,7 @@ class MarginSearch(Attack):
         delta = scale_to_sphere(
             random_in_ball(x.shape, torch.ones_like(eps), "l2", generator).to(x.device), start_radius, "l2"
         )
-        return self._clip(x, project(delta, eps, "l2"))
+        return self.clip_delta(x, project(delta, eps, "l2"))
 
     def _run(self, x, y, eps, generator) -> MarginResult:
         shape = (-1, *([1] * (x.dim() - 1)))
@@ -159,18 +160,16 @@ class MarginSearch(Attack):
         last_ok, first_bad = torch.zeros_like(delta), delta.clone()
         ok_score = torch.ones(batch, device=x.device)
         bad_score = torch.zeros(batch, device=x.device)
-        flip_radius = flip_step = clean_pred = None
+        clean_pred = None
         if self.record_flips or not self.bisection_steps:
-            clean_pred, _ = self._evaluate(x, y)
+            clean_pred, _ = self.score(x, y)
             with torch.no_grad():
                 ok_score = self.predicate.score(clean_pred, y, self._num_classes)
-        if self.record_flips:
-            flip_radius = torch.full(y.shape, float("inf"), device=x.device)
-            flip_step = torch.full(y.shape, -1, dtype=torch.int32, device=x.device)
+        flips = FlipRecord(self._norm_of, clean_pred) if self.record_flips else None
         pred = None
 
         def observe(k: int, current: torch.Tensor, prediction: torch.Tensor, num_classes: int) -> None:
-            nonlocal failed, last_ok, first_bad, ok_score, bad_score, flip_radius, flip_step
+            nonlocal failed, last_ok, first_bad, ok_score, bad_score
             score = self.predicate.score(prediction, y, num_classes)
             bad_now = (score < self.predicate.tau) & ~failed
             still_ok = ~failed & ~bad_now
@@ -180,12 +179,8 @@ class MarginSearch(Attack):
             first_bad = torch.where(bad_now.view(shape), current, first_bad)
             bad_score = torch.where(bad_now, score, bad_score)
             failed = failed | bad_now
-            if self.record_flips:
-                assert flip_radius is not None and flip_step is not None  # set above when recording
-                radius = self._norm_of(current).view(-1, *([1] * (y.dim() - 1))).expand_as(flip_radius)
-                new = (prediction != clean_pred) & (flip_step < 0)
-                flip_radius = torch.where(new, radius, flip_radius)
-                flip_step = torch.where(new, torch.full_like(flip_step, k), flip_step)
+            if flips is not None:
+                flips.observe(k, current, prediction)
 
         delta = walk(
             self,
@@ -198,7 +193,7 @@ class MarginSearch(Attack):
             observe=observe,
         )
         with torch.no_grad():
-            logits = self._logits(x + delta)
+            logits = self.logits_of(x + delta)
             pred = predict_classes(logits)
             observe(self.steps, delta, pred, logits.shape[1])
             num_classes = logits.shape[1]
@@ -213,8 +208,8 @@ class MarginSearch(Attack):
             dice=sample_dice(pred, y, num_classes),
             norm=self._norm_of(final),
             prediction=pred,
-            flip_radius=flip_radius,
-            flip_step=flip_step,
+            flip_radius=flips.radius if flips is not None else None,
+            flip_step=flips.step if flips is not None else None,
             source=torch.zeros(batch, dtype=torch.long, device=x.device),
             failed=failed,
             boundary=boundary,
@@ -233,12 +228,12 @@ class MarginSearch(Attack):
         pred = final_pred
         for _ in range(self.bisection_steps):
             middle = (low + high) / 2
-            pred = predict_classes(self._logits(x + middle))
+            pred = predict_classes(self.logits_of(x + middle))
             ok = self.predicate(pred, y, num_classes).view_as(view)
             low = torch.where(ok, middle, low)
             high = torch.where(ok, high, middle)
         boundary = (low + high) / 2
-        pred_boundary = predict_classes(self._logits(x + boundary))
+        pred_boundary = predict_classes(self.logits_of(x + boundary))
         chosen = torch.where(view, boundary, final)
         chosen_pred = torch.where(failed.view(-1, *([1] * (y.dim() - 1))), pred_boundary, final_pred)
         return chosen, chosen_pred

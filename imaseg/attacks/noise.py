@@ -47,8 +47,8 @@ class NoiseAttack(Attack):
                 noise = torch.randn(x.shape, generator=generator, device=generator.device)
             else:
                 noise = torch.rand(x.shape, generator=generator, device=generator.device) * 2 - 1
-            delta = self._clip(x, scale_to_sphere(noise.to(x.device), eps, self.norm))
-            prediction, dice = self._evaluate(x + delta, y)
+            delta = self.clip_delta(x, scale_to_sphere(noise.to(x.device), eps, self.norm))
+            prediction, dice = self.score(x + delta, y)
             draw = AttackResult(
                 x + delta,
                 dice,

@@ -48,7 +48,7 @@ def walk(
     """Walk ``steps`` iterates from ``delta`` and return the last one (detached).
 
     Args:
-        attack: supplies the model forward (``_logits``, autocast included), the norm and the clip.
+        attack: supplies the model forward (``logits_of``, autocast included), the norm and the clip.
         x: ``(B, C, *spatial)`` clean inputs.
         delta: ``(B, C, *spatial)`` start perturbation (inside the ball, clipped).
         eps: ``(B,)`` per-sample budgets.
@@ -61,12 +61,12 @@ def walk(
     norm = attack.norm
     for k in range(steps):
         current = (x + delta).requires_grad_(True)
-        logits = attack._logits(current)
+        logits = attack.logits_of(current)
         loss = objective(logits, k).sum()
         (grad,) = torch.autograd.grad(loss, current)
         with torch.no_grad():
             if observe is not None:
                 observe(k, delta, predict_classes(logits.detach()), logits.shape[1])
             delta = delta + alpha * step_direction(sign * grad, norm)
-            delta = attack._clip(x, project(delta, eps, norm))
+            delta = attack.clip_delta(x, project(delta, eps, norm))
     return delta

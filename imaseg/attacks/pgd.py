@@ -3,7 +3,7 @@
 Each step: ``delta <- Proj_eps(delta + alpha * dir(grad))`` then clip ``x + delta`` to ``clip_range``,
 with ``dir`` the sign (Linf) or the unit-L2 gradient (L2), per sample. Budgets may differ per sample.
 
-With ``select="best"`` (default) the prediction at every iterate, which the forward pass computes
+With ``select="worst"`` (default) the prediction at every iterate, which the forward pass computes
 anyway, is scored (hard Dice against the label) and each sample keeps its worst iterate, so a longer
 attack with the same seed and step size can never end better for the model than a shorter one; over
 ``restarts`` the per-sample worst is kept too. ``select="last"`` returns the final iterate (the usual
@@ -46,7 +46,7 @@ class PGD(Attack):
         random_start: start from a random point in the ball.
         restarts: independent random starts; the per-sample worst result is kept.
         targeted: descend the loss towards ``label`` (then the label is the target map).
-        select: ``"best"`` (worst-case iterate per sample) or ``"last"`` (final iterate).
+        select: ``"worst"`` (the iterate worst for the model, per sample) or ``"last"`` (final iterate).
         record_flips: record per-voxel flip norms along the attack path, an upper bound on the distance to
             the voxel's decision boundary (the random start then has radius ``FLIP_START * eps``).
 
@@ -74,7 +74,7 @@ class PGD(Attack):
         random_start: bool = True,
         restarts: int = 1,
         targeted: bool = False,
-        select: str = "best",
+        select: str = "worst",
         record_flips: bool = False,
         clip_range: tuple[float, float] | None = None,
         seed: int | None = 0,
@@ -97,7 +97,9 @@ class PGD(Attack):
         self.random_start = bool(random_start)
         self.restarts = check_positive_int("restarts", restarts)
         self.targeted = bool(targeted)
-        self.select = check_choice("select", select, ("best", "last"))
+        if select == "best":
+            raise ValueError('`select` "best" was renamed "worst" (the iterate worst for the model), got "best"')
+        self.select = check_choice("select", select, ("worst", "last"))
         self.record_flips = bool(record_flips)
 
     def _run(self, x, y, eps, generator) -> AttackResult:
@@ -109,16 +111,16 @@ class PGD(Attack):
         alpha = (
             torch.full_like(eps, self.alpha) if self.alpha is not None else self.alpha_factor * eps / max(steps, 1)
         ).view(shape)
-        track = self.select == "best" or self.restarts > 1
+        track = self.select == "worst" or self.restarts > 1
         record = self.record_flips
         sign = -1.0 if self.targeted else 1.0
 
         if self.random_start:  # a path that records flips starts near x: its flip norms are path distances
             delta = random_in_ball(x.shape, eps * (FLIP_START if record else 1.0), norm, generator).to(x.device)
-            delta = self._clip(x, delta)
+            delta = self.clip_delta(x, delta)
         else:
             delta = torch.zeros_like(x)
-        clean_pred = self._evaluate(x, y)[0] if (record and self.random_start) else None
+        clean_pred = self.score(x, y)[0] if (record and self.random_start) else None
 
         tracker = IterateTracker(
             y,
@@ -145,7 +147,7 @@ class PGD(Attack):
         prediction = dice = None
         if track or record or steps == 0:
             with torch.no_grad():
-                logits = self._logits(x + delta)
+                logits = self.logits_of(x + delta)
                 pred = predict_classes(logits)
                 tracker(steps, delta, pred, logits.shape[1])
                 if track:

@@ -31,14 +31,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTACKS",
+    "ENSEMBLE_MEMBERS",
     "AttackSettings",
     "AttackSpec",
+    "attack_kinds",
     "attack_names",
     "attack_spec",
     "create_attack",
     "parse_attack_name",
     "register_attack",
 ]
+
+
+ENSEMBLE_MEMBERS: tuple[str, ...] = ("apgd-dice", "apgd-dlr", "cospgd", "segpgd", "noise")
+"""The default ensemble: APGD on soft Dice and on DLR, CosPGD, SegPGD, and same-budget noise as a baseline."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,8 @@ class AttackSettings:
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` forward passes, or ``None``.
         record_flips: record per-voxel flip radii (kinds with ``records_flips``).
         noise_draws: draws of noise kinds (per-sample worst kept).
-        members: kinds the ensemble kind (``worst``) takes the per-sample worst over.
+        members: kinds the ensemble kind (``worst``) chooses from (default: :data:`ENSEMBLE_MEMBERS`, the
+            members of ``imaseg evaluate``'s default ensemble, so ``worst-l2`` means the same everywhere).
         step_size: absolute step of fixed-step kinds (PGD family); ``None``: ``2.5 * eps / steps``. The
             steps check sets it so that twice the steps walk with the same step, and can only do better.
     """
@@ -67,7 +74,7 @@ class AttackSettings:
     autocast_dtype: torch.dtype | None = None
     record_flips: bool = False
     noise_draws: int = 1
-    members: tuple[str, ...] = ("pgd", "noise")
+    members: tuple[str, ...] = ENSEMBLE_MEMBERS
     step_size: float | None = None
 
 
@@ -133,6 +140,18 @@ def attack_names() -> tuple[str, ...]:
     """Every valid ``KIND-NORM`` name."""
     import_submodules("imaseg.attacks")
     return tuple(f"{kind}-{norm}" for kind, spec in ATTACKS.items() for norm in spec.norms)
+
+
+def attack_kinds(*, ensemble: bool | None = None, records_flips: bool | None = None) -> tuple[str, ...]:
+    """The registered kinds (for help texts), optionally only those whose spec has (``True``) or lacks
+    (``False``) the ``ensemble`` / ``records_flips`` property."""
+    import_submodules("imaseg.attacks")
+    return tuple(
+        kind
+        for kind, spec in ATTACKS.items()
+        if (ensemble is None or spec.ensemble == ensemble)
+        and (records_flips is None or spec.records_flips == records_flips)
+    )
 
 
 def parse_attack_name(name: str) -> tuple[AttackSpec, str]:

@@ -11,7 +11,36 @@ import torch
 
 from imaseg.metrics.dice import sample_dice
 
-__all__ = ["IterateTracker"]
+__all__ = ["FlipRecord", "IterateTracker"]
+
+
+class FlipRecord:
+    """Per voxel, the perturbation norm (``radius``) and the iterate (``step``) at which its predicted class
+    first left ``clean_prediction`` (``inf`` / ``-1`` while it has not).
+
+    Args:
+        norm_of: the attack's perturbation norm, ``(B, C, *spatial) -> (B,)``.
+        clean_prediction: the prediction to measure flips against; ``None``: the first observed one.
+    """
+
+    def __init__(self, norm_of, clean_prediction: torch.Tensor | None = None) -> None:
+        self.norm_of = norm_of
+        self.clean_prediction = clean_prediction
+        self.radius: torch.Tensor | None = None
+        self.step: torch.Tensor | None = None
+
+    def observe(self, k: int, current: torch.Tensor, prediction: torch.Tensor) -> None:
+        """Record the voxels whose class differs from the clean prediction for the first time at iterate ``k``."""
+        if self.clean_prediction is None:  # no random start: iterate 0 is the clean input
+            self.clean_prediction = prediction
+        if self.radius is None or self.step is None:
+            self.radius = torch.full(prediction.shape, float("inf"), device=prediction.device)
+            self.step = torch.full(prediction.shape, -1, dtype=torch.int32, device=prediction.device)
+        view = (-1, *([1] * (prediction.dim() - 1)))
+        radius = self.norm_of(current).view(view).expand_as(self.radius)
+        new = (prediction != self.clean_prediction) & (self.step < 0)
+        self.radius = torch.where(new, radius, self.radius)
+        self.step = torch.where(new, torch.full_like(self.step, k), self.step)
 
 
 class IterateTracker:
@@ -40,12 +69,18 @@ class IterateTracker:
         start: torch.Tensor | None = None,
     ) -> None:
         self.y, self.norm_of, self.track, self.record, self.targeted = y, norm_of, track, record, targeted
-        self.clean_prediction = clean_prediction
+        self.flips = FlipRecord(norm_of, clean_prediction)
         self.best_delta = start.clone() if (track and start is not None) else None
         self.best_prediction: torch.Tensor | None = None
         self.best_dice: torch.Tensor | None = None
-        self.flip_radius: torch.Tensor | None = None
-        self.flip_step: torch.Tensor | None = None
+
+    @property
+    def flip_radius(self) -> torch.Tensor | None:
+        return self.flips.radius
+
+    @property
+    def flip_step(self) -> torch.Tensor | None:
+        return self.flips.step
 
     @property
     def active(self) -> bool:
@@ -54,21 +89,9 @@ class IterateTracker:
     def __call__(self, k: int, current: torch.Tensor, prediction: torch.Tensor, num_classes: int) -> None:
         """Observe iterate ``k`` (perturbation ``current``) and the prediction the forward pass made there."""
         if self.record:
-            self._record(k, current, prediction)
+            self.flips.observe(k, current, prediction)
         if self.track:
             self._track(current, prediction, num_classes)
-
-    def _record(self, k: int, current: torch.Tensor, prediction: torch.Tensor) -> None:
-        if self.clean_prediction is None:  # no random start: iterate 0 is the clean input
-            self.clean_prediction = prediction
-        if self.flip_radius is None or self.flip_step is None:
-            self.flip_radius = torch.full(prediction.shape, float("inf"), device=prediction.device)
-            self.flip_step = torch.full(prediction.shape, -1, dtype=torch.int32, device=prediction.device)
-        view = (-1, *([1] * (prediction.dim() - 1)))
-        radius = self.norm_of(current).view(view).expand_as(self.flip_radius)
-        new = (prediction != self.clean_prediction) & (self.flip_step < 0)
-        self.flip_radius = torch.where(new, radius, self.flip_radius)
-        self.flip_step = torch.where(new, torch.full_like(self.flip_step, k), self.flip_step)
 
     def _track(self, current: torch.Tensor, prediction: torch.Tensor, num_classes: int) -> None:
         dice = sample_dice(prediction, self.y, num_classes)

@@ -35,9 +35,9 @@ class TradesAttack(Attack):
     def _run(self, x, y, eps, generator) -> AttackResult:
         shape = (-1, *([1] * (x.dim() - 1)))
         with torch.no_grad():
-            clean_probs = self._logits(x).softmax(1)
+            clean_probs = self.logits_of(x).softmax(1)
         noise = torch.randn(x.shape, generator=generator, device=generator.device).to(x.device) * 1e-3
-        delta = self._clip(x, project(noise, eps, self.norm))
+        delta = self.clip_delta(x, project(noise, eps, self.norm))
         alpha = (self.alpha_factor * eps / self.steps).view(shape)
         delta = walk(self, x, delta, eps, alpha, self.steps, lambda logits, _k: kl_per_sample(logits, clean_probs))
         return AttackResult(x + delta, None, self._norm_of(delta), None)

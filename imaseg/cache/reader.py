@@ -12,12 +12,14 @@ from typing import overload
 import numpy as np
 import torch
 
-from imaseg.cache.manifest import MANIFEST_NAME, label_values, read_manifest
+from imaseg.cache.case_meta import CaseMeta
+from imaseg.cache.manifest import MANIFEST_NAME, Manifest, label_values
+from imaseg.cache.split import FoldSplit
 from imaseg.data.errors import DataError
 
 __all__ = ["CachedCase", "CaseStore", "SampleSet", "from_slices", "to_slices"]
 
-SPLITS = ("train", "val", "test", "all")
+SPLITS = (*FoldSplit.SIDES, "all")
 
 
 @overload
@@ -53,7 +55,7 @@ class CachedCase:
     label: np.ndarray
     affine: np.ndarray
     source_affine: np.ndarray
-    meta: dict
+    meta: CaseMeta
 
 
 @dataclass
@@ -74,27 +76,25 @@ class CaseStore:
 
     def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
         self.root = Path(cache_dir)
-        self.manifest = read_manifest(self.root)
-        values = self.manifest.get("class_values") or list(range(int(self.manifest["num_classes"])))
-        self._values = np.asarray(values, dtype=np.int64)
+        self.manifest = Manifest.read(self.root)
+        self._values = np.asarray(self.manifest.class_values, dtype=np.int64)
         self._identity = bool(np.array_equal(self._values, np.arange(len(self._values))))
-        self._by_case = {c["case"]: c for c in self.manifest["cases"]}
 
     @property
     def num_classes(self) -> int:
-        return int(self.manifest["num_classes"])
+        return self.manifest.num_classes
 
     @property
     def in_channels(self) -> int:
-        return int(self.manifest["in_channels"])
+        return self.manifest.in_channels
 
     @property
     def spatial_dims(self) -> int:
-        return int(self.manifest["spatial_dims"])
+        return self.manifest.spatial_dims
 
     @property
     def labels(self) -> dict[int, str]:
-        return {int(k): v for k, v in self.manifest["labels"].items()}
+        return self.manifest.class_names
 
     @property
     def class_values(self) -> list[int]:
@@ -122,30 +122,32 @@ class CaseStore:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         if split == "all":
-            return sorted(self._by_case)
-        splits = self.manifest["splits"]
-        if str(fold) not in splits:
-            raise ValueError(f"`fold` must be one of {sorted(map(int, splits))}, got {fold}")
-        return list(splits[str(fold)][split])
+            return self.manifest.case_ids
+        return list(self.manifest.split(fold).side(split))
 
-    def case_meta(self, case: str) -> dict:
-        if case not in self._by_case:
-            raise KeyError(f"case {case!r} is not in {self.root / MANIFEST_NAME}")
-        return self._by_case[case]
+    def case_meta(self, case: str) -> CaseMeta:
+        """The manifest's record of ``case``; a ``KeyError`` naming the manifest when it has none."""
+        return self.manifest.case(case)
+
+    def patient(self, case: str) -> str:
+        """The patient group of ``case`` (the case id where the cache has no grouping)."""
+        return self.manifest.patient(case)
 
     def load_case(self, case: str) -> CachedCase:
         meta = self.case_meta(case)
-        path = self.root / meta["file"]
+        path = self.root / meta.file
         try:
             with np.load(path, allow_pickle=False) as data:
-                stored = json.loads(str(data["meta"])) if "meta" in data.files else {}
+                stored = (
+                    CaseMeta.from_json(json.loads(str(data["meta"])), source=path) if "meta" in data.files else None
+                )
                 image, label = data["image"], data["label"]
                 affine, source_affine = data["affine"], data["source_affine"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise DataError(
                 f"{path}: cached case is unreadable ({error}); rerun `imaseg preprocess`", [path]
             ) from error
-        if stored.get("fingerprint") != meta.get("fingerprint"):
+        if stored is None or stored.fingerprint != meta.fingerprint:
             raise DataError(
                 f"{path}: cached case does not match {self.root / MANIFEST_NAME} (written by another preprocess "
                 "run, e.g. one that was interrupted); rerun `imaseg preprocess` with the settings you want",
@@ -155,19 +157,22 @@ class CaseStore:
 
     def samples(self, split: str = "train", fold: int = 0) -> SampleSet:
         """All samples of ``split`` in memory, in manifest order (2D slices or whole images/volumes)."""
-        images, labels, ids, cases = [], [], [], []
+        images: list[np.ndarray] = []
+        labels: list[np.ndarray] = []
+        ids: list[str] = []
+        cases: list[str] = []
         for case in self.case_ids(split, fold):
             cached = self.load_case(case)
             meta = cached.meta
-            if meta["slice_axis"] is None:
+            if meta.slice_axis is None:
                 images.append(cached.image[None])
                 labels.append(cached.label[None, None])
             else:
-                index = np.asarray(meta["slice_indices"], dtype=np.int64)
-                images.append(to_slices(cached.image, meta["slice_axis"])[index])
-                labels.append(to_slices(cached.label[None], meta["slice_axis"])[index])
-            ids += meta["sample_ids"]
-            cases += [case] * len(meta["sample_ids"])
+                index = np.asarray(meta.slice_indices, dtype=np.int64)
+                images.append(to_slices(cached.image, meta.slice_axis)[index])
+                labels.append(to_slices(cached.label[None], meta.slice_axis)[index])
+            ids += meta.sample_ids
+            cases += [case] * len(meta.sample_ids)
         if not ids:
             raise DataError(f"{self.root}: split {split!r} of fold {fold} holds no samples")
         return SampleSet(

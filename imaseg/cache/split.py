@@ -12,9 +12,10 @@ import csv
 import os
 import random
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-__all__ = ["assign_folds", "check_disjoint", "patient_groups", "split_for_fold"]
+__all__ = ["FoldSplit", "assign_folds", "check_disjoint", "patient_groups", "split_for_fold"]
 
 
 def patient_groups(
@@ -95,3 +96,26 @@ def check_disjoint(split: Mapping[str, list[str]], case_groups: Mapping[str, str
             group = case_groups.get(case, case)
             if seen.setdefault(group, side) != side:
                 raise ValueError(f"patient {group!r} is on both the {seen[group]} and {side} sides of the split")
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """The cases of each side of one fold: ``train``, ``val`` and ``test`` (empty with a single fold)."""
+
+    train: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+    test: tuple[str, ...] = ()
+
+    SIDES = ("train", "val", "test")
+
+    def side(self, name: str) -> tuple[str, ...]:
+        if name not in self.SIDES:
+            raise ValueError(f"unknown split {name!r}; choose one of {', '.join(self.SIDES)}")
+        return tuple(getattr(self, name))
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Sequence[str]]) -> FoldSplit:
+        return cls(*(tuple(str(c) for c in data.get(side, ())) for side in cls.SIDES))

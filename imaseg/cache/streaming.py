@@ -57,17 +57,17 @@ def sample_index(store: CaseStore, split: str, fold: int, *, patches_per_case: i
     index = SampleIndex()
     for case in store.case_ids(split, fold):
         meta = store.case_meta(case)
-        if meta["slice_axis"] is not None:
+        if meta.slice_axis is not None:
             if patches_per_case:
                 raise DataError(f"{store.root}: patches need a 3D cache (preprocess with --mode 3d)", [store.root])
-            for slice_index, sample in zip(meta["slice_indices"], meta["sample_ids"]):
+            for slice_index, sample in zip(meta.slice_indices, meta.sample_ids):
                 index.entries.append((case, int(slice_index), len(index.ids)))
                 index.ids.append(sample)
                 index.cases.append(case)
             continue
         for _ in range(max(patches_per_case, 1)):
             index.entries.append((case, None, len(index.ids)))
-        index.ids.append(meta["sample_ids"][0])
+        index.ids.append(meta.sample_ids[0])
         index.cases.append(case)
     if not index.entries:
         raise DataError(f"{store.root}: split {split!r} of fold {fold} holds no samples", [store.root])
@@ -142,8 +142,8 @@ class StreamingSamples(torch.utils.data.Dataset):
         case_id, slice_index, margin = self.index.entries[position]
         case = self._case(case_id)
         image, label = case.image, case.label[None]
-        if slice_index is not None:
-            axis = case.meta["slice_axis"] + 1  # after the channel axis
+        if slice_index is not None and case.meta.slice_axis is not None:
+            axis = case.meta.slice_axis + 1  # after the channel axis
             image, label = np.take(image, slice_index, axis=axis), np.take(label, slice_index, axis=axis)
         if self.patch is not None:
             self.patch.set_random_state(seed=derive_seed(self.seed, "patch", epoch, position) % (2**32))

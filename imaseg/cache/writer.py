@@ -21,13 +21,23 @@ import os
 import time
 import warnings
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from imaseg.cache.manifest import MANIFEST_NAME, class_values, sample_id
-from imaseg.cache.split import assign_folds, patient_groups, split_for_fold
+from imaseg.cache.case_meta import CaseMeta
+from imaseg.cache.manifest import (
+    CASES_DIR,
+    CONFIG_NAME,
+    MANIFEST_NAME,
+    DatasetSource,
+    Manifest,
+    class_values,
+    sample_id,
+)
+from imaseg.cache.split import FoldSplit, assign_folds, patient_groups, split_for_fold
 from imaseg.config import save_config, to_dict
 from imaseg.data.check import validate_case
 from imaseg.data.discover import DatasetInfo, discover_with_info
@@ -50,11 +60,11 @@ def _fingerprint(config: PreprocessConfig, entry: dict) -> str:
     return hashlib.sha256(json.dumps([settings, stats], sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _class_names(declared: dict[int, str], values: list[int]) -> dict[str, str]:
+def _class_names(declared: dict[int, str], values: list[int]) -> dict[int, str]:
     """Names per class index: the declared ones (undeclared classes of a gap stay unnamed), or ``class V``."""
     if declared:
-        return {str(i): declared[v] for i, v in enumerate(values) if v in declared}
-    return {str(i): f"class {v}" for i, v in enumerate(values)}
+        return {i: declared[v] for i, v in enumerate(values) if v in declared}
+    return {i: f"class {v}" for i, v in enumerate(values)}
 
 
 def preprocess_dataset(
@@ -64,7 +74,7 @@ def preprocess_dataset(
     *,
     progress: bool = True,
     allow_outside_paths: bool = False,
-) -> dict:
+) -> Manifest:
     """Preprocess every case of ``data_dir`` into ``out_dir`` and return the manifest.
 
     ``allow_outside_paths`` accepts dataset.json entries outside ``data_dir`` (refused by default).
@@ -73,12 +83,13 @@ def preprocess_dataset(
         DataError: bad input, naming the file (from discovery or the per-case check).
     """
     out_dir = Path(out_dir)
-    if not (out_dir / "cases").is_dir():
-        (out_dir / "cases").mkdir(parents=True, exist_ok=True)
+    if not (out_dir / CASES_DIR).is_dir():
+        (out_dir / CASES_DIR).mkdir(parents=True, exist_ok=True)
     datalist, info = discover_with_info(data_dir, allow_outside_paths=allow_outside_paths)
     modality = resolve_modality(config, info.modality)
     chains: dict[int, object] = {}
-    cases, reused = [], 0
+    cases: list[CaseMeta] = []
+    reused = 0
     iterator = datalist
     if progress:
         from tqdm.auto import tqdm
@@ -86,7 +97,7 @@ def preprocess_dataset(
         iterator = tqdm(datalist, desc="preprocessing", unit="case")
     for entry in iterator:
         fingerprint = _fingerprint(config, entry)
-        path = out_dir / "cases" / f"{entry['case']}.npz"
+        path = out_dir / CASES_DIR / f"{entry['case']}.npz"
         meta = _read_case_meta(path, fingerprint)
         if meta is None:
             _invalidate_manifest(out_dir)  # before the first rewrite: an interrupted run leaves no stale manifest
@@ -99,8 +110,8 @@ def preprocess_dataset(
     previous = _previous_manifest(out_dir)
     if previous is not None and _same_manifest(previous, manifest):
         return previous  # nothing changed: write nothing (a finished cache may live on a read-only disk)
-    atomic_write_json(out_dir / MANIFEST_NAME, manifest)
-    save_config(out_dir / "config.yaml", {"preprocess": config})
+    atomic_write_json(out_dir / MANIFEST_NAME, manifest.to_json())
+    save_config(out_dir / CONFIG_NAME, {"preprocess": config})
     return manifest
 
 
@@ -108,31 +119,28 @@ def _invalidate_manifest(out_dir: Path) -> None:
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
 
-def _previous_manifest(out_dir: Path) -> dict | None:
+def _previous_manifest(out_dir: Path) -> Manifest | None:
     try:
-        return json.loads((out_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return Manifest.read(out_dir)
+    except (OSError, ValueError):  # DataError included: absent, damaged or of another version
         return None
 
 
-def _same_manifest(previous: dict, manifest: dict) -> bool:
+def _same_manifest(previous: Manifest, manifest: Manifest) -> bool:
     """Equal but for the creation time (compared through JSON, as it is stored)."""
-
-    def comparable(m: dict) -> str:
-        return json.dumps({k: v for k, v in m.items() if k != "created"}, sort_keys=True)
-
-    return comparable(previous) == comparable(manifest)
+    stored = replace(previous, created=manifest.created).to_json()
+    return json.dumps(stored, sort_keys=True) == json.dumps(manifest.to_json(), sort_keys=True)
 
 
-def _read_case_meta(path: Path, fingerprint: str) -> dict | None:
+def _read_case_meta(path: Path, fingerprint: str) -> CaseMeta | None:
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
+            meta = CaseMeta.from_json(json.loads(str(data["meta"])), source=path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
-    return meta if meta.get("fingerprint") == fingerprint else None
+    return meta if meta.fingerprint == fingerprint else None
 
 
 # Resampling that grows an axis (or the whole case) more than this is refused: a broken pixdim, not a plan.
@@ -187,7 +195,7 @@ def _warn_erased(entry: dict, before: dict[int, int], label_np: np.ndarray) -> l
     return [message]
 
 
-def _preprocess_case(entry, info, config, modality, chains, path: Path, fingerprint: str) -> dict:
+def _preprocess_case(entry, info, config, modality, chains, path: Path, fingerprint: str) -> CaseMeta:
     report = validate_case(entry, info)
     spatial_dims = min(len(report.shape), 3)
     _check_resampling(entry, report, config, spatial_dims)
@@ -213,25 +221,26 @@ def _preprocess_case(entry, info, config, modality, chains, path: Path, fingerpr
         ids = [sample_id(entry["case"], i) for i in indices]
     else:
         indices, ids = [], [sample_id(entry["case"], None)]
-    meta = {
-        "case": entry["case"],
-        "image": entry["image"],
-        "label": entry["label"],
-        "file": f"cases/{path.name}",
-        "fingerprint": fingerprint,
-        "source_shape": list(report.shape[:spatial_dims]),
-        "source_spacing": list(report.spacing),
-        "shape": list(image_np.shape),
-        "source_dims": spatial_dims,
-        "slice_axis": slice_axis,
-        "slice_indices": indices,
-        "sample_ids": ids,
-        "max_label": int(label_np.max(initial=0)),
-        "label_values": [int(v) for v in np.unique(label_np)],
-        "warnings": erased,
-        "intensity_scale": float(image.meta.get("intensity_scale", 1.0)),
-        "intensity_offset": float(image.meta.get("intensity_offset", 0.0)),
-    }
+    image_files = entry["image"]
+    meta = CaseMeta(
+        case=entry["case"],
+        image=image_files if isinstance(image_files, str) else tuple(image_files),
+        label=entry["label"],
+        file=f"{CASES_DIR}/{path.name}",
+        fingerprint=fingerprint,
+        source_shape=tuple(report.shape[:spatial_dims]),
+        source_spacing=tuple(report.spacing),
+        shape=tuple(image_np.shape),
+        source_dims=spatial_dims,
+        slice_axis=slice_axis,
+        slice_indices=tuple(indices),
+        sample_ids=tuple(ids),
+        max_label=int(label_np.max(initial=0)),
+        label_values=tuple(int(v) for v in np.unique(label_np)),
+        warnings=tuple(erased),
+        intensity_scale=float(image.meta.get("intensity_scale", 1.0)),
+        intensity_offset=float(image.meta.get("intensity_offset", 0.0)),
+    )
     affine = np.asarray(torch.as_tensor(image.affine), dtype=np.float64)
     source_affine = np.asarray(image.meta["source_affine"], dtype=np.float64)
     with atomic_path(path) as tmp:
@@ -242,39 +251,38 @@ def _preprocess_case(entry, info, config, modality, chains, path: Path, fingerpr
                 label=label_np,
                 affine=affine,
                 source_affine=source_affine,
-                meta=np.array(json.dumps(meta)),
+                meta=np.array(json.dumps(meta.to_json())),
             )
     return meta
 
 
-def _build_manifest(data_dir, out_dir: Path, config: PreprocessConfig, info: DatasetInfo, modality: str, cases) -> dict:
-    case_ids = [c["case"] for c in cases]
-    groups = patient_groups(case_ids, config.group_regex, config.group_map)
+def _build_manifest(
+    data_dir, out_dir: Path, config: PreprocessConfig, info: DatasetInfo, modality: str, cases: list[CaseMeta]
+) -> Manifest:
+    groups = patient_groups([c.case for c in cases], config.group_regex, config.group_map)
     group_folds = assign_folds(groups.values(), config.folds, config.seed)
-    for case in cases:
-        case["group"] = groups[case["case"]]
-        case["fold"] = group_folds[case["group"]]
+    cases = [c.in_split(groups[c.case], group_folds[groups[c.case]]) for c in cases]
     splits = {
-        str(k): split_for_fold(groups, group_folds, k, config.val_groups, config.seed) for k in range(config.folds)
+        k: FoldSplit.from_json(split_for_fold(groups, group_folds, k, config.val_groups, config.seed))
+        for k in range(config.folds)
     }
-    values = class_values(info.labels, [v for c in cases for v in c.get("label_values", range(c["max_label"] + 1))])
-    spatial_dims = 2 if config.mode == "2d" else max(c["source_dims"] for c in cases)
-    in_channels = {c["shape"][0] for c in cases}
+    values = class_values(info.labels, [v for c in cases for v in c.label_values])
+    spatial_dims = 2 if config.mode == "2d" else max(c.source_dims for c in cases)
+    in_channels = {c.shape[0] for c in cases}
     if len(in_channels) != 1:
         raise DataError(f"{data_dir}: cases have different channel counts {sorted(in_channels)}")
-    return {
-        "version": 1,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "data_dir": str(Path(data_dir).resolve()),
-        "dataset": {"name": info.name, "layout": info.layout, "declared_modality": info.modality},
-        "modality": modality,
-        "labels": _class_names(info.labels, values),
-        "num_classes": len(values),
-        "class_values": values,
-        "in_channels": in_channels.pop(),
-        "spatial_dims": spatial_dims,
-        "config": to_dict(config),
-        "cases": cases,
-        "splits": splits,
-        "num_samples": sum(len(c["sample_ids"]) for c in cases),
-    }
+    return Manifest(
+        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+        data_dir=str(Path(data_dir).resolve()),
+        dataset=DatasetSource(info.name, info.layout, info.modality),
+        modality=modality,
+        labels=_class_names(info.labels, values),
+        num_classes=len(values),
+        class_values=tuple(values),
+        in_channels=in_channels.pop(),
+        spatial_dims=spatial_dims,
+        config=to_dict(config),
+        cases=tuple(cases),
+        splits=splits,
+        num_samples=sum(len(c.sample_ids) for c in cases),
+    )

@@ -40,11 +40,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
-    from pathlib import Path
 
     from imaseg.config import load_yaml, resolve_config
-    from imaseg.evaluation.checks import failed_checks
     from imaseg.evaluation.evaluate import evaluate
+    from imaseg.run import RunDir
+    from imaseg.summary import Summary
 
     data = load_yaml(args.config)
     config = resolve_config(EvalConfig, data.get("evaluate", data) if data else {}, args)
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         _prepare_model_run(args, config)
     if args.data:
-        cache = _preprocess_like_run(args.run, args.data, Path(args.run) / "eval" / config.tag / "cache")
+        cache = _preprocess_like_run(args.run, args.data, RunDir(args.run).evaluation(config.tag).cache_dir)
     summary = evaluate(args.run, config, cache=cache, progress=not args.no_progress)
-    logging.getLogger("imaseg").info("results: %s", Path(args.run) / "eval" / config.tag / "summary.json")
-    failed = failed_checks(summary["checks"])
+    logging.getLogger("imaseg").info("results: %s", RunDir(args.run).evaluation(config.tag).summary_path)
+    failed = Summary.from_json(summary).failed_checks()
     if failed and args.strict:
         logging.getLogger("imaseg").error("sanity checks failed: %s (--strict)", ", ".join(failed))
         return 3
@@ -79,10 +79,8 @@ def _preprocess_like_run(run: str, data: str, out) -> str:
 
     from imaseg.cache.run_record import read_preprocessing_record
     from imaseg.cache.writer import preprocess_dataset
-    from imaseg.config import config_from_dict
-    from imaseg.transforms.chain import PreprocessConfig
 
     record = read_preprocessing_record(run)  # the run's own copy: the training cache may be gone
-    config = replace(config_from_dict(PreprocessConfig, record["config"]), folds=1, val_groups=0)
+    config = replace(record.preprocess_config(), folds=1, val_groups=0)
     preprocess_dataset(data, out, config)
     return str(out)

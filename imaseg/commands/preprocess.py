@@ -32,15 +32,15 @@ def run(args: argparse.Namespace) -> int:
     data = load_yaml(args.config)
     config = resolve_config(PreprocessConfig, data.get("preprocess", data) if data else {}, args)
     manifest = preprocess_dataset(args.data, args.out, config, allow_outside_paths=args.allow_outside_paths)
-    split = manifest["splits"]["0"]
+    split = manifest.split(0)
     logging.getLogger("imaseg").info(
         "%s: %d cases, %d samples, %d classes; fold 0: %d train / %d val / %d test cases",
         args.out,
-        len(manifest["cases"]),
-        manifest["num_samples"],
-        manifest["num_classes"],
-        len(split["train"]),
-        len(split["val"]),
-        len(split["test"]),
+        len(manifest.cases),
+        manifest.num_samples,
+        manifest.num_classes,
+        len(split.train),
+        len(split.val),
+        len(split.test),
     )
     return 0

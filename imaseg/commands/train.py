@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from imaseg.config import add_config_arguments
-from imaseg.training.config import TrainConfig
+from imaseg.training.config import MethodChoices, TrainConfig
 
-HELP = "train a segmenter (std, pgd-at, trades, ima) on a preprocessed cache; resumable, DDP under torchrun"
+HELP = f"train a segmenter ({', '.join(MethodChoices())}) on a preprocessed cache; resumable, DDP under torchrun"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

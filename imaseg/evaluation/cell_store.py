@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from imaseg.evaluation.cells import CaseOutput, Cell
+from imaseg.run import EvalDir
 from imaseg.utils.atomic import atomic_path, atomic_write_json
 
 __all__ = ["CellStore"]
@@ -19,15 +20,16 @@ class CellStore:
     """The ``cells/`` folder of one evaluation, plus the outputs computed in this process."""
 
     def __init__(self, out: Path, fingerprint: str) -> None:
-        self.folder = out / "cells"
+        self.evaluation = EvalDir(out)
+        self.folder = self.evaluation.cells_dir
         self.folder.mkdir(parents=True, exist_ok=True)
         self.fingerprint = fingerprint
         self.memory: dict[str, dict[str, CaseOutput]] = {}
 
     def load(self, cell: Cell, *, hd95: bool, perturbations: bool) -> dict | None:
         """The stored record of ``cell``, or ``None`` when absent, stale or lacking what is asked for."""
-        path = self.folder / f"{cell.key}.json"
-        if not path.is_file() or not (self.folder / f"{cell.key}.npz").is_file():
+        path = self.evaluation.cell_path(cell.key)
+        if not path.is_file() or not (self.evaluation.cell_path(cell.key, ".npz")).is_file():
             return None
         record = json.loads(path.read_text())
         if record.get("fingerprint") != self.fingerprint:
@@ -48,17 +50,17 @@ class CellStore:
                 if o.perturbation is not None
             }
         )
-        with atomic_path(self.folder / f"{cell.key}.npz") as tmp:
+        with atomic_path(self.evaluation.cell_path(cell.key, ".npz")) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]  # numpy stubs: ** meets allow_pickle
-        atomic_write_json(self.folder / f"{cell.key}.json", record)  # written last: marks the cell done
+        atomic_write_json(self.evaluation.cell_path(cell.key), record)  # written last: marks the cell done
         self.memory[cell.key] = outputs
 
     def output(self, cell: Cell, case_id: str) -> CaseOutput:
         """One case's output of a finished cell (from memory, else from its ``.npz``)."""
         if cell.key in self.memory and case_id in self.memory[cell.key]:
             return self.memory[cell.key][case_id]
-        with np.load(self.folder / f"{cell.key}.npz") as data:
+        with np.load(self.evaluation.cell_path(cell.key, ".npz")) as data:
             delta = data[f"delta__{case_id}"].astype(np.float32) if f"delta__{case_id}" in data else None
             return CaseOutput(
                 data[f"pred__{case_id}"], delta, data[f"norm__{case_id}"].tolist(), data[f"dice__{case_id}"].tolist()

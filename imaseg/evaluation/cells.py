@@ -14,11 +14,12 @@ from typing import cast
 import numpy as np
 import torch
 
-from imaseg.attacks import AttackSettings, AttackSpec, SlidingWindowForward, create_attack, parse_attack_name
-from imaseg.cache.reader import CachedCase, from_slices, to_slices
+from imaseg.attacks import AttackSettings, AttackSpec, create_attack, parse_attack_name
+from imaseg.cache.reader import CachedCase
 from imaseg.evaluation.metrics import case_metrics, slice_counts
+from imaseg.inference import InferenceLayout, case_forward, join_samples, predict_batch, sample_batches, to_samples
 from imaseg.metrics.dice import sample_dice
-from imaseg.metrics.prediction import predict_classes
+from imaseg.summary import CLEAN, cell_key
 
 __all__ = [
     "CLEAN",
@@ -31,8 +32,6 @@ __all__ = [
     "sample_counts",
     "worst_of",
 ]
-
-CLEAN = "clean"
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return CLEAN if self.is_clean else f"{self.attack}__eps{self.eps:.6g}"
+        return cell_key(self.attack, self.eps)  # the one spelling, shared with the summary
 
 
 @dataclass
@@ -91,29 +90,19 @@ def l2_budget(cell: Cell, sample_voxels: int, eps_unit: str) -> float:
     return cell.eps
 
 
-def _forward(network, case: CachedCase, roi_size):
-    if case.meta["slice_axis"] is not None or roi_size is None:
-        return network
-    if all(s <= r for s, r in zip(case.image.shape[1:], roi_size)):
-        return network
-    return SlidingWindowForward(network, roi_size, sw_batch_size=2)
+def _layout(case: CachedCase, settings: CaseSettings) -> InferenceLayout:
+    return InferenceLayout(case.meta.slice_axis, settings.roi_size, settings.batch_size)
 
 
-def _case_batches(case: CachedCase) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attacked samples of a case: its slices (2D) or the whole volume (3D)."""
-    slice_axis = case.meta["slice_axis"]
-    image = torch.from_numpy(case.image)
+def _case_samples(case: CachedCase, slice_axis: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attacked samples of a case and their labels: its slices (2D) or the whole volume (3D)."""
     label = torch.from_numpy(case.label.astype(np.int64))
-    if slice_axis is not None:
-        return to_slices(image, slice_axis), to_slices(label[None], slice_axis)[:, 0]
-    return image[None], label[None]
+    return to_samples(torch.from_numpy(case.image), slice_axis), to_samples(label[None], slice_axis)[:, 0]
 
 
 def _predict_clean(forward, x: torch.Tensor, y: torch.Tensor):
-    with torch.no_grad():
-        logits = forward(x)
-    pred = predict_classes(logits)
-    return pred, sample_dice(pred, y, logits.shape[1]), torch.zeros_like(x), None
+    pred, num_classes = predict_batch(forward, x)
+    return pred, sample_dice(pred, y, num_classes), torch.zeros_like(x), None
 
 
 def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: int, eps_unit: str = "l2"):
@@ -129,13 +118,6 @@ def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: in
     return result.prediction, result.dice, result.adversarial - x, flips
 
 
-def _join(samples: list[torch.Tensor], slice_axis: int | None, channel: bool) -> torch.Tensor:
-    stacked = torch.cat(samples)
-    if slice_axis is None:
-        return stacked[0]
-    return from_slices(stacked, slice_axis) if channel else from_slices(stacked[:, None], slice_axis)[0]
-
-
 def attack_case(
     network,
     case: CachedCase,
@@ -148,15 +130,14 @@ def attack_case(
     record_flips: bool = False,
 ) -> CaseOutput:
     """Attack (or just predict, for ``clean``) one case; flip radii are in the output when recorded."""
-    slice_axis = case.meta["slice_axis"]
-    images, labels = _case_batches(case)
-    forward = _forward(network, case, settings.roi_size)
-    batch = settings.batch_size if slice_axis is not None else 1
+    layout = _layout(case, settings)
+    slice_axis = layout.slice_axis
+    images, labels = _case_samples(case, slice_axis)
+    forward = case_forward(network, case.image.shape[1:], layout)
     attack_settings = replace(settings.attack, steps=steps or settings.attack.steps, record_flips=record_flips)
     predictions, deltas, norms, dices, flips = [], [], [], [], []
-    for start in range(0, images.shape[0], batch):
-        x = images[start : start + batch].to(device)
-        y = labels[start : start + batch].to(device)
+    for start, batch in sample_batches(images, layout):
+        x, y = images[batch].to(device), labels[batch].to(device)
         if cell.is_clean:
             pred, dice, delta, flip = _predict_clean(forward, x, y)
         else:
@@ -170,15 +151,18 @@ def attack_case(
         )
         if keep_perturbation:
             deltas.append(delta.cpu())
-    perturbation = _join(deltas, slice_axis, True).numpy().astype(np.float32) if keep_perturbation else None
-    flip_radius = _join(flips, slice_axis, False).numpy() if flips else None
-    return CaseOutput(_join(predictions, slice_axis, False).numpy(), perturbation, norms, dices, flip_radius)
+    perturbation = (
+        join_samples(deltas, slice_axis, channel=True).numpy().astype(np.float32) if keep_perturbation else None
+    )
+    flip_radius = join_samples(flips, slice_axis, channel=False).numpy() if flips else None
+    prediction = join_samples(predictions, slice_axis, channel=False).numpy()
+    return CaseOutput(prediction, perturbation, norms, dices, flip_radius)
 
 
 def worst_of(outputs: list[CaseOutput], case: CachedCase, choice: np.ndarray) -> CaseOutput:
     """The case's output built from ``outputs[choice[s]]`` for each sample ``s`` (slice, or the volume in 3D);
     the choice comes from :func:`imaseg.metrics.worst.choose_worst` over the whole evaluation."""
-    slice_axis = case.meta["slice_axis"]
+    slice_axis = case.meta.slice_axis
     dice = np.array([o.sample_dice for o in outputs])  # (A, S)
     choice = np.asarray(choice, dtype=np.int64)
     picked_dice = dice[choice, np.arange(len(choice))].tolist()
@@ -206,7 +190,7 @@ def case_record(
     pred = torch.from_numpy(output.prediction.astype(np.int64))
     spacing = np.linalg.norm(case.affine[: label.dim(), : label.dim()], axis=0)
     record = case_metrics(pred, label, num_classes, spacing=spacing, hd95=hd95)
-    slice_axis = case.meta["slice_axis"]
+    slice_axis = case.meta.slice_axis
     if slice_axis is not None:
         record["slices"] = slice_counts(
             torch.movedim(pred, slice_axis, 0), torch.movedim(label, slice_axis, 0), num_classes
@@ -214,7 +198,7 @@ def case_record(
         sample_voxels = case.image.size // case.image.shape[slice_axis + 1]
     else:
         sample_voxels = case.image.size
-    scale = float(case.meta.get("intensity_scale", 1.0)) or 1.0
+    scale = case.meta.intensity_divisor
     record["norm_mean"] = float(np.mean(output.norms)) if output.norms else 0.0
     eps = l2_budget(cell, sample_voxels, eps_unit)
     record["eps_l2"] = eps

@@ -11,14 +11,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imaseg.evaluation.cells import CaseSettings, Cell, attack_case, case_record
+from imaseg.evaluation.cells import CLEAN, CaseSettings, Cell, attack_case, case_record
 from imaseg.evaluation.metrics import aggregate_dice
+from imaseg.summary import Checks, DeterminismCheck, MonotoneCheck, NoiseCheck, StepsCheck
 
 if TYPE_CHECKING:
     import torch
@@ -49,8 +50,8 @@ def _global(records: dict, key: str) -> float:
     return float(np.nanmean(aggregate_dice(records[key]["cases"])["global"]))
 
 
-def _forward_deterministic(records: dict, cells: list[Cell], cases: list[str], warnings: list[str]) -> dict:
-    clean = records["clean"]["cases"]
+def _forward_deterministic(records: dict, cells: list[Cell], cases: list[str], warnings: list[str]) -> DeterminismCheck:
+    clean = records[CLEAN]["cases"]
     diffs = [
         abs(a - b)
         for cell in cells
@@ -62,10 +63,10 @@ def _forward_deterministic(records: dict, cells: list[Cell], cases: list[str], w
     worst = max(diffs, default=0.0)
     if worst != 0.0:
         warnings.append(f"eps = 0 differs from clean Dice by up to {worst:.4g}: the forward pass is not deterministic")
-    return {"max_abs_diff": worst, "ok": worst == 0.0}
+    return DeterminismCheck(max_abs_diff=worst, ok=worst == 0.0)
 
 
-def _noise_weaker(records: dict, cells: list[Cell], warnings: list[str]) -> list[dict]:
+def _noise_weaker(records: dict, cells: list[Cell], warnings: list[str]) -> list[NoiseCheck]:
     mean = {key: _global(records, key) for key in records}
     rows = []
     noise = [c for c in cells if c.spec is not None and not c.spec.gradient and c.eps > 0]
@@ -76,28 +77,28 @@ def _noise_weaker(records: dict, cells: list[Cell], warnings: list[str]) -> list
                 continue
             ok = mean[cell.key] >= mean[other.key] - 1e-3
             rows.append(
-                {
-                    "eps": cell.eps,
-                    "noise": cell.attack,
-                    "attack": other.attack,
-                    "noise_dice": mean[cell.key],
-                    "attack_dice": mean[other.key],
-                    "ok": ok,
-                }
+                NoiseCheck(
+                    eps=cell.eps,
+                    noise=cell.attack,
+                    attack=other.attack,
+                    noise_dice=mean[cell.key],
+                    attack_dice=mean[other.key],
+                    ok=ok,
+                )
             )
             if not ok:
                 warnings.append(f"{cell.attack} is stronger than {other.attack} at eps {cell.eps}: check the attack")
     return rows
 
 
-def _dice_falls_with_eps(records: dict, cells: list[Cell], warnings: list[str]) -> list[dict]:
+def _dice_falls_with_eps(records: dict, cells: list[Cell], warnings: list[str]) -> list[MonotoneCheck]:
     rows = []
     for attack in dict.fromkeys(c.attack for c in cells if not c.is_clean):
         grid = sorted((c for c in cells if c.attack == attack), key=lambda c: c.eps)
         for lower, higher in zip(grid, grid[1:]):
             rise = _global(records, higher.key) - _global(records, lower.key)
             ok = rise <= MONOTONE_TOLERANCE
-            rows.append({"attack": attack, "eps": [lower.eps, higher.eps], "rise": rise, "ok": ok})
+            rows.append(MonotoneCheck(attack=attack, eps=[lower.eps, higher.eps], rise=rise, ok=ok))
             if not ok:
                 warnings.append(
                     f"{attack}: Dice rises by {rise:.3f} from eps {lower.eps:g} to {higher.eps:g}; a larger budget "
@@ -106,7 +107,7 @@ def _dice_falls_with_eps(records: dict, cells: list[Cell], warnings: list[str]) 
     return rows
 
 
-def _steps_2x(records: dict, cell: Cell, context: CheckContext, warnings: list[str]) -> dict:
+def _steps_2x(records: dict, cell: Cell, context: CheckContext, warnings: list[str]) -> StepsCheck:
     subset = context.cases[:3]
     once, twice = [], []
     step_size = float("nan")
@@ -133,15 +134,15 @@ def _steps_2x(records: dict, cell: Cell, context: CheckContext, warnings: list[s
             f"Dice drops from {d1:.3f} to {d2:.3f} with {2 * context.steps} steps: the attack has not converged; "
             "raise --steps"
         )
-    return {
-        "attack": cell.attack,
-        "eps": cell.eps,
-        "cases": subset,
-        "step_size": step_size,
-        "dice_steps": d1,
-        "dice_2x_steps": d2,
-        "ok": not (masking or not_converged),
-    }
+    return StepsCheck(
+        attack=cell.attack,
+        eps=cell.eps,
+        cases=subset,
+        step_size=step_size,
+        dice_steps=d1,
+        dice_2x_steps=d2,
+        ok=not (masking or not_converged),
+    )
 
 
 def _strongest(records: dict, cells: list[Cell]) -> Cell | None:
@@ -153,24 +154,23 @@ def _strongest(records: dict, cells: list[Cell]) -> Cell | None:
     return min((c for c in candidates if c.eps == largest), key=lambda c: _global(records, c.key))
 
 
-def sanity_checks(records: dict, cells: list[Cell], context: CheckContext) -> dict:
+def sanity_checks(records: dict, cells: list[Cell], context: CheckContext) -> Checks:
     """All checks, each with its numbers and ``ok``; ``warnings`` lists what failed, in words."""
     warnings: list[str] = []
-    checks: dict = {"warnings": warnings}
-    checks["forward_deterministic"] = _forward_deterministic(records, cells, context.cases, warnings)
-    checks["noise_weaker_than_attack"] = _noise_weaker(records, cells, warnings)
-    checks["dice_falls_with_eps"] = _dice_falls_with_eps(records, cells, warnings)
+    deterministic = _forward_deterministic(records, cells, context.cases, warnings)
+    noise = _noise_weaker(records, cells, warnings)
+    falls = _dice_falls_with_eps(records, cells, warnings)
     strongest = _strongest(records, cells)
-    if context.steps_check and strongest is not None:
-        checks["steps_2x"] = _steps_2x(records, strongest, context, warnings)
-    return checks
+    steps = _steps_2x(records, strongest, context, warnings) if context.steps_check and strongest is not None else None
+    return Checks(
+        warnings=warnings,
+        forward_deterministic=deterministic,
+        noise_weaker_than_attack=noise,
+        dice_falls_with_eps=falls,
+        steps_2x=steps,
+    )
 
 
-def failed_checks(checks: dict) -> list[str]:
-    """Names of the checks with any ``ok: false`` (for ``imaseg evaluate --strict``)."""
-    failed = []
-    for name, value in checks.items():
-        rows = value if isinstance(value, list) else [value]
-        if any(isinstance(row, dict) and row.get("ok") is False for row in rows):
-            failed.append(name)
-    return failed
+def failed_checks(checks: Checks | Mapping) -> list[str]:
+    """Names of the checks with any ``ok: false`` (:meth:`imaseg.summary.Checks.failed`, the one rule)."""
+    return (checks if isinstance(checks, Checks) else Checks.from_json(checks)).failed()

@@ -18,30 +18,22 @@ Every file is written atomically; a killed evaluation resumes at the first unfin
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import re
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 from imaseg.attacks import attack_spec, parse_attack_name
-from imaseg.config import save_config
-from imaseg.evaluation.cell_store import CellStore
 from imaseg.evaluation.cells import CaseOutput, Cell, attack_case, case_record, sample_counts, worst_of
 from imaseg.evaluation.checks import CheckContext, sanity_checks
 from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.endpoints import cardiac_endpoints, structure_sizes, write_endpoints_csv
-from imaseg.evaluation.loader import LoadedRun, load_run
 from imaseg.evaluation.outputs import write_overlays, write_predictions, write_results_csv, write_worst_members_csv
-from imaseg.evaluation.plan import attack_settings, case_settings, fingerprint, plan_cells, worst_members
+from imaseg.evaluation.plan import attack_settings, worst_members
+from imaseg.evaluation.session import EvaluationSession, open_session
 from imaseg.evaluation.summary import build_summary
 from imaseg.metrics.worst import choose_worst
-from imaseg.networks import resolve_device
-from imaseg.utils.atomic import atomic_write_json
+from imaseg.summary import Endpoints, RunFacts
 
 __all__ = ["evaluate", "main_attack"]
 
@@ -49,97 +41,70 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) -> dict:
-    """Evaluate a trained run under attack; returns the summary (also written to ``summary.json``).
+    """Evaluate a trained run under attack; returns the summary as written to ``summary.json`` (its JSON
+    mapping: :meth:`imaseg.summary.Summary.from_json` gives the typed view).
 
     ``config`` is not modified: an unset ``clip_range`` takes the run's training setting in a copy.
     """
-    if not re.fullmatch(r"[\w.+-]+", config.tag) or set(config.tag) == {"."}:
-        raise ValueError(f"`tag` must be a plain folder name (letters, digits, . _ + -), got {config.tag!r}")
-    device = resolve_device(config.device)
-    loaded = load_run(run_dir, cache=cache, checkpoint=config.checkpoint, device=device)
-    cases = _cases(loaded, config, cache)
-    if cache is not None and not config.allow_training_cases:
-        _refuse_training_cases(run_dir, cases, cache)
-    if config.clip_range is None and loaded.clip_range:
-        config = replace(config, clip_range=list(loaded.clip_range))
-    out = Path(run_dir) / "eval" / config.tag
-    cells_store = CellStore(out, fingerprint(config, loaded.checkpoint, cases))
-    _save_settings(out, run_dir, config, loaded, cases, cells_store.fingerprint)
-    cells = plan_cells(config)
-    window = loaded.patch_size or loaded.store.manifest["config"].get("spatial_size")  # patch runs: their patch
-    settings = case_settings(config, loaded.store.spatial_dims, window)
+    session = open_session(run_dir, config, cache=cache)
+    config, loaded, evaluation = session.config, session.loaded, session.evaluation
     started = time.perf_counter()
-    load_case = functools.cache(loaded.store.load_case)  # each case read once, shared by cells and endpoints
-    records = _run_cells(loaded, cells, cases, config, settings, cells_store, device, progress, load_case)
+    records = _run_cells(session, progress)
     context = CheckContext(
-        loaded.network, loaded.store, cases, settings, device, steps=config.steps, steps_check=config.steps_check
+        loaded.network,
+        loaded.store,
+        session.cases,
+        session.settings,
+        session.device,
+        steps=config.steps,
+        steps_check=config.steps_check,
     )
-    checks = sanity_checks(records, cells, context)
+    checks = sanity_checks(records, session.cells, context)
     clip = config.clip_range
-    write_results_csv(out / "results.csv", records, loaded.store.labels, float(clip[1] - clip[0]) if clip else None)
-    patients = {cid: str(loaded.store.case_meta(cid).get("group", cid)) for cid in cases}
-    write_worst_members_csv(out / "worst_members.csv", records)
-    endpoints = _endpoints(out, loaded, cells, cases, cells_store, patients, load_case)
+    write_results_csv(evaluation.results_path, records, session.labels, float(clip[1] - clip[0]) if clip else None)
+    write_worst_members_csv(evaluation.worst_members_path, records)
+    patients = session.patients()
     summary = build_summary(
-        records, cells, loaded.store.labels, config, checks, seconds=time.perf_counter() - started, patients=patients
+        records,
+        session.cells,
+        session.labels,
+        config,
+        checks,
+        seconds=time.perf_counter() - started,
+        patients=patients,
+        facts=_run_facts(session),
+        endpoints=_endpoints(session, patients),
     )
-    summary.update(_run_facts(run_dir, loaded, cases, config))
-    summary["endpoints"] = endpoints
+    _write_pictures(session)
+    evaluation.write_summary(summary)
+    for line in summary.headline:
+        logger.info(line)
+    for warning in summary.warnings:
+        logger.warning(warning)
+    return summary.to_json()
+
+
+def _write_pictures(session: EvaluationSession) -> None:
+    """Report overlays and, with ``save_predictions``, NIfTI predictions."""
+    config, loaded, evaluation = session.config, session.loaded, session.evaluation
     if config.overlays > 0:
         write_overlays(
-            out / "overlays", loaded.network, loaded.store, cases[: config.overlays], cells, settings, device
+            evaluation.overlays_dir,
+            loaded.network,
+            loaded.store,
+            session.cases[: config.overlays],
+            session.cells,
+            session.settings,
+            session.device,
+            session.store.output,
         )
     if config.save_predictions:
-        write_predictions(out / "predictions", loaded.store, cases, cells, cells_store.output)
-    atomic_write_json(out / "summary.json", summary)
-    for line in summary["headline"]:
-        logger.info(line)
-    for warning in checks.get("warnings", []):
-        logger.warning(warning)
-    return summary
+        write_predictions(evaluation.predictions_dir, loaded.store, session.cases, session.cells, session.store.output)
 
 
-def _cases(loaded: LoadedRun, config: EvalConfig, cache) -> list[str]:
-    split = config.split if cache is None else "all"
-    store = loaded.store
-    cases = store.case_ids(split, loaded.fold) if split != "all" else store.case_ids("all")
-    if not cases:
-        raise ValueError(f"split {config.split!r} of fold {loaded.fold} holds no cases")
-    return cases
-
-
-def _refuse_training_cases(run_dir, cases: list[str], cache) -> None:
-    """Evaluating another cache must not score the cases the model was trained on (leakage)."""
-    split = Path(run_dir) / "split.json"
-    trained = set(json.loads(split.read_text()).get("train", [])) if split.is_file() else set()
-    leaked = sorted(trained.intersection(cases))
-    if leaked:
-        raise ValueError(
-            f"{cache} holds {len(leaked)} case(s) this run trained on ({', '.join(leaked[:5])}"
-            f"{', ...' if len(leaked) > 5 else ''}): their Dice is not a held-out number; evaluate the run's test "
-            "split (omit --cache / --data), other data, or pass --allow-training-cases to do it anyway"
-        )
-
-
-def _save_settings(out: Path, run_dir, config: EvalConfig, loaded: LoadedRun, cases: list[str], key: str) -> None:
-    save_config(
-        out / "settings.yaml",
-        {
-            "evaluate": config,
-            "run": str(Path(run_dir).resolve()),
-            "checkpoint": str(loaded.checkpoint),
-            "epoch": loaded.epoch,
-            "cases": cases,
-            "fingerprint": key,
-        },
-    )
-
-
-def _run_cells(
-    loaded: LoadedRun, cells, cases, config: EvalConfig, settings, store: CellStore, device, progress, load_case
-):
+def _run_cells(session: EvaluationSession, progress: bool) -> dict[str, dict]:
     """Every cell's record: stored ones reused, the others computed case by case and stored."""
-
+    config, store, cases, cells = session.config, session.store, session.cases, session.cells
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -152,13 +117,11 @@ def _run_cells(
             outputs = {}
             choices = _worst_choices(cell, cells, cases, records)
             for case_id in cases:
-                outputs[case_id] = _case_output(
-                    loaded, cell, cells, load_case(case_id), case_id, config, settings, store, device, choices
-                )
+                outputs[case_id] = _case_output(session, cell, case_id, choices)
                 if bar is not None:
                     bar.set_postfix_str(f"{cell.key} {case_id}")
                     bar.update(1)
-            record = _cell_record(cell, outputs, load_case, loaded.store.num_classes, config, store.fingerprint)
+            record = _cell_record(session, cell, outputs)
             if choices is not None:
                 names = [m.attack for m in worst_members(cell, cells)]
                 for cid, case_choice in choices.items():
@@ -185,47 +148,50 @@ def _worst_choices(cell: Cell, cells: list[Cell], cases: list[str], records: dic
     return {cid: choice[bounds[i] : bounds[i + 1]] for i, cid in enumerate(cases)}
 
 
-def _case_output(
-    loaded, cell: Cell, cells, case, case_id: str, config, settings, store: CellStore, device, choices
-) -> CaseOutput:
+def _case_output(session: EvaluationSession, cell: Cell, case_id: str, choices: dict | None) -> CaseOutput:
+    case = session.load_case(case_id)
     if choices is not None:
-        outputs = [store.output(member, case_id) for member in worst_members(cell, cells)]
+        outputs = [session.store.output(member, case_id) for member in worst_members(cell, session.cells)]
         return worst_of(outputs, case, choices[case_id])
-    return attack_case(loaded.network, case, cell, settings, device, keep_perturbation=config.save_predictions)
+    keep = session.config.save_predictions
+    return attack_case(session.loaded.network, case, cell, session.settings, session.device, keep_perturbation=keep)
 
 
-def _cell_record(cell: Cell, outputs: dict, load_case, num_classes: int, config: EvalConfig, key: str) -> dict:
+def _cell_record(session: EvaluationSession, cell: Cell, outputs: dict[str, CaseOutput]) -> dict:
+    config = session.config
     return {
         "attack": cell.attack,
         "norm": cell.norm,
         "eps": cell.eps,
-        "fingerprint": key,
+        "fingerprint": session.store.fingerprint,
         "steps": config.steps,
         "restarts": config.restarts,
         "seed": config.seed,
         "has_hd95": config.hd95,
         "has_perturbations": config.save_predictions,
         "cases": {
-            cid: case_record(o, load_case(cid), num_classes, cell, hd95=config.hd95, eps_unit=config.eps_unit)
+            cid: case_record(
+                o, session.load_case(cid), session.num_classes, cell, hd95=config.hd95, eps_unit=config.eps_unit
+            )
             for cid, o in outputs.items()
         },
     }
 
 
-def _endpoints(out: Path, loaded: LoadedRun, cells, cases, store: CellStore, patients: dict, load_case) -> dict:
+def _endpoints(session: EvaluationSession, patients: dict[str, str]) -> Endpoints:
     """Structure sizes per case (and cardiac endpoints per patient), truth against every cell; writes
     ``endpoints.csv`` and returns the mean absolute error per endpoint and cell."""
-    k, names = loaded.store.num_classes, loaded.store.labels
+    k, names, cases, store = session.num_classes, session.labels, session.cases, session.store
     geometry, truth, unit = {}, {}, "cm2"
     for cid in cases:
-        case = load_case(cid)
+        case = session.load_case(cid)
         geometry[cid] = case.affine
         truth[cid] = structure_sizes(case.label, case.affine, k)
         unit = "ml" if case.label.ndim == 3 else "cm2"
     truth_endpoints = cardiac_endpoints(truth, patients, names)
     rows: list[dict] = []
     summary: dict = {}
-    for cell in cells:
+    for cell in session.cells:
         predicted = {cid: structure_sizes(store.output(cell, cid).prediction, geometry[cid], k) for cid in cases}
         pairs = [
             (cid, f"{names.get(c, c)} {unit}", t, p)
@@ -251,31 +217,32 @@ def _endpoints(out: Path, loaded: LoadedRun, cells, cases, store: CellStore, pat
             )
             errors.setdefault(endpoint, []).append(abs(p - t))
         summary[cell.key] = {name: float(np.nanmean(v)) for name, v in errors.items()}
-    write_endpoints_csv(out / "endpoints.csv", rows)
-    return {"mean_abs_error": summary, "cardiac": bool(truth_endpoints)}
+    write_endpoints_csv(session.evaluation.endpoints_path, rows)
+    return Endpoints(mean_abs_error=summary, cardiac=bool(truth_endpoints))
 
 
-def _run_facts(run_dir, loaded: LoadedRun, cases: list[str], config: EvalConfig) -> dict:
+def _run_facts(session: EvaluationSession) -> RunFacts:
     """What the report needs to know about the run and the attacks without reading anything else."""
+    loaded, cases, config = session.loaded, session.cases, session.config
     store = loaded.store
     shared = attack_settings(config)
-    return {
-        "run": str(Path(run_dir).resolve()),
-        "checkpoint": str(loaded.checkpoint),
-        "epoch": loaded.epoch,
-        "method": loaded.method,
-        "cases": cases,
-        "spatial_dims": store.spatial_dims,
-        "modality": store.manifest.get("modality"),
-        "dataset": (store.manifest.get("dataset") or {}).get("name"),
-        "intensity": store.manifest["config"].get("intensity"),
-        "spatial_size": store.manifest["config"].get("spatial_size"),
-        "patients": len({str(store.case_meta(cid).get("group", cid)) for cid in cases}),
-        "attack_descriptions": {name.lower(): attack_spec(name).describe(shared) for name in config.attacks},
-        "noise_attacks": sorted(name.lower() for name in config.attacks if not attack_spec(name).gradient),
-        "main_attack": main_attack(config.attacks),
-        "citations": sorted({c for c in (attack_spec(n).citation for n in config.attacks) if c}),
-    }
+    return RunFacts(
+        run=str(session.run.path.resolve()),
+        checkpoint=str(loaded.checkpoint),
+        epoch=loaded.epoch,
+        method=loaded.method,
+        cases=cases,
+        spatial_dims=store.spatial_dims,
+        modality=store.manifest.modality,
+        dataset=store.manifest.dataset_name,
+        intensity=store.manifest.config.get("intensity"),
+        spatial_size=store.manifest.config.get("spatial_size"),
+        patients=len({store.patient(cid) for cid in cases}),
+        attack_descriptions={name.lower(): attack_spec(name).describe(shared) for name in config.attacks},
+        noise_attacks=sorted(name.lower() for name in config.attacks if not attack_spec(name).gradient),
+        main_attack=main_attack(config.attacks),
+        citations=sorted({c for c in (attack_spec(n).citation for n in config.attacks) if c}),
+    )
 
 
 def main_attack(attacks) -> str | None:

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from imaseg.cache.run_record import PREPROCESSING_NAME
-from imaseg.config import save_config, to_dict
+from imaseg.config import to_dict
 from imaseg.data.errors import DataError
 from imaseg.foreign import foreign_weights_file
+from imaseg.run import RunDir
 from imaseg.transforms.chain import PreprocessConfig
-from imaseg.utils.atomic import atomic_write_json
 
 __all__ = ["bundle_preprocessing", "bundle_value_range", "prepare_external_run"]
 
@@ -52,7 +52,7 @@ def prepare_external_run(
     model: str | os.PathLike[str],
     run_dir: str | os.PathLike[str],
     preprocess: PreprocessConfig | None = None,
-    clip_range: list[float] | None = None,
+    clip_range: Sequence[float] | None = None,
 ) -> Path:
     """Write ``run_dir/config.yaml`` and ``preprocessing.json`` for ``model``; returns the run folder.
 
@@ -61,8 +61,8 @@ def prepare_external_run(
     """
     model = Path(model).resolve()
     foreign_weights_file(model)  # fails early, naming the file, when the model is not there
-    run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
+    run = RunDir(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
     record = bundle_preprocessing(model)
     clip_range = clip_range or bundle_value_range(model)
     if record is None:
@@ -73,6 +73,6 @@ def prepare_external_run(
         "train": {"method": "external", "model": str(model), "clip_range": clip_range},
         "method": {"name": "external", "label": f"{model.name} (external)", "settings": f"{kind} {model}"},
     }
-    save_config(run / "config.yaml", sections)
-    atomic_write_json(run / PREPROCESSING_NAME, record)
-    return run
+    run.write_config(sections)
+    run.write_preprocessing(record)
+    return run.path

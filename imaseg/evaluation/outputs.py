@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from imaseg.data.nifti import write_nifti
-from imaseg.evaluation.cells import Cell, attack_case
+from imaseg.evaluation.cells import CLEAN, Cell, attack_case
 from imaseg.evaluation.geometry import to_source_grid
 from imaseg.metrics.dice import sample_dice
 from imaseg.utils.atomic import atomic_path, atomic_write_text
@@ -124,11 +124,17 @@ def _overlay_arrays(case, clean, outputs: dict, index: int | None, axis: int | N
     return arrays
 
 
-def write_overlays(folder: Path, network, store, cases: list[str], cells: list[Cell], settings, device) -> None:
+def write_overlays(
+    folder: Path, network, store, cases: list[str], cells: list[Cell], settings, device, load_output
+) -> None:
     """For each case, the slice where the attacks lower Dice most: image, ground truth, clean prediction, and
     per gradient attack (at the middle budget of its grid) the attacked image, the perturbation, the attacked
     prediction and, where recorded, the per-voxel flip norms. Noise baselines are left out (flat panels).
-    2D models are cut along their slice axis, 3D models along the last axis."""
+    2D models are cut along their slice axis, 3D models along the last axis.
+
+    The clean prediction is the one evaluation stored (``load_output(cell, case_id)``). The attacked panels are
+    computed again with flip recording: recording flips starts PGD nearer the image (its flip norms are path
+    distances), so the scored cells cannot carry flip radii without changing the numbers they report."""
     folder.mkdir(parents=True, exist_ok=True)
     attacks: dict[str, list[Cell]] = {}
     for cell in cells:
@@ -136,9 +142,9 @@ def write_overlays(folder: Path, network, store, cases: list[str], cells: list[C
             attacks.setdefault(cell.attack, []).append(cell)
     for case_id in cases:
         case = store.load_case(case_id)
-        slice_axis = case.meta["slice_axis"]
+        slice_axis = case.meta.slice_axis
         axis = slice_axis if slice_axis is not None else (2 if case.label.ndim == 3 else None)
-        clean = attack_case(network, case, Cell("clean", 0.0), settings, device)
+        clean = load_output(Cell(CLEAN, 0.0), case_id)
         outputs = {}
         for name, grid in attacks.items():
             cell = grid[len(grid) // 2]
@@ -177,11 +183,11 @@ def write_predictions(folder: Path, store, cases: list[str], cells: list[Cell], 
             output = load_output(cell, case_id)
             target = folder / cell.key
             values = store.to_values(output.prediction.astype(np.uint8))  # class indices -> the data's label values
-            pred = to_source_grid(values, case.affine, case.source_affine, meta["source_shape"], order=0)
+            pred = to_source_grid(values, case.affine, case.source_affine, meta.source_shape, order=0)
             write_nifti(target / f"{case_id}_pred.nii.gz", pred.astype(values.dtype), case.source_affine)
             if output.perturbation is not None and not cell.is_clean:
-                scale = float(meta.get("intensity_scale", 1.0)) or 1.0
+                scale = meta.intensity_divisor
                 delta = to_source_grid(
-                    output.perturbation[0] / scale, case.affine, case.source_affine, meta["source_shape"], order=1
+                    output.perturbation[0] / scale, case.affine, case.source_affine, meta.source_shape, order=1
                 )
                 write_nifti(target / f"{case_id}_perturbation.nii.gz", delta.astype(np.float32), case.source_affine)

@@ -52,7 +52,7 @@ def attack_settings(config: EvalConfig) -> AttackSettings:
         steps=config.steps,
         restarts=config.restarts,
         losses=tuple(config.losses),
-        clip_range=(float(config.clip_range[0]), float(config.clip_range[1])) if config.clip_range else None,
+        clip_range=config.clip_range,
         seed=config.seed,
         autocast_dtype=torch.bfloat16 if config.amp else None,
     )

@@ -42,21 +42,19 @@ margins and the same grow / shrink dynamics as every other slice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from imaseg.attacks.margin_search import DicePredicate, MarginResult, MarginSearch
 from imaseg.functional import as_class_labels, dice_ce_per_sample, soft_dice_per_sample, weighted_ce_per_sample
+from imaseg.losses.ima_config import MARGIN_MODES, IMAConfig
 from imaseg.losses.margins import MarginBank
 from imaseg.losses.voxel_stats import VoxelMarginStats
 from imaseg.metrics.prediction import predict_classes
-from imaseg.utils.checks import check_choice, check_non_negative, check_positive_int, check_probability
 
 __all__ = ["MARGIN_MODES", "IMALoss"]
-
-MARGIN_MODES = ("sample", "voxel")
 
 
 class IMALoss(nn.Module):
@@ -64,78 +62,61 @@ class IMALoss(nn.Module):
 
     Args:
         sample_ids: stable ids of the training samples (index order = the ``index`` given to forward).
-        margin: ``"voxel"`` or ``"sample"`` (see the module docstring).
-        delta: initial margin and per-epoch increment (L2, model-input units).
-        eps_max: largest margin.
-        eps_min: smallest margin (0: the published rule; a fixed budget's eps: never train below it).
-        beta: weight of the adversarial term.
-        tau: Dice threshold of the "still correct" predicate.
-        dice_reduction: ``"max"``, ``"mean"`` or ``"min"`` over classes; default max (sample mode,
-            as the official code) or mean (voxel mode).
-        steps: inner PGD steps.
-        alpha_factor: inner step size as a multiple of ``E_i / steps``.
-        bisection_steps: sample mode's bisection steps (voxel mode interpolates instead).
-        empty_tolerance: foreground fraction tolerated on samples with empty ground truth.
-        empty_policy: ``"tolerance"`` (ours, above) or ``"fail"`` (the official code: empty ground truth fails).
-        robust_weight: voxel mode's weight for voxels robust beyond the margin.
-        voxel_start: voxel mode's random-start radius as a fraction of the margin.
-        voxel_alpha_factor: voxel mode's step as a multiple of ``E_i / steps``.
+        settings: IMA's settings, checked once (:class:`~imaseg.losses.IMAConfig`: mode, margins,
+            predicate, inner attack, voxel-mode weights); default: its defaults.
         clip_range: valid input range for the inner attack (``None``: no clamp).
         num_classes: classes including background (for the voxel statistics).
+        autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` forward passes of the inner attack, or ``None``.
+        **changes: single settings replacing those of ``settings``, for convenience
+            (``IMALoss(ids, margin="sample", delta=0.5)``); an unknown name raises ``TypeError``.
+
+    Raises:
+        ValueError: a setting out of range (see :class:`~imaseg.losses.IMAConfig`).
+
+    Example:
+        >>> loss = IMALoss(["a", "b"], IMAConfig(margin="sample", eps_max=2.0), num_classes=3)
+        >>> loss.margin, loss.predicate.reduction, IMALoss(["a"], delta=0.5).bank.delta
+        ('sample', 'max', 0.5)
     """
 
     def __init__(
         self,
         sample_ids: Sequence[str],
+        settings: IMAConfig | None = None,
         *,
-        margin: str = "voxel",
-        delta: float = 0.25,
-        eps_max: float = 1.0,
-        eps_min: float = 0.0,
-        beta: float = 0.5,
-        tau: float = 0.6,
-        dice_reduction: str | None = None,
-        steps: int = 10,
-        alpha_factor: float = 4.0,
-        bisection_steps: int = 10,
-        empty_tolerance: float = 0.002,
-        empty_policy: str = "tolerance",
-        robust_weight: float = 0.1,
-        voxel_start: float = 0.05,
-        voxel_alpha_factor: float = 2.5,
         clip_range: tuple[float, float] | None = None,
         num_classes: int = 2,
         autocast_dtype: torch.dtype | None = None,
+        **changes: Any,
     ) -> None:
         super().__init__()
-        self.margin = check_choice("margin", margin, MARGIN_MODES)
-        self.bank = MarginBank(sample_ids, delta=delta, eps_max=eps_max, eps_min=eps_min)
-        self.beta = check_probability("beta", beta)
-        reduction = dice_reduction or ("max" if self.margin == "sample" else "mean")
-        self.predicate = DicePredicate(tau, reduction, empty_tolerance, empty_policy)
-        self.steps = check_positive_int("steps", steps)
-        self.alpha_factor = check_non_negative("alpha_factor", alpha_factor)
-        self.bisection_steps = check_positive_int("bisection_steps", bisection_steps, minimum=0)
-        self.robust_weight = check_probability("robust_weight", robust_weight)
-        self.voxel_start = check_probability("voxel_start", voxel_start)
-        self.voxel_alpha_factor = check_non_negative("voxel_alpha_factor", voxel_alpha_factor)
+        settings = settings if settings is not None else IMAConfig()
+        self.settings = settings.replace(**changes) if changes else settings
+        s = self.settings
+        self.bank = MarginBank(sample_ids, delta=s.delta, eps_max=s.eps_max, eps_min=s.eps_min)
+        self.predicate = DicePredicate(s.tau, s.reduction, s.empty_tolerance, s.empty_policy)
         self.clip_range = clip_range
         self.autocast_dtype = autocast_dtype
-        self.voxel_stats = VoxelMarginStats(num_classes, eps_max)
+        self.voxel_stats = VoxelMarginStats(num_classes, s.eps_max)
+
+    @property
+    def margin(self) -> str:
+        """``"voxel"`` or ``"sample"``."""
+        return self.settings.margin
 
     def search(self, network: nn.Module, generator: torch.Generator) -> MarginSearch:
         """The inner attack for this mode (model frozen and in eval mode while it runs)."""
-        voxel = self.margin == "voxel"
+        s, voxel = self.settings, self.margin == "voxel"
         return MarginSearch(
             network,
             delta=self.bank.delta,
-            steps=self.steps,
-            alpha_factor=self.voxel_alpha_factor if voxel else self.alpha_factor,
+            steps=s.steps,
+            alpha_factor=s.voxel_alpha_factor if voxel else s.alpha_factor,
             loss="dice-ce",
             predicate=self.predicate,
-            bisection_steps=0 if voxel else self.bisection_steps,
+            bisection_steps=0 if voxel else s.bisection_steps,
             record_flips=voxel,
-            start_fraction=self.voxel_start if voxel else None,
+            start_fraction=s.voxel_start if voxel else None,
             clip_range=self.clip_range,
             generator=generator,
             autocast_dtype=self.autocast_dtype,
@@ -151,8 +132,11 @@ class IMALoss(nn.Module):
         generator: torch.Generator,
         network: nn.Module | None = None,
         joint_forward: bool = True,
-    ):
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor | float]]:
         """One IMA loss evaluation; returns ``(loss, logs)``.
+
+        Nothing here waits for the device: the logs are detached 0-dim tensors (``float()`` them after the
+        optimiser step), and voxel mode's flip statistics copy to the host in the background.
 
         Args:
             model: the model whose forward builds the loss graph (a DDP wrapper under torchrun).
@@ -174,25 +158,26 @@ class IMALoss(nn.Module):
         else:
             clean_logits, adv_logits = model(image).float(), model(adversarial).float()
         clean = dice_ce_per_sample(clean_logits, label)
+        vulnerable_fraction: torch.Tensor | float = float("nan")  # not a sample-mode quantity
         if self.margin == "voxel":
             if result.flip_radius is None:  # recorded in voxel mode
                 raise RuntimeError("the margin search recorded no flip radii")
             clean_pred = predict_classes(clean_logits.detach())
             vulnerable = (clean_pred != label) | torch.isfinite(result.flip_radius)
-            weight = torch.where(vulnerable, 1.0, self.robust_weight)
+            weight = torch.where(vulnerable, 1.0, self.settings.robust_weight)
             adv = weighted_ce_per_sample(adv_logits, label, weight) + soft_dice_per_sample(adv_logits, label)
-            self.voxel_stats.update(label.cpu(), clean_pred.cpu(), result.flip_radius.cpu())
-            vulnerable_fraction = float(vulnerable.float().mean())
+            self.voxel_stats.update(label, clean_pred, result.flip_radius)
+            vulnerable_fraction = vulnerable.float().mean()
         else:
             adv = dice_ce_per_sample(adv_logits, label)
-            vulnerable_fraction = float("nan")
         self.bank.record(index, result.boundary, ~result.failed)
-        loss = (1 - self.beta) * clean.mean() + self.beta * adv.mean()
+        beta = self.settings.beta
+        loss = (1 - beta) * clean.mean() + beta * adv.mean()
         logs = {
-            "loss_clean": clean.mean().item(),
-            "loss_adv": adv.detach().mean().item(),
-            "inner_failed": float(result.failed.float().mean()),
-            "adv_norm": float(result.norm.mean()),
+            "loss_clean": clean.detach().mean(),
+            "loss_adv": adv.detach().mean(),
+            "inner_failed": result.failed.float().mean(),
+            "adv_norm": result.norm.detach().mean(),
             "vulnerable_voxels": vulnerable_fraction,
         }
         return loss, logs

@@ -86,13 +86,13 @@ class MarginBank(nn.Module):
     @torch.no_grad()
     def record(self, index: torch.Tensor, norm: torch.Tensor, survived: torch.Tensor) -> None:
         """Record one visit per sample: the adversarial norm found and whether the sample survived."""
-        index = index.to(self.margins.device)
+        positions = index.tolist()  # the loader's (host) indices: no wait for the device
         norm = norm.to(self.estimate)
-        for position in range(index.numel()):  # a sample may appear twice in a batch; apply in order
-            i = index[position]
+        survived = survived.to(self.survived.device)
+        for position, i in enumerate(positions):  # a sample may appear twice in a batch; apply in order
             self.estimate[i] = (self.estimate[i] + norm[position]) / 2
             self.visits[i] += 1
-            self.survived[i] += int(bool(survived[position]))
+            self.survived[i] += survived[position]
 
     @torch.no_grad()
     def end_epoch(self) -> dict[str, float]:

@@ -26,6 +26,11 @@ def class_boundary(onehot: torch.Tensor) -> torch.Tensor:
 class VoxelMarginStats:
     """Accumulates flip statistics over an epoch.
 
+    :meth:`update` does not wait for the device: the counts accumulate where the batch lives, and the flip
+    radii the histogram needs are copied to the host in the background and binned there on the next
+    read (:attr:`histogram`, :meth:`summary`) or update (binned on the host, as every run before did:
+    CUDA's ``histc`` rounds bin edges differently).
+
     Args:
         num_classes: classes including background.
         max_radius: upper edge of the radius histogram (use IMA's ``eps_max``).
@@ -37,53 +42,96 @@ class VoxelMarginStats:
     def __init__(self, num_classes: int, max_radius: float, bins: int = 20) -> None:
         self.num_classes = num_classes
         self.edges = torch.linspace(0, max(max_radius, 1e-6), bins + 1)
+        self._top = float(self.edges[-1])
         self.reset()
 
     def reset(self) -> None:
         shape = (self.num_classes, len(self.REGIONS))
-        self.voxels = torch.zeros(shape, dtype=torch.int64)
-        self.clean_wrong = torch.zeros(shape, dtype=torch.int64)
-        self.flipped = torch.zeros(shape, dtype=torch.int64)
-        self.histogram = torch.zeros((*shape, len(self.edges) - 1), dtype=torch.int64)
+        self._counts = torch.zeros((3, *shape), dtype=torch.int64)  # voxels, clean_wrong, flipped
+        self._histogram = torch.zeros((*shape, len(self.edges) - 1), dtype=torch.int64)
+        self._pending: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
+
+    @property
+    def voxels(self) -> torch.Tensor:
+        """``(classes, regions)`` voxels of each class and region (row 0, background, stays 0)."""
+        return self._counts[0].cpu()
+
+    @property
+    def clean_wrong(self) -> torch.Tensor:
+        """``(classes, regions)`` voxels already wrong on the clean input."""
+        return self._counts[1].cpu()
+
+    @property
+    def flipped(self) -> torch.Tensor:
+        """``(classes, regions)`` correct voxels whose class flipped along the path."""
+        return self._counts[2].cpu()
+
+    @property
+    def histogram(self) -> torch.Tensor:
+        """``(classes, regions, bins)`` flip radii of the flipped voxels."""
+        self._bin_pending()
+        return self._histogram
 
     @torch.no_grad()
     def update(self, label: torch.Tensor, clean_pred: torch.Tensor, flip_radius: torch.Tensor) -> None:
         """Add a batch: ``label``, ``clean_pred`` ``(B, *spatial)`` and the attack's ``flip_radius``."""
-        onehot = F.one_hot(label.long(), self.num_classes).movedim(-1, 1)
+        self._bin_pending()  # the previous batch's copy has long finished
+        label = label.long()
+        onehot = F.one_hot(label, self.num_classes).movedim(-1, 1)
         rim = class_boundary(onehot)
         wrong = clean_pred != label
         finite = torch.isfinite(flip_radius) & ~wrong
-        edges = self.edges.to(flip_radius.device)
+        regions = len(self.REGIONS)
+        code = torch.full_like(label, -1)  # class-and-region bin of every flipped voxel, -1 elsewhere
+        counts = []
         for c in range(1, self.num_classes):
             in_class = label == c
             for r, region in enumerate((rim[:, c], in_class & ~rim[:, c])):
-                self.voxels[c, r] += int(region.sum())
-                self.clean_wrong[c, r] += int((region & wrong).sum())
-                radii = flip_radius[region & finite]
-                self.flipped[c, r] += radii.numel()
-                if radii.numel():
-                    self.histogram[c, r] += (
-                        torch.histc(
-                            radii.float().clamp(max=float(edges[-1])),
-                            bins=len(edges) - 1,
-                            min=0.0,
-                            max=float(edges[-1]),
-                        )
-                        .long()
-                        .cpu()
-                    )
+                counts.append(torch.stack([region.sum(), (region & wrong).sum(), (region & finite).sum()]))
+                code = torch.where(region & finite, c * regions + r, code)
+        if counts:
+            found = torch.stack(counts).view(self.num_classes - 1, regions, 3).movedim(-1, 0)
+            self._counts = self._counts.to(found.device)
+            self._counts[:, 1:] += found
+        packed = torch.stack([flip_radius.float(), code.to(torch.float32)])  # one copy to the host
+        if packed.is_cuda:  # in the background; _bin_pending waits for it (by then long finished)
+            host = packed.to("cpu", non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._pending.append((host, event))
+        elif packed.device.type != "cpu":
+            self._pending.append((packed.to("cpu"), None))
+        else:
+            self._pending.append((packed, None))
+
+    def _bin_pending(self) -> None:
+        """Bin the flip radii of the updates copied since the last read, on the host."""
+        regions = len(self.REGIONS)
+        for packed, event in self._pending:
+            if event is not None:
+                event.synchronize()
+            radius, code = packed[0], packed[1].long()
+            for c in range(1, self.num_classes):
+                for r in range(regions):
+                    radii = radius[code == c * regions + r]
+                    if radii.numel():
+                        self._histogram[c, r] += torch.histc(
+                            radii.clamp(max=self._top), bins=len(self.edges) - 1, min=0.0, max=self._top
+                        ).long()
+        self._pending = []
 
     def summary(self, class_names: dict[int, str] | None = None) -> dict:
         """Plain-dict statistics: per class and region, fractions and the radius histogram."""
+        voxels, clean_wrong, flipped, histogram = self.voxels, self.clean_wrong, self.flipped, self.histogram
         out: dict[str, Any] = {"edges": self.edges.tolist(), "classes": {}}
         for c in range(1, self.num_classes):
             name = (class_names or {}).get(c, f"class {c}")
             out["classes"][name] = {
                 region: {
-                    "voxels": int(self.voxels[c, r]),
-                    "clean_wrong_fraction": float(self.clean_wrong[c, r]) / max(int(self.voxels[c, r]), 1),
-                    "flipped_fraction": float(self.flipped[c, r]) / max(int(self.voxels[c, r]), 1),
-                    "radius_histogram": self.histogram[c, r].tolist(),
+                    "voxels": int(voxels[c, r]),
+                    "clean_wrong_fraction": float(clean_wrong[c, r]) / max(int(voxels[c, r]), 1),
+                    "flipped_fraction": float(flipped[c, r]) / max(int(voxels[c, r]), 1),
+                    "radius_histogram": histogram[c, r].tolist(),
                 }
                 for r, region in enumerate(self.REGIONS)
             }

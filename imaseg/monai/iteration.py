@@ -102,4 +102,5 @@ class RobustIteration:
         engine.optimizer.step()
         with torch.no_grad():
             prediction = engine.inferer(inputs, network)
-        return {Keys.IMAGE: inputs, Keys.LABEL: targets, Keys.PRED: prediction, Keys.LOSS: loss.detach(), **logs}
+        logged = {key: float(value) for key, value in logs.items()}  # read after the step: no wait inside it
+        return {Keys.IMAGE: inputs, Keys.LABEL: targets, Keys.PRED: prediction, Keys.LOSS: loss.detach(), **logged}

@@ -20,7 +20,6 @@ evaluation gets a card that says so. ``monai.bundle.ConfigParser`` loads the bun
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -31,7 +30,9 @@ import torch
 
 from imaseg import __version__
 from imaseg.networks import NetworkConfig
-from imaseg.prediction.predict import RunModel, load_run_model
+from imaseg.run import RunDir
+from imaseg.run_model import RunModel, load_run_model
+from imaseg.summary import AttackCurve
 from imaseg.utils.atomic import atomic_path, atomic_write_json
 
 __all__ = ["export_bundle", "robustness_card"]
@@ -39,43 +40,40 @@ __all__ = ["export_bundle", "robustness_card"]
 logger = logging.getLogger(__name__)
 
 
-def robustness_card(run_dir: Path, tag: str = "default") -> dict:
-    """The evaluation's headline numbers in a few fields (``{"evaluated": False}`` without one)."""
-    path = run_dir / "eval" / tag / "summary.json"
-    if not path.is_file():
+def robustness_card(run_dir: str | os.PathLike[str], tag: str = "default") -> dict:
+    """The evaluation's headline numbers in a few fields (``{"evaluated": False}`` without one); the failed
+    checks are the summary's own (:meth:`imaseg.summary.Summary.failed_checks`, as ``evaluate --strict``)."""
+    evaluation = RunDir(run_dir).evaluation(tag)
+    if not evaluation.has_summary():
         return {
             "evaluated": False,
-            "note": f"no evaluation in {path}; run `imaseg evaluate --run RUN` before exporting",
+            "note": f"no evaluation in {evaluation.summary_path}; run `imaseg evaluate --run RUN` before exporting",
         }
-    summary = json.loads(path.read_text(encoding="utf-8"))
-    main = summary.get("main_attack") or next(iter(summary["attacks"]))
-    attack = summary["attacks"][main]
-    settings = summary["settings"]
-    failed = [k for k, v in summary.get("checks", {}).items() if isinstance(v, dict) and v.get("ok") is False]
+    summary = evaluation.read_summary()
+    main = summary.main_attack
+    curve = summary.curve(main) if main is not None else AttackCurve(norm="", eps=[])
+    settings = summary.settings
     return {
         "evaluated": True,
         "attack": main,
-        "attack_description": (summary.get("attack_descriptions") or {}).get(main, main),
+        "attack_description": summary.facts.attack_descriptions.get(main or "", main),
         "threat_model": {
             "white_box": True,
-            "norm": attack.get("norm"),
-            "eps_unit": settings.get("eps_unit", "l2"),
-            "steps": settings.get("steps"),
-            "restarts": settings.get("restarts"),
-            "clip_range": settings.get("clip_range"),
+            "norm": curve.norm or None,
+            "eps_unit": settings.eps_unit,
+            "steps": settings.steps,
+            "restarts": settings.restarts,
+            "clip_range": settings.clip_range,
         },
         "metric": "global voxel Dice, mean over foreground classes; 95% bootstrap intervals over patients",
-        "clean_dice": summary["clean"]["mean_dice"]["global"],
-        "clean_ci": summary["clean"].get("ci_global"),
-        "robust_dice": {
-            f"{e:g}": {"dice": c["mean_dice"]["global"], "ci": c.get("ci_global")}
-            for e, c in zip(attack["eps"], attack["cells"])
-        },
-        "auc": attack.get("auc"),
-        "cases": len(summary.get("cases", [])),
-        "patients": summary.get("patients"),
-        "dataset": summary.get("dataset"),
-        "failed_checks": failed,
+        "clean_dice": summary.clean_global,
+        "clean_ci": summary.clean.ci_global,
+        "robust_dice": {f"{e:g}": {"dice": c.global_dice, "ci": c.ci_global} for e, c in zip(curve.eps, curve.cells)},
+        "auc": curve.auc,
+        "cases": len(summary.facts.cases),
+        "patients": summary.facts.patients,
+        "dataset": summary.facts.dataset,
+        "failed_checks": summary.failed_checks(),
     }
 
 
@@ -84,11 +82,11 @@ def _network_def(model: RunModel, train: dict) -> dict:
     preprocessing needs imaseg already), with the arguments training built it with."""
     network = NetworkConfig.from_mapping(train)
     shape = {
-        "spatial_dims": int(model.record["spatial_dims"]),
-        "in_channels": int(model.record["in_channels"]),
+        "spatial_dims": model.preprocessing_record.spatial_dims,
+        "in_channels": model.preprocessing_record.in_channels,
         "out_channels": model.num_classes,
     }
-    if network.network.lower() == "unet":
+    if network.name.lower() == "unet":
         return {
             "_target_": "monai.networks.nets.UNet",
             **shape,
@@ -99,15 +97,15 @@ def _network_def(model: RunModel, train: dict) -> dict:
             "dropout": network.dropout,
         }
     arguments = {k: list(v) if isinstance(v, tuple) else v for k, v in network.build_arguments().items()}
-    return {"_target_": "imaseg.networks.build_network", "name": network.network, **shape, **arguments}
+    return {"_target_": "imaseg.networks.build_network", "name": network.name, **shape, **arguments}
 
 
 def _inferer(model: RunModel) -> dict:
-    record, pre = model.record, model.preprocess
-    if int(record["spatial_dims"]) == 3:
+    record, pre = model.preprocessing_record, model.preprocess
+    if record.spatial_dims == 3:
         window = model.patch_size or pre.spatial_size
         return {"_target_": "SlidingWindowInferer", "roi_size": list(window), "sw_batch_size": 2, "overlap": 0.25}
-    if int(record.get("source_dims", 2)) == 3:  # a 2D network on volumes: slice by slice along the slice axis
+    if record.source_dims == 3:  # a 2D network on volumes: slice by slice along the slice axis
         return {
             "_target_": "SliceInferer",
             "spatial_dim": pre.slice_axis,
@@ -137,8 +135,8 @@ def _metadata(model: RunModel, card: dict) -> dict:
                 "image": {
                     "type": "image",
                     "format": "magnitude",
-                    "modality": str(model.record.get("modality", "other")),
-                    "num_channels": int(model.record["in_channels"]),
+                    "modality": model.preprocessing_record.modality,
+                    "num_channels": model.preprocessing_record.in_channels,
                     "spatial_shape": list(model.preprocess.spatial_size),
                     "dtype": "float32",
                     "value_range": list(clip) if clip else [],
@@ -159,7 +157,11 @@ def _metadata(model: RunModel, card: dict) -> dict:
                 }
             },
         },
-        "imaseg": {"preprocessing": model.record, "robustness_card": card, "run": str(model.run_dir.resolve())},
+        "imaseg": {
+            "preprocessing": model.preprocessing_record.to_json(),
+            "robustness_card": card,
+            "run": str(model.run_dir.resolve()),
+        },
     }
 
 
@@ -171,7 +173,6 @@ def export_bundle(
     Raises:
         DataError: a run without its preprocessing, or an unreadable checkpoint.
     """
-    from imaseg.evaluation.loader import train_settings
 
     run, out = Path(run_dir), Path(out_dir)
     model = load_run_model(run, checkpoint)
@@ -179,9 +180,9 @@ def export_bundle(
         "imports": ["$import torch"],
         "bundle_root": ".",
         "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
-        "network_def": _network_def(model, train_settings(run)),
+        "network_def": _network_def(model, model.run.train_settings()),
         "network": "$@network_def.to(@device)",
-        "preprocessing_record": model.record,
+        "preprocessing_record": model.preprocessing_record.to_json(),
         "preprocessing": {
             "_target_": "imaseg.transforms.chain.preprocessing_for_record",
             "record": "@preprocessing_record",

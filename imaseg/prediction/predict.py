@@ -15,79 +15,40 @@ same run and settings skips the cases already written; other settings need ``ove
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import logging
 import os
 import warnings
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
-from torch import nn
 
 from imaseg.attacks import AttackSettings, parse_attack_name
+from imaseg.cache.case_meta import CaseMeta
 from imaseg.cache.manifest import label_values
 from imaseg.cache.reader import CachedCase
-from imaseg.cache.run_record import read_preprocessing_record
-from imaseg.config import config_from_dict, to_dict
+from imaseg.config import to_dict
 from imaseg.data.errors import DataError
 from imaseg.data.nifti import write_nifti
 from imaseg.evaluation.cells import CaseSettings, Cell, attack_case
 from imaseg.evaluation.endpoints import structure_sizes
 from imaseg.evaluation.geometry import to_source_grid
-from imaseg.evaluation.loader import checkpoint_path, load_network, train_settings
+from imaseg.inference import InferenceLayout, segment
 from imaseg.networks import resolve_device
 from imaseg.prediction.config import PredictConfig
 from imaseg.prediction.inputs import find_images
-from imaseg.transforms.chain import PreprocessConfig, build_preprocessing
+from imaseg.run_model import RunModel, load_run_model
+from imaseg.transforms.chain import build_preprocessing
 from imaseg.transforms.io import LoadNifti
 from imaseg.utils.atomic import atomic_write_json, atomic_write_text
 
-__all__ = ["RunModel", "load_run_model", "predict"]
+__all__ = ["RunModel", "load_run_model", "predict"]  # RunModel and its loader live in imaseg.run_model
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RunModel:
-    """A trained network with the preprocessing of its training data (from the run folder alone)."""
-
-    run_dir: Path
-    network: nn.Module
-    record: dict  # preprocessing.json
-    checkpoint: Path
-    clip_range: tuple[float, float] | None
-    patch_size: list[int] | None = None
-
-    @functools.cached_property
-    def preprocess(self) -> PreprocessConfig:  # parsed once, read for every case
-        return config_from_dict(PreprocessConfig, self.record["config"])
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.record["num_classes"])
-
-    @property
-    def names(self) -> dict[int, str]:
-        return {int(k): str(v) for k, v in self.record.get("labels", {}).items()}
-
-
-def load_run_model(run_dir: str | os.PathLike[str], checkpoint: str = "last", device: str = "cpu") -> RunModel:
-    """Rebuild a run's network and read its preprocessing; the training cache is not needed."""
-    run = Path(run_dir)
-    record = read_preprocessing_record(run)
-    train = train_settings(run)
-    path = checkpoint_path(run, checkpoint)
-    facts = {k: record[k] for k in ("in_channels", "num_classes", "spatial_dims")}
-    network, _ = load_network(path, train, facts, device, data_root=run)
-    clip = train.get("clip_range")
-    patch = [int(p) for p in train["patch_size"]] if train.get("patch_size") else None
-    return RunModel(run, network, record, path, (float(clip[0]), float(clip[1])) if clip else None, patch)
 
 
 def predict(
@@ -160,20 +121,20 @@ def _claim_output(out: Path, model: RunModel, config: PredictConfig) -> None:
 
 def _preprocess(model: RunModel, entry: dict) -> tuple[MetaTensor, dict]:
     """Load (with the named-file checks of ``imaseg check``) and run the training data's chain after loading."""
-    pre, record = model.preprocess, model.record
+    pre, record = model.preprocess, model.preprocessing_record
     first = entry["image"][0] if isinstance(entry["image"], list) else entry["image"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MONAI's channel-first hints on 2D images
         loaded = LoadNifti()(entry["image"])
         dims = loaded.ndim - 1
-        chain = build_preprocessing(pre, str(record.get("modality", "other")), dims, label=False)
+        chain = build_preprocessing(pre, record.modality, dims, label=False)
         try:
             image = Compose(chain.transforms[1:])({"image": loaded})["image"]  # [0] is the loader
         except (RuntimeError, ValueError) as error:
             raise DataError(f"{first}: preprocessing failed: {error}", [first]) from error
-    if image.shape[0] != int(record["in_channels"]):
+    if image.shape[0] != record.in_channels:
         raise DataError(
-            f"{first}: {image.shape[0]} channel(s), but the run was trained on {record['in_channels']}; give one "
+            f"{first}: {image.shape[0]} channel(s), but the run was trained on {record.in_channels}; give one "
             "file per channel (nnU-Net CASE_0000, CASE_0001...)",
             [first],
         )
@@ -185,38 +146,36 @@ def _predict_entry(model: RunModel, entry: dict, out: Path, config: PredictConfi
     source_dims = len(meta["source_shape"])
     pre = model.preprocess
     slice_axis = pre.slice_axis if (pre.mode == "2d" and source_dims == 3) else None
-    if slice_axis is None and source_dims != int(model.record["spatial_dims"]):
+    if slice_axis is None and source_dims != model.preprocessing_record.spatial_dims:
         raise DataError(
-            f"{meta['filename_or_obj']}: a {source_dims}D image, but the run segments {model.record['spatial_dims']}D "
+            f"{meta['filename_or_obj']}: a {source_dims}D image, but the run segments {model.preprocessing_record.spatial_dims}D "
             "inputs; give images like the training data",
             [meta["filename_or_obj"]],
         )
     affine = np.asarray(torch.as_tensor(image.affine), dtype=np.float64)
     array = image.as_tensor().numpy().astype(np.float32)
-    case = CachedCase(
-        entry["case"],
-        array,
-        np.zeros(array.shape[1:], np.uint8),
-        affine,
-        meta["source_affine"],
-        {"slice_axis": slice_axis},
-    )
     window = model.patch_size or pre.spatial_size  # a patch-trained network slides a window of its patch
     roi = tuple(window) if slice_axis is None and source_dims == 3 and window else None
-    attack = AttackSettings(steps=config.steps, clip_range=model.clip_range, seed=config.seed)
-    settings = CaseSettings(attack, config.batch_size, roi)
-    classes = attack_case(model.network, case, Cell("clean", 0.0), settings, device).prediction
+    classes = segment(model.network, array, InferenceLayout(slice_axis, roi, config.batch_size), device)
     source = meta["source_affine"], meta["source_shape"]
     on_source = to_source_grid(classes, affine, *source, order=0)
-    values = label_values(on_source, model.record["class_values"])
+    values = label_values(on_source, model.preprocessing_record.class_values)
     write_nifti(out / f"{entry['case']}.nii.gz", values, source[0])
     if config.robustness_map is not None:
-        attacked = replace(case, label=classes)  # robustness of the prediction itself: no ground truth needed
-        cell = Cell(config.attack.lower(), float(config.robustness_map))
-        radius = attack_case(model.network, attacked, cell, settings, device, record_flips=True).flip_radius
-        if radius is None:
-            raise RuntimeError(f"{config.attack} recorded no flip radii")
-        radius = np.minimum(radius, config.robustness_map).astype(np.float32)  # never flipped: the budget
+        radius = _flip_radius(
+            model,
+            config,
+            CachedCase(
+                entry["case"],
+                array,
+                classes,
+                affine,
+                meta["source_affine"],
+                CaseMeta(entry["case"], slice_axis=slice_axis),
+            ),
+            roi,
+            device,
+        )
         mapped = to_source_grid(radius, affine, *source, order=0, fill=config.robustness_map)
         write_nifti(out / f"{entry['case']}_flip_radius.nii.gz", mapped.astype(np.float32), source[0])
     spatial = on_source.ndim
@@ -224,6 +183,19 @@ def _predict_entry(model: RunModel, entry: dict, out: Path, config: PredictConfi
     names = model.names
     unit = "mL" if spatial == 3 else "cm2"
     return {"unit": unit, **{names.get(i, f"class {i}"): size for i, size in enumerate(sizes, start=1)}}
+
+
+def _flip_radius(model: RunModel, config: PredictConfig, case: CachedCase, roi, device: torch.device) -> np.ndarray:
+    """Per voxel, the norm at which the prediction's class flipped along the attack path: the case's label is
+    the prediction itself (robustness of what the model says, no ground truth needed)."""
+    budget = float(config.robustness_map or 0.0)
+    attack = AttackSettings(steps=config.steps, clip_range=model.clip_range, seed=config.seed)
+    cell = Cell(config.attack.lower(), budget)
+    settings = CaseSettings(attack, config.batch_size, roi)
+    radius = attack_case(model.network, case, cell, settings, device, record_flips=True).flip_radius
+    if radius is None:
+        raise RuntimeError(f"{config.attack} recorded no flip radii")
+    return np.minimum(radius, budget).astype(np.float32)  # never flipped: the budget
 
 
 def _write_sizes_csv(path: Path, sizes: dict) -> None:

@@ -5,14 +5,15 @@ The report layer reads files only (no model, no torch), so it renders any run an
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
+
+from imaseg.run import RunDir
+from imaseg.summary import Summary
 
 __all__ = ["RunData", "collect_run"]
 
@@ -24,12 +25,12 @@ class RunData:
     config: dict
     log: list[dict] = field(default_factory=list)
     margins: dict | None = None
-    summary: dict | None = None
+    summary: Summary | None = None
     results: list[dict] = field(default_factory=list)
     overlays: dict[str, dict] = field(default_factory=dict)
 
     @property
-    def evaluation(self) -> dict:
+    def evaluation(self) -> Summary:
         """``summary`` of a run known to be evaluated (the report passes on only runs with a summary)."""
         if self.summary is None:
             raise RuntimeError(f"{self.name}: no evaluation summary")
@@ -49,23 +50,16 @@ class RunData:
 
 def collect_run(run_dir: str | os.PathLike[str], tag: str = "default", name: str | None = None) -> RunData:
     """Load the pieces of ``run_dir`` that exist; raises FileNotFoundError if it is not a run folder."""
-    path = Path(run_dir)
-    config_path = path / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{path} is not a run folder (no config.yaml); pass folders written by `imaseg train`")
-    data = RunData(path, name or path.name, yaml.safe_load(config_path.read_text()) or {})
-    if (path / "log.csv").is_file():
-        with open(path / "log.csv", newline="", encoding="utf-8") as handle:
-            data.log = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-    if (path / "margins.json").is_file():
-        data.margins = json.loads((path / "margins.json").read_text())
-    evaluation = path / "eval" / tag
-    if (evaluation / "summary.json").is_file():
-        data.summary = json.loads((evaluation / "summary.json").read_text())
-    if (evaluation / "results.csv").is_file():
-        with open(evaluation / "results.csv", newline="", encoding="utf-8") as handle:
-            data.results = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
-    for overlay in sorted((evaluation / "overlays").glob("*.npz")) if (evaluation / "overlays").is_dir() else []:
+    run = RunDir(run_dir).require()
+    data = RunData(run.path, name or run.name, run.read_config())
+    data.log = [{k: _number(v) for k, v in row.items()} for row in run.read_log()]
+    data.margins = run.read_margins()
+    evaluation = run.evaluation(tag)
+    if evaluation.has_summary():
+        data.summary = evaluation.read_summary()
+    data.results = [{k: _number(v) for k, v in row.items()} for row in evaluation.read_results()]
+    overlays = evaluation.overlays_dir
+    for overlay in sorted(overlays.glob("*.npz")) if overlays.is_dir() else []:
         with np.load(overlay, allow_pickle=False) as arrays:
             content = {k: arrays[k] for k in arrays.files if k != "meta"}
             content["meta"] = json.loads(str(arrays["meta"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from imaseg.report import plots
 from imaseg.report.collect import RunData
 from imaseg.report.document import Document
+from imaseg.summary import DeterminismCheck
 
 __all__ = ["checks_section", "margins_section"]
 
@@ -13,42 +14,41 @@ def checks_section(doc: Document, runs: list[RunData]) -> None:
     """The sanity checks of every run, and which attack won the worst case where it was an ensemble."""
     doc.heading("Sanity checks")
     for r in runs:
-        checks = r.evaluation["checks"]
-        zero = checks.get("forward_deterministic", checks.get("eps0_equals_clean", {}))
+        checks = r.evaluation.checks
+        zero = checks.forward_deterministic or DeterminismCheck()
         doc.paragraph(
-            f"{r.name}: forward pass deterministic (eps = 0 equals clean Dice): {'yes' if zero.get('ok') else 'NO'} "
-            f"(max difference {zero.get('max_abs_diff', float('nan')):.2g})."
+            f"{r.name}: forward pass deterministic (eps = 0 equals clean Dice): {'yes' if zero.ok else 'NO'} "
+            f"(max difference {zero.max_abs_diff:.2g})."
         )
-        noise = checks.get("noise_weaker_than_attack", [])
-        if noise:
+        if checks.noise_weaker_than_attack:
+            verdict = "yes" if all(n.ok for n in checks.noise_weaker_than_attack) else "NO"
+            doc.paragraph(f"{r.name}: noise weaker than the attack at every budget: {verdict}.")
+        if checks.dice_falls_with_eps:
+            verdict = "yes" if all(f.ok for f in checks.dice_falls_with_eps) else "NO"
+            doc.paragraph(f"{r.name}: Dice never rises with the budget: {verdict}.")
+        steps = checks.steps_2x
+        if steps is not None:
+            verdict = "passed" if steps.ok else "FAILED"
             doc.paragraph(
-                f"{r.name}: noise weaker than the attack at every budget: {'yes' if all(n['ok'] for n in noise) else 'NO'}."
+                f"{r.name}: {steps.attack} at eps {steps.eps:g} on {len(steps.cases)} cases: Dice {steps.dice_steps:.3f} "
+                f"with the evaluated steps, {steps.dice_2x_steps:.3f} with twice as many at the same step size ({verdict})."
             )
-        falls = checks.get("dice_falls_with_eps", [])
-        if falls:
-            doc.paragraph(
-                f"{r.name}: Dice never rises with the budget: {'yes' if all(f['ok'] for f in falls) else 'NO'}."
-            )
-        steps = checks.get("steps_2x")
-        if steps:
-            verdict = "passed" if steps["ok"] else "FAILED"
-            doc.paragraph(
-                f"{r.name}: {steps['attack']} at eps {steps['eps']:g} on {len(steps['cases'])} cases: Dice {steps['dice_steps']:.3f} "
-                f"with the evaluated steps, {steps['dice_2x_steps']:.3f} with twice as many at the same step size ({verdict})."
-            )
-        for warning in checks.get("warnings", []):
+        failed = r.evaluation.failed_checks()
+        if failed:
+            doc.paragraph(f"{r.name}: failed checks: {', '.join(failed)} (`imaseg evaluate --strict` fails).", "warn")
+        for warning in checks.warnings:
             doc.paragraph(f"{r.name}: warning: {warning}", "warn")
         _member_wins(doc, r)
 
 
 def _member_wins(doc: Document, run: RunData) -> None:
     """How many slices each member attack won in the worst case, per budget (from the summary)."""
-    for attack, entry in run.evaluation["attacks"].items():
-        wins = [cell.get("members_won") for cell in entry["cells"]]
+    for attack, entry in run.evaluation.attacks.items():
+        wins = [cell.members_won for cell in entry.cells]
         if not any(wins):
             continue
         members = sorted({m for w in wins if w for m in w})
-        rows = [[f"{e:g}", *[(w or {}).get(m, 0) for m in members]] for e, w in zip(entry["eps"], wins)]
+        rows = [[f"{e:g}", *[w.get(m, 0) for m in members]] for e, w in zip(entry.eps, wins)]
         doc.table(
             ["eps", *members],
             rows,

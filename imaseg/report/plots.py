@@ -58,21 +58,20 @@ def _png(figure) -> bytes:
 
 
 def _attack_curves(run: RunData, attack: str, metric: str):
-    entry = run.evaluation["attacks"][attack]
-    eps = np.array(entry["eps"], dtype=float)
+    entry = run.evaluation.curve(attack)
+    eps = np.array(entry.eps, dtype=float)
     if metric == "dice":
-        per_class = np.array([c["dice"]["global"] for c in entry["cells"]], dtype=float)  # (E, K)
+        per_class = np.array([c.class_dice() for c in entry.cells], dtype=float)  # (E, K)
     else:
-        per_class = np.array([c["hd95"] for c in entry["cells"]], dtype=float)
+        per_class = np.array([c.hd95 for c in entry.cells], dtype=float)
     return eps, per_class
 
 
 @plain_text
 def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes:
     """One panel per foreground class plus their mean; one line per run (global voxel Dice)."""
-    runs = [r for r in runs if r.summary and attack in r.summary["attacks"]]
-    classes = runs[0].evaluation["classes"]
-    panels = [*classes.values(), "mean over classes"]
+    runs = [r for r in runs if r.summary and attack in r.summary.attacks]
+    panels = [*runs[0].evaluation.class_names, "mean over classes"]
     figure, axes = _subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=metric == "dice")
     axes = np.atleast_1d(axes)
     for run in runs:
@@ -81,8 +80,8 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
             series = [*per_class.T, np.nanmean(per_class, axis=1)]
         for axis, values in zip(axes, series):
             axis.plot(eps, values, marker="o", label=f"{run.name}: {run.method}")
-    norm = runs[0].evaluation["attacks"][attack]["norm"]
-    rms = runs[0].evaluation["settings"].get("eps_unit") == "rms"
+    norm = runs[0].evaluation.curve(attack).norm
+    rms = runs[0].evaluation.settings.eps_unit == "rms"
     unit = ("per-voxel RMS" if rms else "L2 over the sample") if norm == "l2" else "Linf"
     for axis, title in zip(axes, panels):
         axis.set_title(title)

@@ -13,6 +13,8 @@ from imaseg.report.collect import RunData, collect_run
 from imaseg.report.diagnostics import checks_section, margins_section
 from imaseg.report.document import Document
 from imaseg.report.threat_model import threat_model_box
+from imaseg.run import RunDir
+from imaseg.summary import CellSummary, Summary
 from imaseg.utils.units import budget_psnr
 
 __all__ = ["build_report"]
@@ -31,9 +33,10 @@ def _citations(runs: list[RunData]) -> str:
     methods as evaluation and training recorded their citations."""
     data, methods = [], []
     for run in runs:
-        name = str((run.summary or {}).get("dataset") or "").lower()
+        facts = run.summary.facts if run.summary else None
+        name = str((facts.dataset if facts else None) or "").lower()
         data += [text for key, text in DATA_CITATIONS.items() if key in name]
-        methods += list((run.summary or {}).get("citations") or [])
+        methods += list(facts.citations) if facts else []
         cited = (run.config.get("method") or {}).get("citation")
         methods += [cited] if cited else []
     parts = []
@@ -45,19 +48,19 @@ def _citations(runs: list[RunData]) -> str:
 
 
 def _main_attack(runs: list[RunData]) -> str | None:
-    """The headline attack the evaluation chose (its summary's ``main_attack``), else the first evaluated."""
+    """The headline attack an evaluation chose (its summary's main attack), else the first evaluated."""
     for r in runs:
-        if r.summary and r.summary.get("main_attack") in r.summary["attacks"]:
-            return r.summary["main_attack"]
-    names = [a for r in runs if r.summary for a in r.summary["attacks"]]
+        if r.summary and r.summary.facts.main_attack in r.summary.attacks:
+            return r.summary.facts.main_attack
+    names = [a for r in runs if r.summary for a in r.summary.attacks]
     return names[0] if names else None
 
 
-def _describe_attack(summary: dict, attack: str) -> str:
+def _describe_attack(summary: Summary, attack: str) -> str:
     """The attack in words, as the evaluation described it (from the attack registry) in its summary."""
-    s = summary["settings"]
-    how = summary.get("attack_descriptions", {}).get(attack, "")
-    return f"{attack}: {how + ', ' if how else ''}seed {s['seed']}, clip range {s.get('clip_range') or 'none'}"
+    s = summary.settings
+    how = summary.facts.attack_descriptions.get(attack, "")
+    return f"{attack}: {how + ', ' if how else ''}seed {s.seed}, clip range {s.clip_range or 'none'}"
 
 
 def build_report(
@@ -88,9 +91,8 @@ def build_report(
         _endpoint_errors(doc, evaluated, attack)
         checks_section(doc, evaluated)
     else:
-        doc.paragraph(
-            f"No evaluation found (RUN/eval/{tag}/summary.json): run `imaseg evaluate --run RUN` first.", "warn"
-        )
+        where = RunDir("RUN").evaluation(tag).summary_path.as_posix()
+        doc.paragraph(f"No evaluation found ({where}): run `imaseg evaluate --run RUN` first.", "warn")
     if any(r.log for r in runs):
         doc.heading("Training")
         doc.image(
@@ -125,7 +127,7 @@ def build_report(
         "note",
     )
     if evaluated:
-        for name, text in evaluated[0].evaluation["aggregations"].items():
+        for name, text in evaluated[0].evaluation.aggregations.items():
             doc.paragraph(f"Dice '{name}': {text}.", "note")
     citations = _citations(runs)
     if citations:
@@ -146,15 +148,14 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
 
 def _headline(doc: Document, runs: list[RunData], attack: str) -> None:
     doc.heading(f"Clean and robust Dice ({attack})")
-    eps = [e for e in runs[0].evaluation["attacks"][attack]["eps"] if e > 0]  # eps 0 repeats the clean column
+    eps = [e for e, _ in runs[0].evaluation.curve(attack).attacked()]  # eps 0 repeats the clean column
     rows = []
     for r in runs:
-        entry = r.evaluation["attacks"].get(attack)
+        entry = r.evaluation.attacks.get(attack)
         if not entry:
             continue
-        curve = [_with_ci(c) for e, c in zip(entry["eps"], entry["cells"]) if e > 0]
-        clean = _with_ci(r.evaluation["clean"])
-        rows.append([r.name, r.method, clean, *curve, entry.get("auc", float("nan"))])
+        curve = [_with_ci(c) for _, c in entry.attacked()]
+        rows.append([r.name, r.method, _with_ci(r.evaluation.clean), *curve, entry.auc])
     doc.table(
         ["run", "method", "clean", *[f"eps {e:g}" for e in eps], "AUC"],
         rows,
@@ -166,28 +167,29 @@ def _headline(doc: Document, runs: list[RunData], attack: str) -> None:
 
 def _endpoint_errors(doc: Document, runs: list[RunData], attack: str) -> None:
     """Mean absolute error of each clinical endpoint (structure sizes; EF, volumes, mass for cardiac data)."""
-    runs = [r for r in runs if (r.evaluation.get("endpoints") or {}).get("mean_abs_error")]
+    runs = [r for r in runs if r.evaluation.endpoints and r.evaluation.endpoints.mean_abs_error]
     if not runs:
         return
     doc.heading("Clinical endpoints")
     for r in runs:
-        errors = r.evaluation["endpoints"]["mean_abs_error"]
-        entry = r.evaluation["attacks"].get(attack, {"eps": []})
-        keys = ["clean", *[f"{attack}__eps{e:g}" for e in entry["eps"] if e > 0]]
-        endpoints = list(errors.get("clean", {}))
-        rows = [[name, *[errors.get(k, {}).get(name, float("nan")) for k in keys]] for name in endpoints]
+        endpoints = r.evaluation.endpoints
+        if endpoints is None:  # filtered above
+            continue
+        entry = r.evaluation.attacks.get(attack)
+        budgets = [e for e, _ in entry.attacked()] if entry else []
+        columns = [endpoints.errors(), *[endpoints.errors(attack, e) for e in budgets]]
+        rows = [[name, *[column.get(name, float("nan")) for column in columns]] for name in columns[0]]
         doc.table(
-            ["endpoint", "clean", *[f"eps {e:g}" for e in entry["eps"] if e > 0]],
+            ["endpoint", "clean", *[f"eps {e:g}" for e in budgets]],
             rows,
             caption=f"{r.name}: mean absolute error against the ground truth (mL, cm², EF points, g) under "
             f"{attack}; per subject in endpoints.csv.",
         )
 
 
-def _with_ci(cell: dict) -> str | float:
-    value = cell["mean_dice"]["global"]
-    interval = cell.get("ci_global")
-    if not interval or value != value:
+def _with_ci(cell: CellSummary) -> str | float:
+    value, interval = cell.global_dice, cell.interval
+    if interval is None or value != value:
         return value
     return f"{value:.3f} ({interval[0]:.3f}-{interval[1]:.3f})"
 
@@ -195,10 +197,10 @@ def _with_ci(cell: dict) -> str | float:
 def _noise_note(doc: Document, runs: list[RunData], noise: set[str]) -> None:
     """Noise baselines in one line instead of flat panels: the largest Dice change they caused."""
     for r in runs:
-        clean = r.evaluation["clean"]["mean_dice"]["global"]
-        for name in sorted(noise & set(r.evaluation["attacks"])):
-            cells = r.evaluation["attacks"][name]["cells"]
-            change = max((abs(c["mean_dice"]["global"] - clean) for c in cells), default=float("nan"))
+        clean = r.evaluation.clean_global
+        for name in sorted(noise & set(r.evaluation.attacks)):
+            cells = r.evaluation.attacks[name].cells
+            change = max((abs(c.global_dice - clean) for c in cells), default=float("nan"))
             doc.paragraph(
                 f"{r.name}: {name} (same-budget random noise, a baseline) moved global Dice by at most {change:.3f} "
                 "at any budget; its curves are flat and not drawn.",
@@ -207,17 +209,17 @@ def _noise_note(doc: Document, runs: list[RunData], noise: set[str]) -> None:
 
 
 def _curves(doc: Document, runs: list[RunData]) -> None:
-    noise = {a for r in runs for a in r.evaluation.get("noise_attacks", [])}
-    attacks = sorted({a for r in runs for a in r.evaluation["attacks"]} - noise)
+    noise = {a for r in runs for a in r.evaluation.facts.noise_attacks}
+    attacks = sorted({a for r in runs for a in r.evaluation.attacks} - noise)
     doc.heading("Dice and HD95 against the budget")
     _noise_note(doc, runs, noise)
     for attack in attacks:
         doc.image(f"dice_{attack}", plots.dice_vs_eps(runs, attack), _describe_attack(runs[0].evaluation, attack))
     for attack in attacks:
         if any(
-            np.isfinite(np.array([c["hd95"] for c in r.evaluation["attacks"][attack]["cells"]], dtype=float)).any()
+            np.isfinite(np.array([c.hd95 for c in r.evaluation.attacks[attack].cells], dtype=float)).any()
             for r in runs
-            if attack in r.evaluation["attacks"]
+            if attack in r.evaluation.attacks
         ):
             doc.image(
                 f"hd95_{attack}", plots.hd95_vs_eps(runs, attack), f"HD95 per class under {attack} (lower is better)."
@@ -228,18 +230,17 @@ def _curves(doc: Document, runs: list[RunData]) -> None:
 
 def _dice_table(doc: Document, r: RunData) -> None:
     """One aggregation: global voxel Dice per class and their mean (the headline), per attack and budget."""
-    names = list(r.evaluation["classes"].values())
-    clip = r.evaluation["settings"].get("clip_range")
-    width = float(clip[1] - clip[0]) if isinstance(clip, list) and len(clip) == 2 else None
-    rows = [["clean", "", *r.evaluation["clean"]["dice"]["global"], r.evaluation["clean"]["mean_dice"]["global"]]]
-    for attack, entry in r.evaluation["attacks"].items():
-        for e, cell in zip(entry["eps"], entry["cells"]):
-            if e > 0:
-                psnr = budget_psnr(cell["eps_rms"], width)
-                budget = f"{e:g} (rms {cell['eps_rms']:.2g}" + (f", PSNR {psnr:.0f} dB)" if psnr == psnr else ")")
-                rows.append([attack, budget, *cell["dice"]["global"], cell["mean_dice"]["global"]])
+    summary = r.evaluation
+    clip = summary.settings.clip_range
+    width = float(clip[1] - clip[0]) if clip else None
+    rows = [["clean", "", *summary.clean.class_dice(), summary.clean_global]]
+    for attack, entry in summary.attacks.items():
+        for e, cell in entry.attacked():
+            psnr = budget_psnr(cell.eps_rms, width)
+            budget = f"{e:g} (rms {cell.eps_rms:.2g}" + (f", PSNR {psnr:.0f} dB)" if psnr == psnr else ")")
+            rows.append([attack, budget, *cell.class_dice(), cell.global_dice])
     doc.table(
-        ["attack", "eps", *names, "mean"],
+        ["attack", "eps", *summary.class_names, "mean"],
         rows,
         caption=f"{r.name}: global voxel Dice per class and their mean over classes (the headline number). PSNR: "
         "a lower bound for the attacked image, over the clip range.",
@@ -249,10 +250,10 @@ def _dice_table(doc: Document, r: RunData) -> None:
 def _per_case(doc: Document, runs: list[RunData], attack: str) -> None:
     doc.heading("Per case")
     for r in runs:
-        entry = r.evaluation["attacks"].get(attack)
+        entry = r.evaluation.attacks.get(attack)
         if not entry or not r.results:
             continue
-        middle = entry["eps"][len(entry["eps"]) // 2]
+        middle = entry.eps[len(entry.eps) // 2]
         table: dict[str, dict] = {}
         for row in r.results:
             key = row["case"]

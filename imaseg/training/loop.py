@@ -14,6 +14,7 @@ from imaseg.training.augment import BatchAugment
 from imaseg.training.config import TrainConfig
 from imaseg.training.distributed import DistributedContext, shard
 from imaseg.training.methods import Method
+from imaseg.training.methods.registry import LossLogs
 from imaseg.utils.seeding import make_generator
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def _batches(session: Session, epoch: int) -> list[torch.Tensor]:
     return [order[i : i + config.batch_size] for i in range(0, order.numel(), config.batch_size)]
 
 
-def _step(session: Session, epoch: int, iteration: int, batch: tuple) -> tuple[float, dict[str, float]]:
+def _step(session: Session, epoch: int, iteration: int, batch: tuple) -> tuple[float, LossLogs]:
     config, device, rank = session.config, session.device, session.context.rank
     images, labels, index = batch
     images = images.to(device, non_blocking=True)
@@ -94,7 +95,7 @@ def train_epoch(session: Session, epoch: int, *, progress: bool) -> dict:
     for iteration, batch in enumerate(iterator):
         loss, logs = _step(session, epoch, iteration, batch)
         for key, value in {"loss": loss, **logs}.items():
-            totals[key] = totals.get(key, 0.0) + value
+            totals[key] = totals.get(key, 0.0) + float(value)  # a method's logs may be 0-dim tensors
         if hasattr(iterator, "set_postfix"):
             iterator.set_postfix(loss=f"{loss:.3f}")
     lr = session.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with (before the scheduler steps)

@@ -6,8 +6,8 @@ import csv
 import io
 import math
 import os
-from pathlib import Path
 
+from imaseg.run import RunDir
 from imaseg.utils.atomic import atomic_write_text
 
 __all__ = ["EpochLog"]
@@ -17,7 +17,7 @@ class EpochLog:
     """Rows keyed by epoch; columns are the union of keys seen, in first-seen order."""
 
     def __init__(self, run_dir: str | os.PathLike[str], *, tensorboard: bool = True) -> None:
-        self.path = Path(run_dir) / "log.csv"
+        self.path = RunDir(run_dir).log_path
         self.rows: list[dict] = []
         if self.path.is_file():
             with open(self.path, newline="", encoding="utf-8") as handle:
@@ -27,7 +27,7 @@ class EpochLog:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(str(Path(run_dir) / "tb"))
+                self.writer = SummaryWriter(str(RunDir(run_dir).tensorboard_dir))
             except ImportError:  # tensorboard is a dependency, but do not fail a run over logging
                 self.writer = None
 

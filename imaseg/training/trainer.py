@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -26,10 +25,11 @@ from torch import nn
 
 from imaseg.attacks import SlidingWindowForward
 from imaseg.cache.reader import CaseStore
-from imaseg.cache.run_record import PREPROCESSING_NAME, preprocessing_record
+from imaseg.cache.run_record import preprocessing_record
 from imaseg.checkpoint import load_checkpoint, load_weights, rng_state, save_checkpoint, set_rng_state
-from imaseg.config import save_config, to_dict
-from imaseg.networks import NetworkConfig, resolve_device
+from imaseg.config import to_dict
+from imaseg.networks import resolve_device
+from imaseg.run import RunDir
 from imaseg.training.config import TrainConfig
 from imaseg.training.data import TrainingData
 from imaseg.training.distributed import DistributedContext, barrier, init_distributed
@@ -38,7 +38,6 @@ from imaseg.training.methods import build_method, describe_method
 from imaseg.training.optim import build_augment, build_optimizer, lr_factor
 from imaseg.training.run_log import EpochLog
 from imaseg.training.validation import validate
-from imaseg.utils.atomic import atomic_write_json
 from imaseg.utils.seeding import seed_everything
 
 __all__ = ["build_model_from_config", "train"]
@@ -48,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 def build_model_from_config(config: TrainConfig, spatial_dims: int, in_channels: int, num_classes: int) -> nn.Module:
     """The network a training config describes (see :class:`~imaseg.networks.NetworkConfig`)."""
-    return NetworkConfig.from_mapping(to_dict(config)).build(spatial_dims, in_channels, num_classes)
+    return config.network.build(spatial_dims, in_channels, num_classes)
 
 
 def train(
@@ -150,7 +149,7 @@ def _start_session(cache_dir, config: TrainConfig) -> Session:
 
 def _restore(session: Session, run: Path, *, resume: bool, overwrite: bool) -> tuple[int, float]:
     """Refuse, clear, resume or initialise; returns the first epoch to train and the best score so far."""
-    checkpoint_path = run / "checkpoints" / "last.pt"
+    checkpoint_path = RunDir(run).last_checkpoint
     context = session.context
     if checkpoint_path.is_file() and not resume:
         if not overwrite:
@@ -159,10 +158,7 @@ def _restore(session: Session, run: Path, *, resume: bool, overwrite: bool) -> t
                 "--overwrite to start over"
             )
         if context.is_main:
-            for stale_dir in ("checkpoints", "tb"):
-                shutil.rmtree(run / stale_dir, ignore_errors=True)
-            for stale in ("log.csv", *session.method.run_files):
-                (run / stale).unlink(missing_ok=True)
+            RunDir(run).clear_training(session.method.run_files)
         barrier(context)
     if resume and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path, map_location=session.device)
@@ -208,10 +204,11 @@ def _open_run_folder(session: Session, run: Path, cache_dir, start_epoch: int) -
     log = EpochLog(run, tensorboard=config.tensorboard)
     run.mkdir(parents=True, exist_ok=True)
     sections = {"cache": str(Path(cache_dir).resolve()), "train": config, "method": describe_method(config)}
-    save_config(run / "config.yaml", sections)
-    atomic_write_json(run / PREPROCESSING_NAME, preprocessing_record(store.manifest))  # the run needs no cache
-    split = store.manifest["splits"][str(config.fold)]
-    atomic_write_json(run / "split.json", {"fold": config.fold, **split, "train_samples": len(session.train_set)})
+    folder = RunDir(run)
+    folder.write_config(sections)
+    folder.write_preprocessing(preprocessing_record(store.manifest))  # the run needs no cache
+    split = store.manifest.split(config.fold).to_json()
+    folder.write_split({"fold": config.fold, **split, "train_samples": len(session.train_set)})
     log.truncate(start_epoch)
     return log
 
@@ -232,14 +229,14 @@ def _validation(session: Session, epoch: int) -> dict:
         device=session.device,
         eps=config.val_eps,
         steps=config.val_steps,
-        clip_range=tuple(config.clip_range) if config.clip_range else None,
+        clip_range=config.clip_range,
         seed=config.seed,
         class_names=_class_names(session),
     )
 
 
 def _class_names(session: Session) -> dict[int, str]:
-    return {int(k): v for k, v in session.store.manifest["labels"].items()}
+    return session.store.labels
 
 
 def _finish_epoch(session: Session, run: Path, log: EpochLog | None, row: dict, epoch: int, best: float) -> float:
@@ -250,8 +247,8 @@ def _finish_epoch(session: Session, run: Path, log: EpochLog | None, row: dict, 
         score = row.get("val_dice", float("nan"))
         if score == score and score > best:
             best = score
-            save_checkpoint(run / "checkpoints" / "best.pt", _payload(session, epoch + 1, best))
-        save_checkpoint(run / "checkpoints" / "last.pt", _payload(session, epoch + 1, best))
+            save_checkpoint(RunDir(run).best_checkpoint, _payload(session, epoch + 1, best))
+        save_checkpoint(RunDir(run).last_checkpoint, _payload(session, epoch + 1, best))
         logger.info("epoch %d/%d %s", epoch + 1, session.config.epochs, _summary_line(row))
     session.method.reset_epoch()
     barrier(session.context)
@@ -269,12 +266,7 @@ def _over_budget(started: float, minutes: float, context: DistributedContext) ->
 def _payload(session: Session, epoch: int, best: float) -> dict:
     store = session.store
     return {
-        "data": {
-            "in_channels": store.in_channels,
-            "num_classes": store.num_classes,
-            "spatial_dims": store.spatial_dims,
-            "labels": store.manifest["labels"],
-        },
+        "data": store.manifest.checkpoint_data(),
         "network": session.network.state_dict(),
         "optimizer": session.optimizer.state_dict(),
         "scheduler": session.scheduler.state_dict(),

@@ -44,7 +44,7 @@ def validate(
             if "robust" in counts:
                 attack = PGD(network, eps=eps, steps=steps, loss="dice", clip_range=clip_range, seed=seed + start)
                 result = attack.run(images, labels)
-                if result.prediction is None:  # PGD with select="best" always predicts
+                if result.prediction is None:  # PGD with select="worst" always predicts
                     raise RuntimeError("PGD returned no prediction")
                 counts["robust"] += torch.stack(confusion_counts(result.prediction, labels, num_classes)).sum(1).cpu()
             start += images.shape[0]

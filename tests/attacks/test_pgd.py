@@ -8,6 +8,8 @@ import torch
 from imaseg.attacks import PGD, NoiseAttack, SlidingWindowForward, WorstCase
 from imaseg.attacks.geometry import perturbation_norm
 from imaseg.metrics import sample_dice
+from imaseg.metrics.dice import confusion_counts
+from imaseg.metrics.worst import mean_global_dice
 from imaseg.networks import build_network
 
 NORM_CASES = [pytest.param("l2", 0.8, id="l2"), pytest.param("linf", 0.05, id="linf")]
@@ -209,14 +211,36 @@ def test_flip_record_agrees_with_a_direct_check(trained_model, test_batch):
         ).float().mean() > 0.0
 
 
-def test_worst_case_is_the_per_sample_minimum(trained_model, test_batch):
+def _global_dice(prediction: torch.Tensor, label: torch.Tensor, classes: int) -> float:
+    tp, fp, fn = confusion_counts(prediction, label, classes)
+    counts = torch.stack([tp[:, 1:], fp[:, 1:], fn[:, 1:]], -1).sum(0).numpy()  # (C-1, 3) over the batch
+    return float(mean_global_dice(counts))
+
+
+def test_worst_case_follows_the_global_rule_and_is_never_above_a_member(trained_model, test_batch):
     images, labels = test_batch
     attacks = [PGD(trained_model, eps=0.6, steps=3, loss=loss) for loss in ("ce", "dice", "segpgd")]
-    single = [a.run(images, labels).dice for a in attacks]
+    single = [a.run(images, labels) for a in attacks]
     worst = WorstCase(attacks).run(images, labels)
-    expected = torch.stack(single).amin(0)
-    assert torch.allclose(worst.dice, expected)
-    assert torch.equal(worst.source, torch.stack(single).argmin(0))
+    classes = int(max(labels.max(), *(s.prediction.max() for s in single))) + 1
+    members = [_global_dice(s.prediction, labels, classes) for s in single]
+    assert _global_dice(worst.prediction, labels, classes) <= min(members) + 1e-9
+    for i, source in enumerate(worst.source.tolist()):  # every sample is one member's own result
+        assert torch.equal(worst.prediction[i], single[source].prediction[i])
+        assert torch.equal(worst.adversarial[i], single[source].adversarial[i])
+
+
+def test_select_best_is_refused_with_its_new_name(trained_model):
+    with pytest.raises(ValueError, match='"best" was renamed "worst"'):
+        PGD(trained_model, eps=0.5, select="best")
+
+
+def test_seed_none_draws_a_fresh_seed_and_an_int_seed_repeats(trained_model, test_batch):
+    images, labels = test_batch
+    same = [PGD(trained_model, eps=0.5, steps=1, seed=3)(images, labels) for _ in range(2)]
+    fresh = [PGD(trained_model, eps=0.5, steps=1, seed=None)(images, labels) for _ in range(2)]
+    assert torch.equal(same[0], same[1])
+    assert not torch.equal(fresh[0], fresh[1])
 
 
 def test_bf16_autocast_keeps_the_perturbation_in_fp32(trained_model, test_batch):

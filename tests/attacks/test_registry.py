@@ -19,6 +19,10 @@ from imaseg.attacks import (
     parse_attack_name,
     register_attack,
 )
+from imaseg.attacks.registry import ENSEMBLE_MEMBERS
+from imaseg.evaluation.config import EvalConfig
+from imaseg.metrics.dice import confusion_counts
+from imaseg.metrics.worst import mean_global_dice
 
 
 def model() -> nn.Module:
@@ -93,9 +97,21 @@ def test_worst_case_runs_its_members_and_is_no_better_than_any():
     worst = create_attack("worst-l2", net, eps=1.0, settings=settings)
     assert [type(a).__name__ for a in worst.attacks] == ["PGD", "PGD"]
     result = worst.run(x, y)
+    classes = 3
     for member in ("pgd-l2", "cospgd-l2"):
         single = create_attack(member, net, eps=1.0, settings=settings).run(x, y)
-        assert (result.dice <= single.dice + 1e-6).all()
+        assert _global_dice(result.prediction, y, classes) <= _global_dice(single.prediction, y, classes) + 1e-9
+
+
+def test_worst_means_the_default_ensemble_wherever_it_is_built():
+    worst = create_attack("worst-l2", model(), eps=1.0, settings=AttackSettings(steps=1))
+    assert len(worst.attacks) == len(ENSEMBLE_MEMBERS)
+    assert EvalConfig().attacks == [f"{kind}-l2" for kind in ENSEMBLE_MEMBERS] + ["worst-l2"]
+
+
+def _global_dice(prediction, label, classes: int) -> float:
+    tp, fp, fn = confusion_counts(prediction, label, classes)
+    return float(mean_global_dice(torch.stack([tp[:, 1:], fp[:, 1:], fn[:, 1:]], -1).sum(0).numpy()))
 
 
 def test_overrides_replace_single_settings_and_unknown_ones_are_refused():

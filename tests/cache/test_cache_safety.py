@@ -53,8 +53,8 @@ def test_label_values_above_255_round_trip_through_preprocess_train_and_evaluate
 
     data = wide_label_folder(tmp_path / "data")
     manifest = preprocess_dataset(data, tmp_path / "cache", config(), progress=False)
-    assert manifest["class_values"] == VALUES and manifest["num_classes"] == 4
-    assert manifest["labels"] == {"0": "background", "1": "one", "2": "two-five-six", "3": "thousand"}
+    assert list(manifest.class_values) == VALUES and manifest.num_classes == 4
+    assert manifest.labels == {0: "background", 1: "one", 2: "two-five-six", 3: "thousand"}
 
     with np.load(tmp_path / "cache" / "cases" / "p01_a.npz") as stored:
         assert stored["label"].dtype == np.int32 and sorted(np.unique(stored["label"])) == VALUES  # raw, not wrapped
@@ -138,7 +138,7 @@ def test_resampling_that_erases_a_label_warns_naming_the_file(tmp_path, caplog):
         root, tmp_path / "cache", config(spacing=[8.0, 8.0, -1], mode="3d", spatial_size=[8, 8, 3]), progress=False
     )
     assert "label values [2] vanished in preprocessing" in caplog.text and "p01_a.nii.gz" in caplog.text
-    assert manifest["cases"][0]["warnings"]
+    assert manifest.cases[0].warnings
 
 
 def test_resampling_that_blows_a_case_up_is_refused_before_any_work(tmp_path):

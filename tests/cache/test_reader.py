@@ -115,4 +115,4 @@ def test_corrupt_case_file_names_it(cache):
 
 def test_manifest_is_plain_json(cache):
     manifest = json.loads((cache / "manifest.json").read_text())
-    assert CaseStore(cache).manifest == manifest
+    assert CaseStore(cache).manifest.to_json() == manifest

@@ -13,7 +13,7 @@ import yaml
 from helpers import make_pair, real_data, write_nifti
 
 from imaseg.cache import writer
-from imaseg.cache.manifest import MANIFEST_NAME, sample_id
+from imaseg.cache.manifest import MANIFEST_NAME, DatasetSource, sample_id
 from imaseg.cache.reader import CaseStore
 from imaseg.cache.writer import preprocess_dataset
 from imaseg.config import to_dict
@@ -71,32 +71,33 @@ def test_manifest_content(msd_folder, tmp_path):
     out = tmp_path / "cache"
     config = small()
     manifest = preprocess_dataset(msd_folder, out, config, progress=False)
-    assert json.loads((out / MANIFEST_NAME).read_text()) == manifest
-    assert manifest["num_classes"] == 3
-    assert manifest["in_channels"] == 1
-    assert manifest["spatial_dims"] == 2
-    assert manifest["labels"] == {"0": "background", "1": "a", "2": "b"}
-    assert manifest["modality"] == "mri"
-    assert manifest["dataset"] == {"name": "toy", "layout": "msd", "declared_modality": "MRI"}
-    assert manifest["data_dir"] == str(msd_folder.resolve())
-    assert manifest["config"] == to_dict(config)
-    assert manifest["num_samples"] == 4 * 6
-    assert sorted(manifest["splits"]) == ["0", "1"]
-    cases = {c["case"]: c for c in manifest["cases"]}
+    stored = json.loads((out / MANIFEST_NAME).read_text())
+    assert stored == manifest.to_json()
+    assert stored["splits"]["0"] == manifest.split(0).to_json() and stored["labels"]["1"] == "a"  # the file's keys
+    assert manifest.num_classes == 3
+    assert manifest.in_channels == 1
+    assert manifest.spatial_dims == 2
+    assert manifest.labels == {0: "background", 1: "a", 2: "b"}
+    assert manifest.modality == "mri"
+    assert manifest.dataset == DatasetSource("toy", "msd", "MRI")
+    assert manifest.data_dir == str(msd_folder.resolve())
+    assert manifest.config == to_dict(config)
+    assert manifest.num_samples == 4 * 6
+    assert sorted(manifest.splits) == [0, 1]
+    cases = {c.case: c for c in manifest.cases}
     assert list(cases) == CASES
-    assert {c: m["group"] for c, m in cases.items()} == dict(zip(CASES, ["p01", "p01", "p02", "p02"]))
-    for fold, split in manifest["splits"].items():
-        assert sorted(split) == ["test", "train", "val"]
-        assert sorted(split["train"] + split["val"] + split["test"]) == CASES
-        assert split["test"] and all(cases[c]["fold"] == int(fold) for c in split["test"])
-        assert all(cases[c]["fold"] != int(fold) for c in split["train"] + split["val"])
-    assert cases["p01_frame01"]["fold"] == cases["p01_frame09"]["fold"] != cases["p02_frame01"]["fold"]
+    assert {c: m.group for c, m in cases.items()} == dict(zip(CASES, ["p01", "p01", "p02", "p02"]))
+    for fold, split in manifest.splits.items():
+        assert sorted(split.train + split.val + split.test) == CASES
+        assert split.test and all(cases[c].fold == fold for c in split.test)
+        assert all(cases[c].fold != fold for c in split.train + split.val)
+    assert cases["p01_frame01"].fold == cases["p01_frame09"].fold != cases["p02_frame01"].fold
     meta = cases["p02_frame11"]
-    assert meta["shape"] == [1, 16, 16, 6]
-    assert meta["source_shape"] == [24, 20, 6]
-    assert meta["source_spacing"] == pytest.approx([1.5, 1.5, 5.0])
-    assert meta["slice_axis"] == 2
-    assert meta["file"] == "cases/p02_frame11.npz" and (out / meta["file"]).is_file()
+    assert meta.shape == (1, 16, 16, 6)
+    assert meta.source_shape == (24, 20, 6)
+    assert meta.source_spacing == pytest.approx([1.5, 1.5, 5.0])
+    assert meta.slice_axis == 2
+    assert meta.file == "cases/p02_frame11.npz" and (out / meta.file).is_file()
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved == {"preprocess": to_dict(config)}
 
@@ -104,13 +105,13 @@ def test_manifest_content(msd_folder, tmp_path):
 def test_sample_ids_are_stable_and_independent_of_other_cases(msd_folder, tmp_path, rng):
     out = tmp_path / "cache"
     first = preprocess_dataset(msd_folder, out, small(), progress=False)
-    ids = {c["case"]: c["sample_ids"] for c in first["cases"]}
-    assert ids["p01_frame01"] == [f"p01_frame01:{i:03d}" for i in range(6)]
-    assert preprocess_dataset(msd_folder, out, small(), progress=False)["cases"] == first["cases"]
+    ids = {c.case: c.sample_ids for c in first.cases}
+    assert ids["p01_frame01"] == tuple(f"p01_frame01:{i:03d}" for i in range(6))
+    assert preprocess_dataset(msd_folder, out, small(), progress=False).cases == first.cases
 
     add_msd_case(msd_folder, "p00_frame01", *make_pair(rng))
     grown = preprocess_dataset(msd_folder, tmp_path / "fresh", small(), progress=False)
-    grown_ids = {c["case"]: c["sample_ids"] for c in grown["cases"]}
+    grown_ids = {c.case: c.sample_ids for c in grown.cases}
     assert list(grown_ids) == ["p00_frame01", *CASES]
     assert {c: grown_ids[c] for c in CASES} == ids
 
@@ -143,7 +144,7 @@ def test_array_relevant_setting_redoes_every_case(msd_folder, tmp_path, calls, c
     calls.clear()
     manifest = preprocess_dataset(msd_folder, out, small(**change), progress=False)
     assert calls == CASES
-    assert CaseStore(out).load_case("p01_frame01").image.shape == tuple(manifest["cases"][0]["shape"])
+    assert CaseStore(out).load_case("p01_frame01").image.shape == manifest.cases[0].shape
 
 
 def test_touched_source_file_redoes_only_its_case(msd_folder, tmp_path, calls):
@@ -193,14 +194,14 @@ def test_split_only_settings_do_not_preprocess_again(msd_folder, tmp_path, calls
     manifest = preprocess_dataset(msd_folder, out, small(**change), progress=False)
     assert calls == []
     assert mtimes(out) == before
-    assert len(manifest["splits"]) == manifest["config"]["folds"]
+    assert len(manifest.splits) == manifest.config["folds"]
 
 
 def test_new_split_settings_reach_the_manifest(msd_folder, tmp_path):
     out = tmp_path / "cache"
     preprocess_dataset(msd_folder, out, small(), progress=False)
     manifest = preprocess_dataset(msd_folder, out, small(group_regex=""), progress=False)
-    assert [c["group"] for c in manifest["cases"]] == CASES
+    assert [c.group for c in manifest.cases] == CASES
 
 
 def _folder_with_empty_slices(root: Path, rng) -> Path:
@@ -220,10 +221,10 @@ def _folder_with_empty_slices(root: Path, rng) -> Path:
 def test_dropping_empty_slices(tmp_path, rng):
     root = _folder_with_empty_slices(tmp_path / "data", rng)
     manifest = preprocess_dataset(root, tmp_path / "cache", small(keep_empty_slices=False), progress=False)
-    meta = manifest["cases"][0]
-    assert meta["slice_indices"] == [1, 2, 3]
-    assert meta["sample_ids"] == ["a_frame01:001", "a_frame01:002", "a_frame01:003"]
-    assert manifest["num_samples"] == 6
+    meta = manifest.cases[0]
+    assert meta.slice_indices == (1, 2, 3)
+    assert meta.sample_ids == ("a_frame01:001", "a_frame01:002", "a_frame01:003")
+    assert manifest.num_samples == 6
     samples = CaseStore(tmp_path / "cache").samples("all")
     assert len(samples) == 6
     assert all(bool((label > 0).any()) for label in samples.labels)
@@ -232,11 +233,11 @@ def test_dropping_empty_slices(tmp_path, rng):
 def test_switching_keep_empty_slices_on_an_existing_cache(tmp_path, rng):
     root = _folder_with_empty_slices(tmp_path / "data", rng)
     out = tmp_path / "cache"
-    assert preprocess_dataset(root, out, small(), progress=False)["num_samples"] == 12
+    assert preprocess_dataset(root, out, small(), progress=False).num_samples == 12
     dropped = preprocess_dataset(root, out, small(keep_empty_slices=False), progress=False)
-    assert dropped["num_samples"] == 6
-    assert dropped["cases"][1]["sample_ids"] == ["b_frame01:001", "b_frame01:002", "b_frame01:003"]
-    assert preprocess_dataset(root, out, small(), progress=False)["num_samples"] == 12
+    assert dropped.num_samples == 6
+    assert dropped.cases[1].sample_ids == ("b_frame01:001", "b_frame01:002", "b_frame01:003")
+    assert preprocess_dataset(root, out, small(), progress=False).num_samples == 12
 
 
 def _xray_folder(root: Path, rng, cases=("CHNCXR_0001", "CHNCXR_0002", "MCUCXR_0003", "MCUCXR_0004")) -> Path:
@@ -256,12 +257,12 @@ def _xray_folder(root: Path, rng, cases=("CHNCXR_0001", "CHNCXR_0002", "MCUCXR_0
 def test_2d_images_give_one_sample_per_case(tmp_path, rng):
     root = _xray_folder(tmp_path / "xray", rng)
     manifest = preprocess_dataset(root, tmp_path / "cache", small(), progress=False)
-    assert manifest["spatial_dims"] == 2 and manifest["modality"] == "xray" and manifest["num_classes"] == 2
-    for meta in manifest["cases"]:
-        assert meta["sample_ids"] == [meta["case"]]
-        assert meta["slice_axis"] is None and meta["source_dims"] == 2
-        assert meta["shape"] == [1, 16, 16]
-        assert meta["intensity_scale"] == pytest.approx(1 / 255)
+    assert manifest.spatial_dims == 2 and manifest.modality == "xray" and manifest.num_classes == 2
+    for meta in manifest.cases:
+        assert meta.sample_ids == (meta.case,)
+        assert meta.slice_axis is None and meta.source_dims == 2
+        assert meta.shape == (1, 16, 16)
+        assert meta.intensity_scale == pytest.approx(1 / 255)
     samples = CaseStore(tmp_path / "cache").samples("all")
     assert tuple(samples.images.shape) == (4, 1, 16, 16)
     assert tuple(samples.labels.shape) == (4, 1, 16, 16)
@@ -272,9 +273,9 @@ def test_3d_mode_keeps_volumes(msd_folder, tmp_path):
     manifest = preprocess_dataset(
         msd_folder, tmp_path / "cache", small(mode="3d", spatial_size=[16, 16, 8]), progress=False
     )
-    assert manifest["spatial_dims"] == 3
-    assert manifest["num_samples"] == 4
-    assert all(c["sample_ids"] == [c["case"]] and c["slice_axis"] is None for c in manifest["cases"])
+    assert manifest.spatial_dims == 3
+    assert manifest.num_samples == 4
+    assert all(c.sample_ids == (c.case,) and c.slice_axis is None for c in manifest.cases)
     samples = CaseStore(tmp_path / "cache").samples("all")
     assert tuple(samples.images.shape) == (4, 1, 16, 16, 8)
     assert tuple(samples.labels.shape) == (4, 1, 16, 16, 8)
@@ -294,8 +295,9 @@ def test_two_channel_nnunet_data(tmp_path, rng):
     }
     (root / "dataset.json").write_text(json.dumps(meta))
     manifest = preprocess_dataset(root, tmp_path / "cache", small(), progress=False)
-    assert manifest["in_channels"] == 2
-    assert manifest["modality"] == "other"  # "T2" is not a modality name: intensities are kept
+    assert manifest.in_channels == 2
+    assert manifest.cases[0].image_files[1].endswith("c_001_0001.nii.gz")
+    assert manifest.modality == "other"  # "T2" is not a modality name: intensities are kept
     samples = CaseStore(tmp_path / "cache").samples("all")
     assert tuple(samples.images.shape) == (12, 2, 16, 16)
 
@@ -303,9 +305,9 @@ def test_two_channel_nnunet_data(tmp_path, rng):
 def test_undeclared_labels_count_classes_from_the_data(msd_folder, tmp_path):
     (msd_folder / "dataset.json").unlink()
     manifest = preprocess_dataset(msd_folder, tmp_path / "cache", small(), progress=False)
-    assert manifest["num_classes"] == 3
-    assert manifest["labels"] == {"0": "class 0", "1": "class 1", "2": "class 2"}
-    assert manifest["modality"] == "other"
+    assert manifest.num_classes == 3
+    assert manifest.labels == {0: "class 0", 1: "class 1", 2: "class 2"}
+    assert manifest.modality == "other"
 
 
 def test_bad_case_raises_naming_the_file(msd_folder, tmp_path):
@@ -323,7 +325,7 @@ def test_real_headers_cache_keeps_the_true_spacing(tmp_path):
     manifest = preprocess_dataset(root, tmp_path / "cache", config, progress=False)
     store = CaseStore(tmp_path / "cache")
     case = store.load_case("patient110_fixed")
-    assert case.meta["source_spacing"] == pytest.approx([1.5625, 1.5625, 10.0])
+    assert case.meta.source_spacing == pytest.approx([1.5625, 1.5625, 10.0])
     np.testing.assert_allclose(np.linalg.norm(case.source_affine[:3, :3], axis=0), [1.5625, 1.5625, 10.0])
     # 224 voxels of 1.5625 mm resample to round(224 * 1.5625 / 1.5) = 233 voxels of 1.5 mm; pad-resize to 128
     # scales both in-plane axes by 128 / 233 (square: no padding), so a cached voxel is 1.5 * 233 / 128 mm.
@@ -332,11 +334,13 @@ def test_real_headers_cache_keeps_the_true_spacing(tmp_path):
     assert case.image.shape == (1, 128, 128, 18)
     np.testing.assert_allclose(np.linalg.norm(case.affine[:3, :3], axis=0), [1.5 * resampled / 128] * 2 + [10.0])
     assert 1.5 * resampled / 128 == pytest.approx(224 * 1.5625 / 128, rel=2e-3)  # the field of view is kept
-    groups = {c["case"]: c["group"] for c in manifest["cases"]}
+    groups = {c.case: c.patient for c in manifest.cases}
     assert sorted(set(groups.values())) == ["patient110", "patient115", "patient122", "patient139"]
-    for split in manifest["splits"].values():
+    for split in manifest.splits.values():
         sides = {
-            side for side, members in split.items() if "patient110_fixed" in members or "patient110_moving" in members
+            side
+            for side in split.SIDES
+            if "patient110_fixed" in split.side(side) or "patient110_moving" in split.side(side)
         }
         assert len(sides) == 1
 
@@ -357,15 +361,15 @@ def test_real_ct_is_windowed_to_unit_range(tmp_path):
     # pad-crop keeps voxels one to one (and is fast on 512 x 512 slices); the intensity settings are the defaults
     config = PreprocessConfig(spatial_size=[64, 64], resize="pad-crop", folds=1)
     manifest = preprocess_dataset(root, tmp_path / "cache", config, progress=False, allow_outside_paths=True)
-    assert [c["case"] for c in manifest["cases"]] == ["lung2"]
-    assert manifest["modality"] == "ct"
-    assert manifest["labels"] == {"0": "background", "1": "lung", "2": "tumour"}
+    assert [c.case for c in manifest.cases] == ["lung2"]
+    assert manifest.modality == "ct"
+    assert manifest.labels == {0: "background", 1: "lung", 2: "tumour"}
     store = CaseStore(tmp_path / "cache")
-    for meta in manifest["cases"]:
-        assert meta["intensity_scale"] == pytest.approx(1 / 1400)
-        assert meta["intensity_offset"] == pytest.approx(1000 / 1400)
-        case = store.load_case(meta["case"])
-        canonical = nib.as_closest_canonical(nib.load(meta["image"]))  # the files are LPS, the cache RAS
+    for meta in manifest.cases:
+        assert meta.intensity_scale == pytest.approx(1 / 1400)
+        assert meta.intensity_offset == pytest.approx(1000 / 1400)
+        case = store.load_case(meta.case)
+        canonical = nib.as_closest_canonical(nib.load(meta.image_files[0]))  # the files are LPS, the cache RAS
         hu = np.asarray(canonical.dataobj)[224:288, 224:288].astype(np.float32)  # the centre 64 x 64 crop
         image = case.image[0]
         assert image.shape == hu.shape

@@ -37,14 +37,14 @@ def test_3d_cache_keeps_whole_volumes_as_samples(run_3d):
 
 def test_3d_evaluation_attacks_whole_volumes_through_sliding_windows(run_3d, monkeypatch):
     seen = []
-    original = cells_module._forward
+    original = cells_module.case_forward
 
-    def spy(network, case, roi_size):
-        forward = original(network, case, roi_size)
+    def spy(network, spatial_shape, layout):
+        forward = original(network, spatial_shape, layout)
         seen.append(isinstance(forward, SlidingWindowForward))
         return forward
 
-    monkeypatch.setattr(cells_module, "_forward", spy)
+    monkeypatch.setattr(cells_module, "case_forward", spy)
     config = EvalConfig(
         attacks=["pgd-l2", "noise-l2"],
         eps=[0.0, 2.0],

@@ -26,7 +26,7 @@ def test_dice_must_not_rise_with_the_budget(monkeypatch, dice, ok):
     monkeypatch.setattr(checks, "_global", lambda records, key: by_key[key])
     warnings: list[str] = []
     rows = checks._dice_falls_with_eps({}, cells, warnings)
-    assert [r["ok"] for r in rows] == ok
+    assert [r.ok for r in rows] == ok
     assert len(warnings) == ok.count(False)
 
 
@@ -67,7 +67,7 @@ def test_steps_check_fails_both_ways(monkeypatch, once, twice, ok, says):
     context = checks.CheckContext(None, Store(), ["a"], CaseSettings(AttackSettings(), 4, None), None, 20, True)
     warnings: list[str] = []
     row = checks._steps_2x({"pgd-l2__eps1": {"cases": {"a": {}}}}, Cell("pgd-l2", 1.0), context, warnings)
-    assert row["ok"] is ok and row["step_size"] == pytest.approx(2.5 / 20)
+    assert row.ok is ok and row.step_size == pytest.approx(2.5 / 20)
     assert (says is None and not warnings) or (says in warnings[0])
 
 

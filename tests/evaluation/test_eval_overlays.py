@@ -28,7 +28,7 @@ def test_the_overlay_slice_is_the_one_with_the_largest_dice_drop(evaluated):
     store = _store(evaluated)
     label = store.load_case(case).label
     axis = meta["axis"]
-    assert axis == store.case_meta(case)["slice_axis"]
+    assert axis == store.case_meta(case).slice_axis
 
     def per_slice(pred):
         moved = torch.from_numpy(np.moveaxis(pred, axis, 0).astype(np.int64))

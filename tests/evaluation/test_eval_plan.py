@@ -54,4 +54,4 @@ def test_settings_are_resolved_once_and_the_config_is_left_alone():
     assert shared.losses == tuple(config.losses)
     assert case_settings(config, 3, [32, 32, 8]).roi_size == (16, 16, 8)
     assert case_settings(config, 2, [32, 32]).roi_size is None
-    assert config.clip_range == [0, 1]
+    assert config.clip_range == (0.0, 1.0)  # typed once, when the config is built

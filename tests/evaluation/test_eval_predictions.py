@@ -74,9 +74,9 @@ def _cases(saved: Saved) -> list[str]:
 
 def test_the_cache_is_on_another_grid_than_the_source(saved):
     case = saved.store.load_case(_cases(saved)[0])
-    assert case.label.shape == (32, 32, 3) and tuple(case.meta["source_shape"]) == SOURCE_SHAPE
+    assert case.label.shape == (32, 32, 3) and case.meta.source_shape == SOURCE_SHAPE
     assert case.source_affine[0, 0] < 0 < case.affine[0, 0], "the source is x-flipped, the cache RAS"
-    assert case.meta["intensity_scale"] == pytest.approx(SCALE)
+    assert case.meta.intensity_scale == pytest.approx(SCALE)
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -84,7 +84,7 @@ def test_predictions_have_the_source_shape_and_affine(saved, cell):
     files = sorted((saved.out / "predictions" / cell).glob("*_pred.nii.gz"))
     assert [f.name for f in files] == [f"{c}_pred.nii.gz" for c in _cases(saved)]
     for case_id, path in zip(_cases(saved), files):
-        source = nib.load(saved.store.case_meta(case_id)["image"])
+        source = nib.load(saved.store.case_meta(case_id).image_files[0])
         written = nib.load(path)
         assert written.shape == source.shape == SOURCE_SHAPE
         np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)
@@ -95,8 +95,8 @@ def test_cached_label_maps_back_onto_the_source_label_exactly(saved):
     """Padding and reorientation lose nothing, so the round trip must be exact."""
     for case_id in _cases(saved):
         case = saved.store.load_case(case_id)
-        source = np.asarray(nib.load(case.meta["label"]).dataobj)
-        back = to_source_grid(case.label, case.affine, case.source_affine, case.meta["source_shape"], order=0)
+        source = np.asarray(nib.load(case.meta.label).dataobj)
+        back = to_source_grid(case.label, case.affine, case.source_affine, case.meta.source_shape, order=0)
         np.testing.assert_array_equal(back, source)
 
 
@@ -118,7 +118,7 @@ def test_written_prediction_equals_an_independent_resampling_of_the_cell(saved, 
 def test_clean_prediction_on_the_source_grid_scores_the_reported_dice(saved):
     reported = {(r["case"], int(r["class"])): float(r["dice"]) for r in saved.rows if r["attack"] == "clean"}
     for case_id in _cases(saved):
-        label = np.asarray(nib.load(saved.store.case_meta(case_id)["label"]).dataobj)
+        label = np.asarray(nib.load(saved.store.case_meta(case_id).label).dataobj)
         written = np.asarray(nib.load(saved.out / "predictions" / "clean" / f"{case_id}_pred.nii.gz").dataobj)
         on_source = numpy_dice(written, label, 4)
         on_cache = [reported[(case_id, c)] for c in (1, 2, 3)]
@@ -131,7 +131,7 @@ def test_clean_prediction_on_the_source_grid_scores_the_reported_dice(saved):
 def test_perturbations_are_in_source_units_on_the_source_grid(saved):
     eps = 0.5
     for case_id in _cases(saved):
-        source = nib.load(saved.store.case_meta(case_id)["image"])
+        source = nib.load(saved.store.case_meta(case_id).image_files[0])
         written = nib.load(saved.out / "predictions" / f"pgd-l2__eps{eps:g}" / f"{case_id}_perturbation.nii.gz")
         assert written.shape == SOURCE_SHAPE
         np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)

@@ -199,6 +199,7 @@ def test_worst_case_takes_each_slice_from_a_member_and_is_never_above_one(evalua
 
 
 def _case_stub(slice_axis):
+    from imaseg.cache.case_meta import CaseMeta
     from imaseg.cache.reader import CachedCase
 
     return CachedCase(
@@ -207,7 +208,7 @@ def _case_stub(slice_axis):
         np.zeros((2, 2, 4), np.uint8),
         np.eye(4),
         np.eye(4),
-        {"slice_axis": slice_axis},
+        CaseMeta("c", slice_axis=slice_axis),
     )
 
 

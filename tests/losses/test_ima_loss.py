@@ -240,3 +240,30 @@ def test_empty_ground_truth_with_a_false_positive_blob_fails():
 def test_bad_arguments_raise_with_a_message(kwargs, match):
     with pytest.raises(ValueError, match=match):
         IMALoss(IDS, **{"eps_max": 1.0, **kwargs})
+
+
+@pytest.mark.parametrize("margin", ["sample", "voxel"])
+def test_forward_reads_nothing_back_from_the_device(margin, monkeypatch):
+    """The logs stay 0-dim tensors and the flip statistics copy in the background: besides the inner
+    attack, forward reads only the host-side ``index`` (no ``item`` / ``float`` / ``cpu`` on results)."""
+    from imaseg.attacks.margin_search import MarginSearch
+
+    model = tiny_model()
+    image, label, index = tiny_batch()
+    loss_fn = ima(margin)
+    result = reference_search(loss_fn, model, image, label, index)
+    monkeypatch.setattr(MarginSearch, "run", lambda self, *args, **kwargs: result)
+    reads: list[str] = []
+    for name in ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    loss, logs = loss_fn(model, image, label, index, generator=generator())
+    monkeypatch.undo()
+    assert reads == ["tolist"], "only the bank's host-side index list"
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for k, v in logs.items() if k != "vulnerable_voxels")
+    assert float(logs["inner_failed"]) == pytest.approx(result.failed.float().mean().item())

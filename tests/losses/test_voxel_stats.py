@@ -89,3 +89,23 @@ def test_stats_count_voxels_clean_errors_flips_and_radii():
     stats.reset()
     assert int(stats.voxels.sum()) == 0 and int(stats.histogram.sum()) == 0
     assert "class 1" in stats.summary()["classes"], "unnamed classes get a default name"
+
+
+def test_radii_are_binned_when_read_and_match_binning_each_batch_at_once():
+    torch.manual_seed(0)
+    label = torch.randint(0, 3, (2, 9, 9))
+    clean_pred = torch.where(torch.rand(2, 9, 9) < 0.1, 0, label)
+    flips = [torch.where(torch.rand(2, 9, 9) < 0.5, torch.rand(2, 9, 9) * 1.3, INF) for _ in range(3)]
+    deferred = VoxelMarginStats(num_classes=3, max_radius=1.0, bins=5)
+    for flip in flips:
+        deferred.update(label, clean_pred, flip)
+    expected = torch.zeros(3, 2, 5, dtype=torch.int64)
+    rim = class_boundary(onehot(label, 3))
+    for flip in flips:
+        for c in (1, 2):
+            for r, region in enumerate((rim[:, c], (label == c) & ~rim[:, c])):
+                radii = flip[region & torch.isfinite(flip) & (clean_pred == label)]
+                expected[c, r] += torch.histc(radii.clamp(max=1.0), bins=5, min=0.0, max=1.0).long()
+    assert int(expected.sum()) > 0
+    assert torch.equal(deferred.histogram, expected)
+    assert torch.equal(deferred.flipped, expected.sum(-1))

@@ -51,6 +51,40 @@ def test_the_bundle_has_monai_files_and_the_robustness_card(bundle, evaluated_ru
     assert metadata["network_data_format"]["outputs"]["pred"]["channel_def"]["3"] == "left ventricle"
 
 
+def test_the_card_lists_a_failed_list_valued_check_as_evaluate_strict_does(tmp_path):
+    """A failing row of a list-valued check (Dice rising with the budget) is a failed check on the card,
+    the same list ``imaseg evaluate --strict`` fails on."""
+    from imaseg.evaluation.checks import failed_checks
+    from imaseg.prediction.bundle import robustness_card
+    from imaseg.run import RunDir
+
+    clean = {"dice": {"global": [0.8]}, "mean_dice": {"global": 0.8}, "ci_global": [0.7, 0.9]}
+    attacked = {"dice": {"global": [0.82]}, "mean_dice": {"global": 0.82}, "ci_global": [0.72, 0.92]}
+    checks = {
+        "warnings": ["pgd-l2: Dice rises by 0.020 from eps 0 to 0.5"],
+        "forward_deterministic": {"max_abs_diff": 0.0, "ok": True},
+        "noise_weaker_than_attack": [],
+        "dice_falls_with_eps": [{"attack": "pgd-l2", "eps": [0.0, 0.5], "rise": 0.02, "ok": False}],
+    }
+    summary = {
+        "classes": {"1": "lv"},
+        "clean": clean,
+        "attacks": {"pgd-l2": {"norm": "l2", "eps": [0.0, 0.5], "cells": [clean, attacked], "auc": 0.81}},
+        "checks": checks,
+        "settings": {"eps_unit": "l2", "steps": 2, "restarts": 1, "seed": 0, "clip_range": [0.0, 1.0]},
+        "cases": ["a", "b"],
+        "patients": 2,
+        "main_attack": "pgd-l2",
+    }
+    evaluation = RunDir(tmp_path / "run").evaluation("default")
+    evaluation.path.mkdir(parents=True)
+    evaluation.summary_path.write_text(json.dumps(summary))
+    card = robustness_card(tmp_path / "run")
+    assert card["evaluated"] and card["robust_dice"]["0.5"]["dice"] == 0.82
+    assert card["failed_checks"] == ["dice_falls_with_eps"]
+    assert card["failed_checks"] == failed_checks(checks)
+
+
 def test_monais_config_parser_runs_the_bundle_as_imaseg_predicts(bundle, evaluated_run):
     """Instantiated by MONAI alone, the bundle's chain and network reproduce the evaluation's clean prediction."""
     from monai.bundle import ConfigParser
@@ -71,7 +105,7 @@ def test_monais_config_parser_runs_the_bundle_as_imaseg_predicts(bundle, evaluat
     from imaseg.cache.reader import CaseStore
 
     store = CaseStore(yaml.safe_load((evaluated_run / "config.yaml").read_text())["cache"])
-    image = preprocessing({"image": store.case_meta(case)["image"]})["image"]
+    image = preprocessing({"image": store.case_meta(case).image})["image"]
     with torch.no_grad():
         logits = inferer(image[None].as_tensor(), network)
     prediction = postprocessing(logits[0])[0].numpy().astype(np.uint8)
@@ -186,11 +220,14 @@ def test_network_def_builds_the_network_training_built(network):
 
     from monai.bundle import ConfigParser
 
+    from imaseg.cache.manifest import DataShape
+    from imaseg.cache.run_record import PreprocessingRecord
     from imaseg.networks import NetworkConfig
     from imaseg.prediction.bundle import _network_def
 
     train = {"network": network, "channels": [4, 8, 16], "res_units": 1, "dropout": 0.0}
-    model = SimpleNamespace(record={"spatial_dims": 2, "in_channels": 1}, num_classes=3)
+    record = PreprocessingRecord({}, shape=DataShape(in_channels=1, num_classes=3, spatial_dims=2))
+    model = SimpleNamespace(preprocessing_record=record, num_classes=3)
     parser = ConfigParser({"network_def": _network_def(model, train)})  # a stand-in RunModel: shape and classes
     exported = parser.get_parsed_content("network_def")
     trained = NetworkConfig.from_mapping(train).build(2, 1, 3)

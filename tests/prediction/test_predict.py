@@ -67,7 +67,7 @@ def test_predictions_equal_the_evaluations_clean_predictions(tiny_run, tmp_path)
     )
     store = CaseStore(yaml.safe_load((run / "config.yaml").read_text())["cache"])
     for case in summary["cases"]:
-        image = store.case_meta(case)["image"]
+        image = store.case_meta(case).image
         predict(run, image, tmp_path / "out", progress=False)
         ours = np.asarray(nib.load(tmp_path / "out" / f"{case}.nii.gz").dataobj)
         theirs = np.asarray(

@@ -66,7 +66,7 @@ def test_pgd_at_mixes_clean_and_pgd_adversarial_losses(weight):
         net,
         eps=0.4,
         steps=3,
-        alpha_factor=config.attack_alpha_factor,
+        alpha_factor=config.adversarial.alpha_factor,
         loss="dice-ce",
         select="last",
         generator=generator(),
@@ -76,7 +76,7 @@ def test_pgd_at_mixes_clean_and_pgd_adversarial_losses(weight):
         clean, adv = dice_ce_per_sample(net(images), labels).mean(), dice_ce_per_sample(net(adversarial), labels).mean()
     assert adv > clean, "the adversarial term is the larger one"
     assert loss.item() == pytest.approx(((1 - weight) * clean + weight * adv).item(), abs=1e-5)
-    assert logs["loss_adv"] == pytest.approx(adv.item(), abs=1e-5)
+    assert float(logs["loss_adv"]) == pytest.approx(adv.item(), abs=1e-5)
     assert ("loss_clean" in logs) == (weight < 1.0), "w = 1 trains on the adversarial batch only"
 
 
@@ -85,16 +85,18 @@ def test_trades_is_clean_loss_plus_beta_kl():
     images, labels, index = batch()
     config = tiny_train_config(method="trades", trades_beta=6.0, eps=0.4, attack_steps=3, clip_range=None)
     loss, logs = build_method(config, net, IDS, 3).loss(net, net, images, labels, index, generator())
-    adversarial = TradesAttack(net, eps=0.4, steps=3, alpha_factor=config.attack_alpha_factor, generator=generator())(
-        images, labels
-    )
+    adversarial = TradesAttack(
+        net, eps=0.4, steps=3, alpha_factor=config.adversarial.alpha_factor, generator=generator()
+    )(images, labels)
     with torch.no_grad():
         clean_logits = net(images)
         clean = dice_ce_per_sample(clean_logits, labels).mean()
         kl = kl_per_sample(net(adversarial), clean_logits.softmax(1)).mean()
     assert kl > 0
     assert loss.item() == pytest.approx((clean + 6.0 * kl).item(), abs=1e-5)
-    assert logs == pytest.approx({"loss_clean": clean.item(), "loss_kl": kl.item()}, abs=1e-5)
+    assert {k: float(v) for k, v in logs.items()} == pytest.approx(
+        {"loss_clean": clean.item(), "loss_kl": kl.item()}, abs=1e-5
+    )
 
 
 def test_ima_method_keeps_margins_in_its_state_and_updates_them_at_end_epoch():
@@ -106,7 +108,7 @@ def test_ima_method_keeps_margins_in_its_state_and_updates_them_at_end_epoch():
     assert torch.equal(state["ima.bank.margins"], torch.full((5,), 0.2))
     assert state["ima.bank._extra_state"]["sample_ids"] == IDS
     loss, logs = method.loss(net, net, images, labels, index, generator())
-    assert loss.requires_grad and logs["inner_failed"] == 0.0
+    assert loss.requires_grad and float(logs["inner_failed"]) == 0.0
     stats = method.end_epoch()
     assert method.ima.bank.margins.tolist() == pytest.approx([0.2, 0.4, 0.2, 0.4, 0.2])
     assert stats["visited_fraction"] == pytest.approx(2 / 5) and stats["fail_fraction"] == 0.0

@@ -100,9 +100,11 @@ def test_every_method_trains_on_3d_patches_and_evaluates_through_a_window_of_the
     from imaseg.evaluation import cells as cells_module
 
     windows = []
-    original = cells_module._forward
+    original = cells_module.case_forward
     monkeypatch.setattr(
-        cells_module, "_forward", lambda network, case, roi: (windows.append(roi), original(network, case, roi))[1]
+        cells_module,
+        "case_forward",
+        lambda network, shape, layout: (windows.append(layout.roi_size), original(network, shape, layout))[1],
     )
     config = tiny_train_config(
         method=method,

@@ -18,7 +18,9 @@ BAD_SETTINGS = [
         {"method": "pgd-at", "adv_weight": 1.5}, r"`adv_weight` must be in \[0, 1\], got 1.5", id="adv-weight"
     ),
     pytest.param(
-        {"method": "pgd-at", "clip_range": [0.0]}, r"`clip_range` must be 'lo,hi', got \[0.0\]", id="clip-range"
+        {"method": "pgd-at", "clip_range": [0.0]},
+        r"`clip_range` must be two numbers \[low, high\], got \(0.0,\)",
+        id="clip-range",
     ),
     pytest.param({"method": "ima", "ima_delta": -0.1}, r"`delta` must be >= 0, got -0.1", id="ima-negative-delta"),
     pytest.param(

@@ -82,7 +82,7 @@ def test_every_method_writes_log_checkpoint_and_config(one_epoch_run, tiny_cache
         "in_channels": 1,
         "num_classes": 4,
         "spatial_dims": 2,
-        "labels": CaseStore(tiny_cache).manifest["labels"],
+        "labels": CaseStore(tiny_cache).manifest.labels_json(),
     }
     network = build_model_from_config(config, 2, 1, 4)
     network.load_state_dict(state["network"])  # strict: the checkpoint rebuilds the trained network

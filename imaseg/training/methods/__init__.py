@@ -1,9 +1,11 @@
 """Training methods, one module each (std, pgd-at, trades, ima), behind :class:`Method` and a registry."""
 
+from imaseg.training.methods.adversarial import AdversarialMethod
 from imaseg.training.methods.ima import IMAMethod
 from imaseg.training.methods.pgd_at import PGDAT
 from imaseg.training.methods.registry import (
     METHODS,
+    LossLogs,
     Method,
     build_method,
     describe_method,
@@ -18,7 +20,9 @@ from imaseg.training.methods.trades import Trades
 __all__ = [
     "METHODS",
     "PGDAT",
+    "AdversarialMethod",
     "IMAMethod",
+    "LossLogs",
     "Method",
     "Standard",
     "Trades",

@@ -8,16 +8,24 @@ epoch when a run resumes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from imaseg.config import to_dict
+import torch
+from torch import nn
+
 from imaseg.losses import IMALoss
-from imaseg.training.methods.registry import Method, register_method
+from imaseg.run import RunDir
+from imaseg.training.methods.registry import LossLogs, Method, register_method
 from imaseg.utils.atomic import atomic_write_json
+
+if TYPE_CHECKING:
+    from imaseg.training.config import TrainConfig
 
 __all__ = ["IMAMethod"]
 
-MARGINS_FILE = "margins.json"
+MARGINS_FILE = RunDir.MARGINS
 
 
 @register_method("ima")
@@ -31,27 +39,31 @@ class IMAMethod(Method):
     run_files = (MARGINS_FILE,)
     needs_sample_ids = True
 
-    def __init__(self, config, joint_forward, sample_ids, num_classes) -> None:
+    def __init__(self, config: TrainConfig, joint_forward: bool, sample_ids: Sequence[str], num_classes: int) -> None:
         super().__init__(config, joint_forward, sample_ids, num_classes)
         self.ima = IMALoss(
-            sample_ids,
-            **to_dict(config.ima),
-            clip_range=self.clip_range,
-            num_classes=num_classes,
-            autocast_dtype=self.autocast,
+            sample_ids, config.ima, clip_range=self.clip_range, num_classes=num_classes, autocast_dtype=self.autocast
         )
         self.history: list[dict] = []
 
     @classmethod
-    def label(cls, config) -> str:
+    def label(cls, config: TrainConfig) -> str:
         return f"IMA ({config.ima.margin})"
 
     @classmethod
-    def settings_text(cls, config) -> str:
+    def settings_text(cls, config: TrainConfig) -> str:
         floor = f", eps_min {config.ima.eps_min}" if config.ima.eps_min else ""
         return f"delta {config.ima.delta}, eps_max {config.ima.eps_max}{floor}, tau {config.ima.tau}, {config.ima.steps} steps"
 
-    def loss(self, model, network, images, labels, index, generator):
+    def loss(
+        self,
+        model: nn.Module,
+        network: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        index: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, LossLogs]:
         return self.ima(
             model, images, labels, index, generator=generator, network=network, joint_forward=self.joint_forward
         )
@@ -60,7 +72,7 @@ class IMAMethod(Method):
         return self.ima.bank.end_epoch()
 
     def resume(self, run: Path, epoch: int) -> None:
-        path = run / MARGINS_FILE
+        path = RunDir(run).margins_path
         if epoch == 0 or not path.is_file():
             self.history = []
             return
@@ -73,7 +85,7 @@ class IMAMethod(Method):
             record["voxels"] = ima.voxel_stats.summary(class_names)
         self.history.append(record)
         atomic_write_json(
-            run / MARGINS_FILE,
+            RunDir(run).margins_path,
             {
                 "sample_ids": ima.bank.sample_ids,
                 "delta": ima.bank.delta,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "METHODS",
+    "LossLogs",
     "Method",
     "autocast_dtype",
     "build_method",
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 METHODS: dict[str, type[Method]] = {}
+
+LossLogs: TypeAlias = dict[str, torch.Tensor | float]
+"""What a method logs per batch: detached 0-dim tensors (read with ``float()`` after the optimiser step, so
+the step never waits for the device) or plain numbers."""
 
 
 def autocast_dtype(config: TrainConfig) -> torch.dtype | None:
@@ -52,8 +57,7 @@ def has_batch_norm(network: nn.Module) -> bool:
 class Method(nn.Module):
     """Base of every training method.
 
-    ``loss(model, network, images, labels, index, generator) -> (loss, logs)`` is the one required hook;
-    the others have do-nothing defaults. Buffers of a method (IMA's margins) are part of its
+    :meth:`loss` is the one required hook; the others have do-nothing defaults. Buffers of a method (IMA's margins) are part of its
     ``state_dict`` and so of every checkpoint.
 
     Class attributes:
@@ -90,7 +94,25 @@ class Method(nn.Module):
         return ""
 
     # ---- hooks the trainer calls ------------------------------------------------------------------
-    def loss(self, model, network, images, labels, index, generator) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(
+        self,
+        model: nn.Module,
+        network: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        index: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, LossLogs]:
+        """The training loss of one batch and what to log of it.
+
+        Args:
+            model: what builds the loss graph (the network, compiled and / or wrapped by DDP).
+            network: what inner attacks forward (the bare network, or its compiled form).
+            images: ``(B, C, *spatial)`` model inputs.
+            labels: ``(B, *spatial)`` class indices.
+            index: ``(B,)`` positions of the samples among the training samples (host tensor).
+            generator: the batch's seeded generator for attack starts.
+        """
         raise NotImplementedError
 
     def end_epoch(self) -> dict[str, float]:
@@ -113,16 +135,16 @@ class Method(nn.Module):
     # ---- helpers -------------------------------------------------------------------------------------
     @property
     def clip_range(self) -> tuple[float, float] | None:
-        clip = self.config.clip_range
-        if clip is None:
-            return None
-        if len(clip) != 2:
-            raise ValueError(f"`clip_range` must be 'lo,hi', got {clip}")
-        return (float(clip[0]), float(clip[1]))
+        """The valid input range of every attack (checked once, by the config)."""
+        return self.config.clip_range
 
-    def forward_pair(self, model, clean: torch.Tensor, adversarial: torch.Tensor):
+    def forward_pair(
+        self, model: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float logits of the clean and the adversarial batch (one forward when ``joint_forward``)."""
         if self.joint_forward:
-            return model(torch.cat([clean, adversarial])).float().chunk(2)
+            clean_logits, adv_logits = model(torch.cat([clean, adversarial])).float().chunk(2)
+            return clean_logits, adv_logits
         return model(clean).float(), model(adversarial).float()
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from imaseg.functional import dice_ce_per_sample
-from imaseg.training.methods.registry import Method, register_method
+from imaseg.training.methods.registry import LossLogs, Method, register_method
 
 __all__ = ["Standard"]
 
@@ -14,6 +17,14 @@ class Standard(Method):
 
     order = 0
 
-    def loss(self, model, network, images, labels, index, generator):
+    def loss(
+        self,
+        model: nn.Module,
+        network: nn.Module,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        index: torch.Tensor,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, LossLogs]:
         loss = dice_ce_per_sample(model(images).float(), labels).mean()
         return loss, {}
