@@ -8,6 +8,7 @@ imaseg evaluate --run RUN                    Dice (and HD95) under attack at a g
 imaseg predict RUN --input PATH --output DIR  segment new images (source geometry, volumes in mL)
 imaseg export RUN --bundle OUT               a MONAI bundle with the run's robustness card
 imaseg report RUN [RUN ...]                  HTML + Markdown robustness report
+imaseg study run|report STUDY.yaml           a declared study: its cells resumably, or its report
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ SUBCOMMANDS = {
     "predict": "imaseg.commands.predict",
     "export": "imaseg.commands.export",
     "report": "imaseg.commands.report",
+    "study": "imaseg.commands.study",
 }
 
 

@@ -95,7 +95,7 @@ def test_the_report_renders_without_torch():
 def test_no_function_is_longer_than_80_lines_anywhere():
     root = PACKAGE.parent
     long = []
-    for folder in ("imaseg", "pipelines"):
+    for folder in ("imaseg", "benchmarks", "pipelines"):
         for path in sorted((root / folder).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -110,7 +110,7 @@ def test_run_folder_file_names_are_spelled_only_in_the_run_module():
     root = PACKAGE.parent
     spelled = [
         f"{path.relative_to(root)}: {name}"
-        for folder in ("imaseg", "pipelines")
+        for folder in ("imaseg", "benchmarks", "pipelines")
         for path in sorted((root / folder).rglob("*.py"))
         if path != PACKAGE / "run.py"
         for name in names

@@ -1,0 +1,75 @@
+"""The study plot: clean Dice against Dice at the report's budget, one point per configuration. No torch here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imaseg.study.report_config import SWEEP_MARKERS, ReportSettings
+
+__all__ = ["plot"]
+
+OTHER_MARKERS = "XDph*P<>8H"  # configurations on no sweep and without a declared marker, in order
+
+
+def _label(setting: str, done: list[int], folds: list[int]) -> str:
+    """The legend entry; a configuration not yet on every fold says so (it is not comparable with the others)."""
+    if done == folds:
+        return setting
+    return f"{setting} ({'fold' if len(done) == 1 else 'folds'} {','.join(map(str, done))} only)"
+
+
+def plot(summary: dict, settings: ReportSettings, path: str | Path) -> None:
+    """Clean Dice against Dice at ``settings.budget``, each configuration with its 95% intervals; the declared
+    curves joined by lines (sweeps mark their points v, o, ^ in order); configurations of the compared method
+    on no curve drawn hollow.
+
+    Args:
+        summary: :func:`imaseg.study.pooling.pooled`'s figures.
+        settings: the study's report settings (budget, curves, colours, markers, texts).
+        path: the PNG to write.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    budget, methods = settings.budget_key, summary["methods"]
+    figure = Figure(figsize=(9.5, 5.5))
+    FigureCanvasAgg(figure)
+    axis = figure.subplots()
+    points = {s: (e["clean"]["dice"], e[budget]["dice"]) for s, e in methods.items() if budget in e}
+    folds = sorted({f for e in methods.values() for f in e["folds"]})
+    for curve in settings.curves:
+        xy = [points[s] for s in curve.settings if s in points]
+        if len(xy) > 1:
+            colour = settings.colours.get(curve.method, "grey")
+            axis.plot(*zip(*xy, strict=True), color=colour, alpha=0.5, linewidth=1.5, zorder=1)
+    shapes = iter(OTHER_MARKERS)
+    sweeps = [c.settings for c in settings.curves if c.sweep]
+    on_curve = {s for c in settings.curves for s in c.settings}
+    compared = settings.compare.method if settings.compare else None
+    for setting, (x, y) in points.items():
+        entry = methods[setting]
+        sweep = next((m for m in sweeps if setting in m), None)
+        marker = SWEEP_MARKERS[sweep.index(setting)] if sweep else (settings.markers.get(setting) or next(shapes))
+        colour = settings.colours.get(entry["method"], "grey")
+        axis.errorbar(
+            x,
+            y,
+            xerr=[[x - entry["clean"]["ci"][0]], [entry["clean"]["ci"][1] - x]],
+            yerr=[[y - entry[budget]["ci"][0]], [entry[budget]["ci"][1] - y]],
+            marker=marker,
+            markersize=7,
+            color=colour,
+            markerfacecolor="white" if entry["method"] == compared and setting not in on_curve else colour,
+            ecolor=colour,
+            elinewidth=0.7,
+            alpha=0.9,
+            capsize=2,
+            label=_label(setting, sorted(set(entry["folds"])), folds),
+            zorder=2,
+        )
+    axis.set_xlabel("clean global Dice (95% CI over patients)")
+    axis.set_ylabel(settings.plot.ylabel or f"global Dice at eps {budget} (95% CI)")
+    axis.set_title(f"{settings.plot.title}, test patients of folds {', '.join(map(str, folds))}")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=settings.plot.legend_title)
+    figure.savefig(path, dpi=130, bbox_inches="tight")

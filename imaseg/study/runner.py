@@ -1,0 +1,224 @@
+"""Running a study: its cells, resumably, through the normal preprocess -> train -> evaluate path.
+
+Every cell is an ``imaseg train`` + ``imaseg evaluate`` run folder under the study's ``work`` folder, run
+with :func:`imaseg.training.trainer.train` and :func:`imaseg.evaluation.evaluate.evaluate`. Finished work
+is skipped at two levels: a cell whose records entry has the same fingerprint is not touched at all (the
+records file is committed, so this holds on a fresh checkout), and inside a cell the
+:class:`~imaseg.pipeline.StageRunner` of the work folder skips a training or evaluation that finished with
+the same settings (a changed evaluation setting re-evaluates without retraining; an interrupted training
+resumes). ``max_minutes`` stops between cells. Each finished cell is appended to the records file at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imaseg.cache.reader import CaseStore
+from imaseg.cache.writer import preprocess_dataset
+from imaseg.config import config_from_dict
+from imaseg.evaluation.config import EvalConfig
+from imaseg.evaluation.evaluate import evaluate
+from imaseg.evaluation.summary import case_counts
+from imaseg.pipeline import StageRunner
+from imaseg.run import EvalDir, RunDir
+from imaseg.study.cells import StudyCell, cache_folder, cell_fingerprints, eval_settings, expand_cells, train_settings
+from imaseg.study.declaration import Study
+from imaseg.study.records import StudyRecords
+from imaseg.summary import Summary, cell_key
+from imaseg.training.config import TrainConfig
+from imaseg.training.trainer import train
+from imaseg.transforms.chain import PreprocessConfig
+
+__all__ = ["CellPlan", "StudyOutcome", "plan_cells", "run_study"]
+
+logger = logging.getLogger("imaseg.study")
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One cell resolved: its run folder, checked configs, the settings its stages are keyed by."""
+
+    cell: StudyCell
+    run: Path
+    train: TrainConfig
+    train_settings: dict[str, Any]
+    evaluate: EvalConfig
+    eval_settings: dict[str, Any]
+    fingerprint: str
+
+
+@dataclass
+class StudyOutcome:
+    """What :func:`run_study` did: cells run, cells skipped as done, and the cell it stopped before."""
+
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    stopped_before: str | None = None
+
+
+def plan_cells(study: Study, cells: Sequence[StudyCell], work: Path) -> list[CellPlan]:
+    """Resolve and check every cell's settings before any work (a bad key stops the study at once)."""
+    fingerprints = cell_fingerprints(study, cells)
+    plans = []
+    for cell in cells:
+        settings = train_settings(study, cell)
+        source = cell.init_folder(work)
+        if source is not None:
+            settings["init"] = str(RunDir(source).last_checkpoint)
+        evaluation = eval_settings(study, cell)
+        config = config_from_dict(EvalConfig, evaluation, source=f"{cell.key}: evaluate")
+        if study.robust_attack.lower() not in [a.lower() for a in config.attacks]:
+            raise ValueError(f"`robust_attack` {study.robust_attack!r} is not among the attacks {config.attacks}")
+        train_config = config_from_dict(TrainConfig, settings, source=f"{cell.key}: train")
+        run = cell.folder(work)
+        plans.append(CellPlan(cell, run, train_config, settings, config, evaluation, fingerprints[cell.key]))
+    return plans
+
+
+def _digest(summary: Summary, attack: str) -> dict[str, Any]:
+    """The cell's numbers: clean and robust global Dice with their intervals, the AUC, the per-case mean clean
+    Dice and every attack's global Dice per budget."""
+    curve = summary.curve(attack)
+    clean = summary.clean.interval
+    return {
+        "clean": summary.clean_global,
+        "clean_ci": list(clean) if clean else None,
+        "robust": {f"{e:g}": c.global_dice for e, c in zip(curve.eps, curve.cells)},
+        "robust_ci": {f"{e:g}": list(c.interval) if c.interval else None for e, c in zip(curve.eps, curve.cells)},
+        "auc": curve.auc,
+        "clean_case": summary.clean.mean("case"),  # per-case (per-volume) mean Dice
+        "attacks": Summary.robust_table(summary.attacks),  # every attack's global Dice per budget
+    }
+
+
+def _training(run: Path) -> dict[str, Any]:
+    """Epochs the run's log holds and their wall time (the first epoch, with its start-up, left out)."""
+    seconds = [float(row["seconds"]) for row in RunDir(run).read_log() if row.get("seconds")]
+    later = seconds[1:] or seconds
+    return {
+        "epochs_run": len(seconds),
+        "seconds_per_epoch": sum(later) / len(later) if later else None,
+        "minutes": sum(seconds) / 60,
+    }
+
+
+def _counts(evaluation: EvalDir, attack: str, eps: Iterable[float]) -> dict[str, dict[str, list]]:
+    """Per case ``[tp, fp, fn]`` per class of the clean cell and of ``attack`` at each budget."""
+    keys = {"clean": cell_key(None), **{f"{e:g}": cell_key(attack, e) for e in eps}}
+    return {k: {c: v.tolist() for c, v in case_counts(evaluation.read_cell(key)).items()} for k, key in keys.items()}
+
+
+def _evaluate(plan: CellPlan, evaluation: EvalDir, attack: str) -> dict[str, Any]:
+    """Evaluate the cell's run (finished attack cells are reused) and digest its summary."""
+    evaluate(plan.run, plan.evaluate, progress=False)
+    # the typed summary, read back through the run folder (never evaluate's return value or file layout)
+    return _digest(evaluation.read_summary(), attack)
+
+
+def _run_cell(study: Study, plan: CellPlan, cache: Path, stages: StageRunner) -> dict[str, Any]:
+    """Train and evaluate one cell (each stage skipped when done with the same settings); returns its record."""
+    cell, key = plan.cell, plan.cell.key
+    started = time.process_time()
+    stages.run(
+        f"train {key}",
+        {"train": plan.train_settings},  # the study's explicit settings: options added to imaseg later keep cells done
+        lambda resume: train(cache, plan.run, plan.train, resume=resume, overwrite=not resume, progress=False)["epoch"],
+        after=["preprocess", *([f"train {cell.init_key}"] if cell.init_key else [])],
+    )
+    attack = study.robust_attack.lower()
+    evaluation = RunDir(plan.run).evaluation(plan.evaluate.tag)
+    digest = stages.run(
+        f"evaluate {key}",
+        {"evaluate": plan.eval_settings, "robust_attack": attack},
+        lambda _resume: _evaluate(plan, evaluation, attack),
+        after=[f"train {key}"],
+    )
+    return {
+        "method": cell.configuration.method,
+        "setting": cell.name,
+        "fold": cell.fold,
+        "seed": cell.seed,
+        "epochs": plan.train.epochs,
+        "cpu_minutes": (time.process_time() - started) / 60,
+        **digest,
+        "training": _training(plan.run),
+        "run": str(plan.run),
+        # per case [tp, fp, fn] per class, so pooling needs no run folder (the records file is committed)
+        "counts": _counts(evaluation, attack, plan.evaluate.eps),
+    }
+
+
+def _preprocess(study: Study, stages: StageRunner, cache: Path) -> None:
+    if not study.data.is_dir():
+        raise FileNotFoundError(f"{study.data}: the study's data folder does not exist (`data` in {study.source})")
+    config = config_from_dict(PreprocessConfig, study.preprocess, source="preprocess")
+    stages.run(
+        "preprocess",
+        {"pre": dict(study.preprocess)},
+        lambda _resume: preprocess_dataset(study.data, cache, config, progress=False).num_samples,
+    )
+
+
+def run_study(
+    study: Study,
+    *,
+    only: Iterable[str] | None = None,
+    folds: Iterable[int] | None = None,
+    seeds: Iterable[int] | None = None,
+    max_minutes: float | None = None,
+    work: str | Path | None = None,
+    rerun_missing: bool = False,
+) -> StudyOutcome:
+    """Run the study's cells that are not done, appending each finished one to the records file.
+
+    Args:
+        only, folds, seeds: a subset of the cells (see :func:`imaseg.study.cells.expand_cells`).
+        max_minutes: stop before starting a cell once this many wall minutes have passed (default: the
+            study's ``max_minutes``; none: no limit). Rerun to continue.
+        work: the folder of the run folders and the cache (default: the study's ``work``).
+        rerun_missing: also rerun cells the records hold whose run folder has no checkpoint here (for code
+            that needs the models themselves, not only the committed records).
+
+    Raises:
+        ValueError: a bad setting in any cell (before any work), or a case whose patient changed.
+        FileNotFoundError: the study's data folder is absent.
+    """
+    work = Path(work) if work is not None else study.work
+    limit = max_minutes if max_minutes is not None else study.max_minutes
+    plans = plan_cells(study, expand_cells(study, only=only, folds=folds, seeds=seeds), work)
+    records = StudyRecords.load(study.records_path)
+    outcome = StudyOutcome()
+    todo = [
+        p
+        for p in plans
+        if not records.is_done(p.cell.key, p.fingerprint)
+        or (rerun_missing and not RunDir(p.run).last_checkpoint.is_file())
+    ]
+    outcome.skipped = [p.cell.key for p in plans if p not in todo]
+    if not todo:
+        return outcome
+    stages, cache = StageRunner(work), cache_folder(work)
+    _preprocess(study, stages, cache)
+    started = time.perf_counter()
+    for plan in todo:
+        if limit is not None and (time.perf_counter() - started) / 60 > limit:
+            outcome.stopped_before = plan.cell.key
+            logger.warning("stopping before %s: %g minutes reached; rerun to continue", plan.cell.key, limit)
+            break
+        record = _run_cell(study, plan, cache, stages)
+        store = CaseStore(cache)
+        patients = {c: store.patient(c) for c in record["counts"]["clean"]}
+        records.add(plan.cell.key, record, plan.fingerprint, patients)
+        records.save(study.records_path)
+        outcome.ran.append(plan.cell.key)
+        logger.info("%s: clean %.3f, robust %s", plan.cell.key, record["clean"], _short(record["robust"]))
+    return outcome
+
+
+def _short(robust: dict[str, float]) -> str:
+    return ", ".join(f"eps {e}: {d:.3f}" for e, d in robust.items())

@@ -1,0 +1,129 @@
+"""Report functions on hand-made records: pooled Dice and its interval over patients, paired differences, the
+comparison at matched clean Dice, the tables and the plot, checked against hand computation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from imaseg.study.pooling import pooled
+from imaseg.study.records import StudyRecords
+from imaseg.study.report import write_report
+from imaseg.study.report_config import Comparison, Curve, ReportSettings
+from imaseg.study.tables import markdown
+
+PATIENTS = {"p1_a": "p1", "p1_b": "p1", "p2_a": "p2"}
+COMPARE = Comparison("ima", "IMA", "pgd-at", "PGD-AT", against_setting="pgd a", clean_within=0.01, gain=0.03)
+SETTINGS = ReportSettings(budget=1.0, compare=COMPARE, curves=(Curve("PGD", "pgd-at", ("pgd a", "pgd b"), True),))
+
+
+def _dice(tp: float, fp: float, fn: float) -> float:
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def _record(setting: str, method: str, clean: dict, robust: dict, *, fold: int = 0, seed: int = 0) -> dict:
+    counts = {"clean": clean, "0.5": clean, "1": robust}
+    return {"method": method, "setting": setting, "fold": fold, "seed": seed, "cpu_minutes": 1.5, "counts": counts}
+
+
+def _two_patients(p1: list, p2: list) -> dict:
+    return {"p1_a": [p1], "p2_a": [p2]}
+
+
+# one case per patient; "pgd a" is the cleaner end of PGD-AT's front, "pgd b" the more robust one, and
+# "ima x" lies between them in clean Dice (16/18 = 8/9: the mixture 0.5 a + 0.5 b, see the matched test)
+RECORDS = [
+    _record("pgd a", "pgd-at", _two_patients([9, 1, 0], [9, 0, 1]), _two_patients([3, 4, 3], [3, 3, 4])),
+    _record("pgd b", "pgd-at", _two_patients([7, 2, 1], [7, 1, 2]), _two_patients([6, 1, 1], [6, 1, 1])),
+    _record("ima x", "ima", _two_patients([8, 1, 1], [8, 1, 1]), _two_patients([7, 1, 1], [7, 1, 1])),
+]
+
+
+def test_pooled_dice_sums_counts_and_the_interval_resamples_patients():
+    # patient p1 has two very different cases: resampled as one patient the interval is [Dice p1, Dice p2];
+    # resampling cases would reach Dice 0 (p1_b alone) and 1 (p1_a alone)
+    clean = {"p1_a": [[10, 0, 0]], "p1_b": [[0, 5, 5]], "p2_a": [[6, 1, 1]]}
+    record = _record("std", "std", clean, clean)
+    entry = pooled([record], PATIENTS, ReportSettings())["methods"]["std"]
+    assert entry["clean"]["dice"] == pytest.approx(_dice(16, 6, 6))
+    assert entry["clean"]["ci"] == pytest.approx([_dice(10, 5, 5), _dice(6, 1, 1)])
+    assert entry["auc"]["dice"] == pytest.approx(_dice(16, 6, 6))  # the same Dice at both budgets
+    assert (entry["method"], entry["folds"], entry["cpu_minutes"]) == ("std", [0], 1.5)
+
+
+def test_a_single_budget_has_no_area():
+    record = {**RECORDS[0], "counts": {k: RECORDS[0]["counts"][k] for k in ("clean", "1")}}
+    summary = pooled([record], PATIENTS, ReportSettings())
+    assert "auc" not in summary["methods"]["pgd a"]
+    assert markdown(summary, ReportSettings()).splitlines()[2].endswith(" | - | 2 |")
+
+
+def test_pooled_over_folds_and_seeds():
+    first = _record("std", "std", {"p1_a": [[4, 1, 1]]}, {"p1_a": [[4, 1, 1]]}, fold=0)
+    second = _record("std", "std", {"p2_a": [[2, 2, 2]]}, {"p2_a": [[2, 2, 2]]}, fold=1)
+    entry = pooled([first, second], PATIENTS, ReportSettings())["methods"]["std"]
+    assert entry["clean"]["dice"] == pytest.approx(_dice(6, 3, 3))
+    assert (entry["folds"], entry["cpu_minutes"]) == ([0, 1], 3.0)
+    # with two seeds, each seed's case is an observation of its patient (not one overwriting the other)
+    reseeded = _record("std", "std", {"p1_a": [[0, 3, 3]]}, {"p1_a": [[0, 3, 3]]}, seed=1)
+    entry = pooled([first, reseeded], PATIENTS, ReportSettings())["methods"]["std"]
+    assert entry["clean"]["dice"] == pytest.approx(_dice(4, 4, 4))
+    assert entry["clean"]["ci"] == pytest.approx([entry["clean"]["dice"]] * 2)  # one patient: no spread
+
+
+def test_paired_differences_pooled_and_by_fold():
+    summary = pooled(RECORDS, PATIENTS, SETTINGS)
+    pair = summary["paired"]["ima x - pgd a @ clean"]
+    assert pair["difference"] == pytest.approx(_dice(16, 2, 2) - _dice(18, 1, 1))
+    # two patients: every replicate is p1 twice, p2 twice or one of each; the interval spans their differences
+    each = [_dice(8, 1, 1) - _dice(9, 1, 0), _dice(8, 1, 1) - _dice(9, 0, 1), pair["difference"]]
+    assert [pair["low"], pair["high"]] == pytest.approx([min(each), max(each)])
+    assert set(summary["paired"]) == {f"ima x - pgd {r} @ {k}" for r in "ab" for k in ("clean", "1")}
+    assert summary["paired_per_fold"]["ima x - pgd a @ 1 fold 0"] == summary["paired"]["ima x - pgd a @ 1"]
+
+
+def test_matched_clean_dice_mixes_the_bracketing_front_points():
+    # clean Dice of ima x is 8/9; the mixture w a + (1 - w) b has tp 14 + 4w, fp + fn 6 - 4w, so
+    # 2 (14 + 4w) / (2 (14 + 4w) + 6 - 4w) = 8/9 gives w = 0.5; at eps 1 the mixture is [4.5, 3.5, 3.5] + ...
+    (row,) = pooled(RECORDS, PATIENTS, SETTINGS)["matched"]
+    assert row["reference"] == "0.50 x pgd a + 0.50 x pgd b"
+    assert row["clean"]["difference"] == pytest.approx(0.0, abs=1e-9)
+    assert row["1"]["difference"] == pytest.approx(_dice(14, 2, 2) - _dice(9, 4.5, 4.5))
+    assert row["dominates"] == "yes"
+    strict = ReportSettings(compare=Comparison("ima", "IMA", "pgd-at", "PGD-AT", gain=0.5))
+    (row,) = pooled(RECORDS, PATIENTS, strict)["matched"]
+    assert row["dominates"] == "no: eps 1 +0.208, not >= +0.5 with its CI above 0"
+
+
+def test_markdown_tables():
+    tables = markdown(pooled(RECORDS, PATIENTS, SETTINGS), SETTINGS)
+    lines = tables.splitlines()
+    assert lines[0] == "| configuration | folds | clean | eps 0.5 | eps 1 | AUC | CPU min |"
+    assert lines[2].startswith(f"| pgd a | 0 | {_dice(18, 1, 1):.3f} (")
+    assert "| minus pgd a, paired | clean, pooled | eps 1, pooled | eps 1, fold 0 |" in lines
+    assert "| IMA setting | PGD-AT frontier at its clean Dice | clean, paired | eps 1, paired | dominates? |" in lines
+    assert (
+        lines[-1] == "| ima x | 0.50 x pgd a + 0.50 x pgd b | -0.000 (-0.000..-0.000) | +0.208 (+0.208..+0.208) | yes |"
+    )
+    plain = markdown(pooled(RECORDS, PATIENTS, ReportSettings()), ReportSettings())
+    assert "paired" not in plain and len(plain.splitlines()) == 5
+
+
+def test_write_report(tmp_path):
+    records = StudyRecords(patients=dict(PATIENTS))
+    for index, record in enumerate(RECORDS):
+        records.add(f"{record['setting']} fold0 seed0", record, f"f{index}", {})
+    tables = write_report(records, SETTINGS, tmp_path / "out" / "toy")
+    assert (tmp_path / "out" / "toy.md").read_text() == tables
+    assert (tmp_path / "out" / "toy.png").read_bytes()[:4] == b"\x89PNG"
+    assert write_report(StudyRecords(), SETTINGS, tmp_path / "empty") == "no finished cells yet"
+    assert not (tmp_path / "empty.png").exists()
+
+
+def test_declaration_records_and_report_import_without_torch():
+    modules = "imaseg.study, imaseg.study.declaration, imaseg.study.records, imaseg.study.report, imaseg.commands.study"
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
