@@ -183,13 +183,14 @@ def _pgd_common(eps, norm: str, settings: AttackSettings) -> dict:
 
 @register_attack(
     "pgd",
-    "{steps}-step PGD, loss {losses} (per-sample worst), {restarts} restart(s)",
+    "{steps}-step PGD, loss {losses} (worst iterate per sample; several losses: the worst by global Dice), "
+    "{restarts} restart(s)",
     uses_losses=True,
     records_flips=True,
     citation="PGD: Madry et al., ICLR 2018",
 )
 def build_pgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
-    """PGD with the configured loss; several losses -> the per-sample worst case over them."""
+    """PGD with the configured loss; several losses -> their worst case by the global-Dice rule (``WorstCase``)."""
     from imaseg.attacks.ensemble import WorstCase
 
     losses = list(settings.losses)
@@ -203,7 +204,7 @@ def build_pgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
 
 @register_attack(
     "segpgd",
-    "{steps}-step PGD, loss segpgd (per-sample worst), {restarts} restart(s)",
+    "{steps}-step PGD, loss segpgd (worst iterate per sample), {restarts} restart(s)",
     citation="SegPGD: Gu et al., ECCV 2022",
 )
 def build_segpgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
@@ -213,7 +214,7 @@ def build_segpgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:
 
 @register_attack(
     "cospgd",
-    "{steps}-step PGD, loss cospgd (per-sample worst), {restarts} restart(s)",
+    "{steps}-step PGD, loss cospgd (worst iterate per sample), {restarts} restart(s)",
     citation="CosPGD: Agnihotri et al., ICML 2024",
 )
 def build_cospgd(model, *, eps, norm: str, settings: AttackSettings) -> Attack:

@@ -54,7 +54,7 @@ class AttackSettings:
     Attributes:
         steps: gradient steps (kinds with ``uses_steps``).
         restarts: random restarts, per-sample worst kept.
-        losses: attack losses of kinds with ``uses_losses`` (several: per-sample worst over them).
+        losses: attack losses of kinds with ``uses_losses`` (several: their worst case by the global-Dice rule).
         clip_range: valid input range ``(lo, hi)`` or ``None``.
         seed: attack seed.
         autocast_dtype: ``torch.bfloat16`` / ``torch.float16`` forward passes, or ``None``.
@@ -94,7 +94,7 @@ class AttackSpec:
         uses_steps: its cost and strength depend on ``settings.steps``.
         uses_losses: takes ``settings.losses`` (the attack the steps check reruns).
         records_flips: can record per-voxel flip radii along its path.
-        ensemble: the per-sample worst case over the other attacks of its norm.
+        ensemble: the worst case over the other attacks of its norm (global-Dice rule).
         norms: the norms it supports.
         citation: the reference a report cites when the attack is used.
     """

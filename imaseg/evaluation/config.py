@@ -42,7 +42,7 @@ class EvalConfig:
     steps: int = setting(20, "PGD steps")
     restarts: int = setting(1, "PGD random restarts (per-sample worst kept)")
     losses: list[str] = setting(
-        ["ce", "dice"], "losses of pgd-* (ce, dice, dice-ce, dlr, ...): several -> per-sample worst"
+        ["ce", "dice"], "losses of pgd-* (ce, dice, dice-ce, dlr, ...): several -> their worst by global Dice"
     )
     seed: int = setting(0, "attack seed")
     split: str = setting("test", "cases to evaluate: test, val, train or all (of the run's fold)")

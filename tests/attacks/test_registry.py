@@ -140,4 +140,6 @@ def test_a_new_kind_is_one_registration_and_reaches_every_caller():
 
 def test_descriptions_fill_in_the_settings():
     text = attack_spec("pgd-l2").describe({"steps": 20, "restarts": 2, "losses": ["ce", "dice"]})
-    assert text == "20-step PGD, loss ce+dice (per-sample worst), 2 restart(s)"
+    assert text == (
+        "20-step PGD, loss ce+dice (worst iterate per sample; several losses: the worst by global Dice), 2 restart(s)"
+    )
