@@ -47,15 +47,34 @@ class DicePredicate:
             false-positive blobs; a small area tolerance gives them a real, finite margin instead.
         empty_policy: ``"tolerance"`` (the above) or ``"fail"`` (the official code: such samples fail at
             once, whatever is predicted).
+        relative: the threshold is ``tau`` times the sample's clean score (``Dice_adv >= tau * Dice_clean``)
+            instead of ``tau`` itself.
     """
 
     def __init__(
-        self, tau: float = 0.6, reduction: str = "max", empty_tolerance: float = 0.002, empty_policy: str = "tolerance"
+        self,
+        tau: float = 0.6,
+        reduction: str = "max",
+        empty_tolerance: float = 0.002,
+        empty_policy: str = "tolerance",
+        *,
+        relative: bool = False,
     ) -> None:
         self.tau = check_probability("tau", tau)
         self.reduction = check_choice("dice_reduction", reduction, ("max", "mean", "min"))
         self.empty_tolerance = check_probability("empty_tolerance", empty_tolerance)
         self.empty_policy = check_choice("empty_policy", empty_policy, EMPTY_POLICIES)
+        self.relative = bool(relative)
+
+    def threshold(self, clean_score: torch.Tensor) -> torch.Tensor:
+        """Per-sample score below which a sample fails: ``tau``, or ``tau * clean_score`` when relative.
+
+        >>> DicePredicate(0.8, relative=True).threshold(torch.tensor([1.0, 0.5])).tolist()
+        [0.800000011920929, 0.4000000059604645]
+        """
+        if self.relative:
+            return self.tau * clean_score
+        return torch.full_like(clean_score, self.tau)
 
     def score(self, prediction: torch.Tensor, label: torch.Tensor, num_classes: int) -> torch.Tensor:
         """Per-sample Dice under the reduction (for empty ground truth: 1 - FP fraction / tolerance)."""
@@ -161,17 +180,18 @@ class MarginSearch(Attack):
         ok_score = torch.ones(batch, device=x.device)
         bad_score = torch.zeros(batch, device=x.device)
         clean_pred = None
-        if self.record_flips or not self.bisection_steps:
+        if self.record_flips or not self.bisection_steps or self.predicate.relative:
             clean_pred, _ = self.score(x, y)
             with torch.no_grad():
                 ok_score = self.predicate.score(clean_pred, y, self._num_classes)
+        threshold = self.predicate.threshold(ok_score)
         flips = FlipRecord(self._norm_of, clean_pred) if self.record_flips else None
         pred = None
 
         def observe(k: int, current: torch.Tensor, prediction: torch.Tensor, num_classes: int) -> None:
             nonlocal failed, last_ok, first_bad, ok_score, bad_score
             score = self.predicate.score(prediction, y, num_classes)
-            bad_now = (score < self.predicate.tau) & ~failed
+            bad_now = (score < threshold) & ~failed
             still_ok = ~failed & ~bad_now
             view = still_ok.view(shape)
             last_ok = torch.where(view, current, last_ok)
@@ -199,10 +219,10 @@ class MarginSearch(Attack):
             num_classes = logits.shape[1]
             final = delta
             if self.bisection_steps and failed.any():
-                final, pred = self._bisect(x, y, last_ok, first_bad, failed, delta, pred, num_classes)
+                final, pred = self._bisect(x, y, last_ok, first_bad, failed, delta, pred, num_classes, threshold)
                 boundary = self._norm_of(final)
             else:
-                boundary = self._interpolate(last_ok, first_bad, ok_score, bad_score, failed, delta)
+                boundary = self._interpolate(last_ok, first_bad, ok_score, bad_score, failed, delta, threshold)
         return MarginResult(
             adversarial=x + final,
             dice=sample_dice(pred, y, num_classes),
@@ -215,21 +235,21 @@ class MarginSearch(Attack):
             boundary=boundary,
         )
 
-    def _interpolate(self, last_ok, first_bad, ok_score, bad_score, failed, final) -> torch.Tensor:
+    def _interpolate(self, last_ok, first_bad, ok_score, bad_score, failed, final, threshold) -> torch.Tensor:
         """Boundary norm by linear interpolation of the score between the bracketing iterates; a clean
         input that already fails (score below tau) puts the boundary at 0; survivors keep their final norm."""
         ok_norm, bad_norm = self._norm_of(last_ok), self._norm_of(first_bad)
-        fraction = ((ok_score - self.predicate.tau) / (ok_score - bad_score).clamp_min(1e-6)).clamp(0, 1)
+        fraction = ((ok_score - threshold) / (ok_score - bad_score).clamp_min(1e-6)).clamp(0, 1)
         return torch.where(failed, ok_norm + fraction * (bad_norm - ok_norm), self._norm_of(final))
 
-    def _bisect(self, x, y, low, high, failed, final, final_pred, num_classes):
+    def _bisect(self, x, y, low, high, failed, final, final_pred, num_classes, threshold):
         """Bisection on [last correct, first failing] for the failed samples; others keep ``final``."""
         view = failed.view(-1, *([1] * (x.dim() - 1)))
         pred = final_pred
         for _ in range(self.bisection_steps):
             middle = (low + high) / 2
             pred = predict_classes(self.logits_of(x + middle))
-            ok = self.predicate(pred, y, num_classes).view_as(view)
+            ok = (self.predicate.score(pred, y, num_classes) >= threshold).view_as(view)
             low = torch.where(ok, middle, low)
             high = torch.where(ok, high, middle)
         boundary = (low + high) / 2

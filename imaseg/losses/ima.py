@@ -24,7 +24,8 @@ the same PGD path, the radius at which every voxel's class first changed (the at
 * the boundary norm is interpolated on the Dice-vs-norm line between the iterates that bracket the
   first failure -- no bisection passes, so an epoch costs what PGD-AT with the same steps costs;
 * the adversarial example is the final iterate at radius ``E_i`` (the sample's margin, IMA's target);
-* the adversarial term is voxel-level: cross-entropy weighted 1 on *vulnerable* voxels (wrong on the
+* the adversarial term is voxel-level (:class:`~imaseg.losses.adversarial.VoxelWeightedLoss`, also an
+  option of PGD-AT, so its effect can be told from the margins'): cross-entropy weighted 1 on *vulnerable* voxels (wrong on the
   clean input, or flipped at a radius inside ``E_i``) and ``robust_weight`` on voxels already robust
   beyond the margin, normalised per sample, plus the per-sample soft Dice. The gradient budget goes
   where the decision boundary is inside the margin instead of being averaged away over the many
@@ -48,7 +49,8 @@ import torch
 from torch import nn
 
 from imaseg.attacks.margin_search import DicePredicate, MarginResult, MarginSearch
-from imaseg.functional import as_class_labels, dice_ce_per_sample, soft_dice_per_sample, weighted_ce_per_sample
+from imaseg.functional import as_class_labels, dice_ce_per_sample
+from imaseg.losses.adversarial import VoxelWeightedLoss
 from imaseg.losses.ima_config import MARGIN_MODES, IMAConfig
 from imaseg.losses.margins import MarginBank
 from imaseg.losses.voxel_stats import VoxelMarginStats
@@ -94,10 +96,11 @@ class IMALoss(nn.Module):
         self.settings = settings.replace(**changes) if changes else settings
         s = self.settings
         self.bank = MarginBank(sample_ids, delta=s.delta, eps_max=s.eps_max, eps_min=s.eps_min)
-        self.predicate = DicePredicate(s.tau, s.reduction, s.empty_tolerance, s.empty_policy)
+        self.predicate = DicePredicate(s.tau, s.reduction, s.empty_tolerance, s.empty_policy, relative=s.relative_tau)
         self.clip_range = clip_range
         self.autocast_dtype = autocast_dtype
         self.voxel_stats = VoxelMarginStats(num_classes, s.eps_max)
+        self.voxel_loss = VoxelWeightedLoss(s.robust_weight)  # the adversarial term of voxel mode
 
     @property
     def margin(self) -> str:
@@ -163,11 +166,9 @@ class IMALoss(nn.Module):
             if result.flip_radius is None:  # recorded in voxel mode
                 raise RuntimeError("the margin search recorded no flip radii")
             clean_pred = predict_classes(clean_logits.detach())
-            vulnerable = (clean_pred != label) | torch.isfinite(result.flip_radius)
-            weight = torch.where(vulnerable, 1.0, self.settings.robust_weight)
-            adv = weighted_ce_per_sample(adv_logits, label, weight) + soft_dice_per_sample(adv_logits, label)
+            adv = self.voxel_loss(adv_logits, label, clean_prediction=clean_pred, flip_radius=result.flip_radius)
             self.voxel_stats.update(label, clean_pred, result.flip_radius)
-            vulnerable_fraction = vulnerable.float().mean()
+            vulnerable_fraction = self.voxel_loss.vulnerable(label, clean_pred, result.flip_radius).float().mean()
         else:
             adv = dice_ce_per_sample(adv_logits, label)
         self.bank.record(index, result.boundary, ~result.failed)

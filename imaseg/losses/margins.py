@@ -109,6 +109,7 @@ class MarginBank(nn.Module):
         shrink = visited & (survived == 0)
         margins = torch.where(grow, self.margins + self.delta, self.margins)
         margins = torch.where(shrink, estimate, margins).clamp(self.eps_min, self.eps_max)
+        moved = _movement(self.margins, margins)
         self.margins.copy_(margins)
         self.estimate.copy_(margins)
         self.visits.zero_()
@@ -117,6 +118,7 @@ class MarginBank(nn.Module):
         stats = self.statistics()
         stats["fail_fraction"] = float(shrink.sum()) / max(int(visited.sum()), 1)
         stats["visited_fraction"] = float(visited.float().mean()) if len(self) else 0.0
+        stats.update(moved)
         return stats
 
     def statistics(self) -> dict[str, float]:
@@ -134,3 +136,20 @@ class MarginBank(nn.Module):
             "margin_q90": q[4],
             "margin_at_max": float((m >= self.eps_max - 1e-6).float().mean()),
         }
+
+
+def _movement(before: torch.Tensor, after: torch.Tensor) -> dict[str, float]:
+    """Shares of margins that grew, shrank and changed at all in one update (issue 23's mechanism check:
+    margins that never move make IMA a fixed-budget method).
+
+    >>> _movement(torch.tensor([1.0, 1.0, 2.0, 2.0]), torch.tensor([1.25, 1.0, 1.5, 2.0]))
+    {'margin_grown': 0.25, 'margin_shrunk': 0.25, 'margin_changed': 0.5}
+    """
+    if before.numel() == 0:
+        return {}
+    grown, shrunk = after > before + 1e-9, after < before - 1e-9
+    return {
+        "margin_grown": float(grown.float().mean()),
+        "margin_shrunk": float(shrunk.float().mean()),
+        "margin_changed": float((grown | shrunk).float().mean()),
+    }

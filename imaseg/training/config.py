@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from imaseg.attacks.geometry import NORMS
 from imaseg.config import section, setting
+from imaseg.losses.adversarial import adversarial_loss_names
 from imaseg.losses.ima_config import IMAConfig
 from imaseg.networks import NetworkConfig
 from imaseg.run import parse_clip_range
@@ -84,10 +85,34 @@ class AdversarialConfig:
     alpha_factor: float = setting(2.5, "inner step size as a multiple of eps / steps")
     weight: float = setting(0.5, "pgd-at: weight of the adversarial term, (1 - w) * clean + w * adversarial")
     trades_beta: float = setting(6.0, "trades: weight of the KL term")
+    loss: str = setting(
+        "dice-ce",
+        "pgd-at: the adversarial term: dice-ce (soft Dice + CE) or voxel-weighted (CE weighted 1 on voxels wrong on "
+        "the clean input or flipped inside the budget, robust_weight elsewhere, + soft Dice: IMA voxel mode's term)",
+        choices=adversarial_loss_names(),
+    )
+    robust_weight: float = setting(0.1, "pgd-at with the voxel-weighted loss: weight of voxels robust within eps")
+    ramp: float = setting(
+        0.0,
+        "pgd-at / trades: a budget ramp, the same for every sample: eps grows by this much per epoch from `ramp` up to eps "
+        "(IMA's margin growth without per-sample margins); 0: the fixed budget eps from the start",
+    )
 
-    def attack_arguments(self) -> dict[str, Any]:
-        """The budget, norm, steps and step factor as an attack's keyword arguments."""
-        return {"eps": self.eps, "norm": self.norm, "steps": self.steps, "alpha_factor": self.alpha_factor}
+    def __post_init__(self) -> None:
+        if self.ramp < 0:
+            raise ValueError(f"`ramp` must be >= 0, got {self.ramp}")
+
+    def budget(self, epoch: int) -> float:
+        """The budget of ``epoch`` (0-based): ``eps``, or with a ramp ``min(eps, ramp * (epoch + 1))``.
+
+        >>> AdversarialConfig(eps=1.0, ramp=0.25).budget(1), AdversarialConfig(eps=1.0).budget(0)
+        (0.5, 1.0)
+        """
+        return min(self.eps, self.ramp * (epoch + 1)) if self.ramp > 0 else self.eps
+
+    def attack_arguments(self, epoch: int = 0) -> dict[str, Any]:
+        """The budget (of ``epoch``), norm, steps and step factor as an attack's keyword arguments."""
+        return {"eps": self.budget(epoch), "norm": self.norm, "steps": self.steps, "alpha_factor": self.alpha_factor}
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,54 @@ def test_the_inner_attack_leaves_the_network_trainable():
         net.zero_grad()
         loss.backward()
         assert net.training and all(p.requires_grad and p.grad is not None for p in net.parameters()), name
+
+
+@pytest.mark.parametrize("weight", [0.5, 1.0], ids=["w0.5", "w1"])
+def test_pgd_at_with_the_voxel_weighted_loss_trains_on_ima_voxel_modes_term(weight):
+    from imaseg.losses.adversarial import VoxelWeightedLoss
+    from imaseg.metrics.prediction import predict_classes
+
+    net = network()
+    images, labels, index = batch()
+    config = tiny_train_config(
+        method="pgd-at", adv_weight=weight, eps=0.4, attack_steps=3, clip_range=None, adversarial_loss="voxel-weighted"
+    )
+    method = build_method(config, net, IDS, 3)
+    loss, _ = method.loss(net, net, images, labels, index, generator())
+    result = PGD(
+        net,
+        eps=0.4,
+        steps=3,
+        alpha_factor=config.adversarial.alpha_factor,
+        loss="dice-ce",
+        select="last",
+        record_flips=True,
+        generator=generator(),
+    ).run(images, labels)
+    with torch.no_grad():
+        clean_logits = net(images)
+        adv = VoxelWeightedLoss(config.adversarial.robust_weight)(
+            net(result.adversarial),
+            labels,
+            clean_prediction=predict_classes(clean_logits),
+            flip_radius=result.flip_radius,
+        ).mean()
+        clean = dice_ce_per_sample(clean_logits, labels).mean()
+    assert loss.item() == pytest.approx(((1 - weight) * clean + weight * adv).item(), abs=1e-5)
+    assert "voxel-weighted loss" in PGDAT.label(config)
+
+
+def test_a_budget_ramp_grows_eps_per_epoch_up_to_eps_and_resumes_at_its_epoch(tmp_path):
+    config = tiny_train_config(method="pgd-at", eps=1.0, adversarial_ramp=0.25)
+    method = build_method(config, network(), IDS, 3)
+    method.resume(tmp_path, 0)
+    budgets = []
+    for _ in range(6):
+        budgets.append(method.attack_arguments(generator())["eps"])
+        method.end_epoch()
+    assert budgets == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    method.resume(tmp_path, 2)
+    assert method.attack_arguments(generator())["eps"] == 0.75
+    assert "ramp 0.25/epoch" in PGDAT.label(config)
+    with pytest.raises(ValueError, match="`ramp` must be >= 0, got -1"):
+        tiny_train_config(method="pgd-at", adversarial_ramp=-1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,11 +17,20 @@ class AdversarialMethod(Method):
     arguments come from that one section, the run's clip range and precision, and the batch's generator."""
 
     adversarial = True
+    epoch: int = 0  # the epoch being trained (0-based), for a budget ramp; set by resume / end_epoch
+
+    def resume(self, run: Path, epoch: int) -> None:
+        self.epoch = epoch
+
+    def end_epoch(self) -> dict[str, float]:
+        self.epoch += 1
+        return {}
 
     def attack_arguments(self, generator: torch.Generator) -> dict[str, Any]:
-        """``eps``, ``norm``, ``steps``, ``alpha_factor``, ``clip_range``, ``generator``, ``autocast_dtype``."""
+        """``eps`` (this epoch's), ``norm``, ``steps``, ``alpha_factor``, ``clip_range``, ``generator``,
+        ``autocast_dtype``."""
         return {
-            **self.config.adversarial.attack_arguments(),
+            **self.config.adversarial.attack_arguments(self.epoch),
             "clip_range": self.clip_range,
             "generator": generator,
             "autocast_dtype": self.autocast,

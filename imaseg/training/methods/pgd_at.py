@@ -10,6 +10,8 @@ from torch import nn
 
 from imaseg.attacks import PGD
 from imaseg.functional import dice_ce_per_sample
+from imaseg.losses.adversarial import build_adversarial_loss
+from imaseg.metrics.prediction import predict_classes
 from imaseg.training.methods.adversarial import AdversarialMethod
 from imaseg.training.methods.registry import LossLogs, register_method
 from imaseg.utils.checks import check_probability
@@ -31,15 +33,25 @@ class PGDAT(AdversarialMethod):
     def __init__(self, config: TrainConfig, joint_forward: bool, sample_ids: Sequence[str], num_classes: int) -> None:
         super().__init__(config, joint_forward, sample_ids, num_classes)
         self.weight = check_probability("adv_weight", config.adversarial.weight)
+        self.adv_loss = build_adversarial_loss(config.adversarial.loss, robust_weight=config.adversarial.robust_weight)
 
     @classmethod
     def label(cls, config: TrainConfig) -> str:
-        return f"PGD-AT (eps {config.adversarial.eps})"
+        adversarial = config.adversarial
+        extras = [f"ramp {adversarial.ramp:g}/epoch"] if adversarial.ramp > 0 else []
+        if adversarial.loss != "dice-ce":
+            extras.append(f"{adversarial.loss} loss")
+        return f"PGD-AT (eps {adversarial.eps}{''.join(', ' + e for e in extras)})"
 
     @classmethod
     def settings_text(cls, config: TrainConfig) -> str:
         adversarial = config.adversarial
-        return f"eps {adversarial.eps} {adversarial.norm}, {adversarial.steps} steps"
+        text = f"eps {adversarial.eps} {adversarial.norm}, {adversarial.steps} steps"
+        if adversarial.ramp > 0:
+            text += f", eps ramp {adversarial.ramp:g} per epoch"
+        if adversarial.loss != "dice-ce":
+            text += f", {adversarial.loss} adversarial loss (robust weight {adversarial.robust_weight:g})"
+        return text
 
     def loss(
         self,
@@ -50,12 +62,24 @@ class PGDAT(AdversarialMethod):
         index: torch.Tensor,
         generator: torch.Generator,
     ) -> tuple[torch.Tensor, LossLogs]:
-        attack = PGD(network, loss="dice-ce", select="last", **self.attack_arguments(generator))
-        adversarial = attack(images, labels)
+        needs_flips = self.adv_loss.needs_flips
+        attack = PGD(
+            network, loss="dice-ce", select="last", record_flips=needs_flips, **self.attack_arguments(generator)
+        )
+        result = attack.run(images, labels)
+        adversarial = result.adversarial
         if self.weight >= 1.0:
-            adv = dice_ce_per_sample(model(adversarial).float(), labels)
+            clean_pred = None
+            if needs_flips:
+                with torch.no_grad():
+                    clean_pred = predict_classes(model(images).float())
+            adv = self.adv_loss(
+                model(adversarial).float(), labels, clean_prediction=clean_pred, flip_radius=result.flip_radius
+            )
             return adv.mean(), {"loss_adv": adv.detach().mean()}
         clean_logits, adv_logits = self.forward_pair(model, images, adversarial)
-        clean, adv = dice_ce_per_sample(clean_logits, labels), dice_ce_per_sample(adv_logits, labels)
+        clean = dice_ce_per_sample(clean_logits, labels)
+        clean_pred = predict_classes(clean_logits.detach()) if needs_flips else None
+        adv = self.adv_loss(adv_logits, labels, clean_prediction=clean_pred, flip_radius=result.flip_radius)
         loss = (1 - self.weight) * clean.mean() + self.weight * adv.mean()
         return loss, {"loss_clean": clean.detach().mean(), "loss_adv": adv.detach().mean()}
