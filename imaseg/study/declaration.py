@@ -91,6 +91,12 @@ class Study:
         return self.results / f"{self.name}_records.json"
 
     @property
+    def margins_dir(self) -> Path:
+        """Where each IMA cell's ``margins.json`` is copied (committed with the records, so margin claims can be
+        checked without the run folders)."""
+        return self.results / f"{self.name}_margins"
+
+    @property
     def output_prefix(self) -> Path:
         """The report's outputs without suffix (``.md``, ``.json``, ``.png``)."""
         return self.results / self.name

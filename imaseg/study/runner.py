@@ -26,13 +26,22 @@ from imaseg.evaluation.evaluate import evaluate
 from imaseg.evaluation.summary import case_counts
 from imaseg.pipeline import StageRunner
 from imaseg.run import EvalDir, RunDir
-from imaseg.study.cells import StudyCell, cache_folder, cell_fingerprints, eval_settings, expand_cells, train_settings
+from imaseg.study.cells import (
+    StudyCell,
+    cache_folder,
+    cell_fingerprints,
+    eval_settings,
+    expand_cells,
+    slug,
+    train_settings,
+)
 from imaseg.study.declaration import Study
 from imaseg.study.records import StudyRecords
 from imaseg.summary import Summary, cell_key
 from imaseg.training.config import TrainConfig
 from imaseg.training.trainer import train
 from imaseg.transforms.chain import PreprocessConfig
+from imaseg.utils.atomic import atomic_write_json
 
 __all__ = ["CellPlan", "StudyOutcome", "plan_cells", "run_study"]
 
@@ -130,6 +139,7 @@ def _run_cell(study: Study, plan: CellPlan, cache: Path, stages: StageRunner) ->
         lambda resume: train(cache, plan.run, plan.train, resume=resume, overwrite=not resume, progress=False)["epoch"],
         after=["preprocess", *([f"train {cell.init_key}"] if cell.init_key else [])],
     )
+    _keep_margins(study, plan)
     attack = study.robust_attack.lower()
     evaluation = RunDir(plan.run).evaluation(plan.evaluate.tag)
     digest = stages.run(
@@ -151,6 +161,13 @@ def _run_cell(study: Study, plan: CellPlan, cache: Path, stages: StageRunner) ->
         # per case [tp, fp, fn] per class, so pooling needs no run folder (the records file is committed)
         "counts": _counts(evaluation, attack, plan.evaluate.eps),
     }
+
+
+def _keep_margins(study: Study, plan: CellPlan) -> None:
+    """Copy the cell's ``margins.json`` (IMA) beside the records, named by the cell."""
+    margins = RunDir(plan.run).read_margins()
+    if margins is not None:
+        atomic_write_json(study.margins_dir / f"{slug(plan.cell.key)}.json", margins, indent=None)
 
 
 def _preprocess(study: Study, stages: StageRunner, cache: Path) -> None:

@@ -96,7 +96,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int = 2) -> Path:
+def atomic_write_json(path: str | os.PathLike[str], data: Any, *, indent: int | None = 2) -> Path:
     """Write ``data`` as JSON to ``path`` atomically (NaN is written as ``null``)."""
     text = json.dumps(_nan_to_none(data), indent=indent, allow_nan=False) + "\n"
     return atomic_write_text(path, text)

@@ -112,3 +112,17 @@ def test_cli_refuses_unknown_configurations(tmp_path, tiny_data, capsys):
     path = _declaration(tmp_path, tiny_data)
     assert main(["study", "run", str(path), "--only", "nope"]) == 1
     assert "unknown configurations ['nope']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_an_ima_cells_margins_are_kept_beside_the_records(tmp_path, tiny_data):
+    path = _declaration(tmp_path, tiny_data)
+    raw = yaml.safe_load(path.read_text())
+    raw["configurations"] = {"ima": {"method": "ima", "train": {"ima": {"steps": 2, "eps_max": 0.5}}}}
+    raw.pop("report")
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    study = load_study(path)
+    assert run_study(study).ran == ["ima fold0 seed0"]
+    kept = json.loads((study.margins_dir / "ima-fold0-seed0.json").read_text())
+    assert kept == RunDir(study.work / "fold0" / "seed0" / "ima").read_margins()
+    assert len(kept["epochs"]) == 1 and "margin_changed" in kept["epochs"][0]

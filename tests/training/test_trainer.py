@@ -38,6 +38,9 @@ MARGIN_COLUMNS = {
     "margin_at_max",
     "fail_fraction",
     "visited_fraction",
+    "margin_grown",
+    "margin_shrunk",
+    "margin_changed",
 }
 IMA_COLUMNS = {"loss_clean", "loss_adv", "inner_failed", "adv_norm", "vulnerable_voxels", *MARGIN_COLUMNS}
 METHODS = {

@@ -69,7 +69,8 @@ class IMAMethod(Method):
         )
 
     def end_epoch(self) -> dict[str, float]:
-        return self.ima.bank.end_epoch()
+        self.last_update = self.ima.bank.end_epoch()  # margin statistics and movement, also kept in margins.json
+        return self.last_update
 
     def resume(self, run: Path, epoch: int) -> None:
         path = RunDir(run).margins_path
@@ -80,7 +81,8 @@ class IMAMethod(Method):
 
     def write_epoch(self, run: Path, epoch: int, class_names: dict[int, str]) -> None:
         ima = self.ima
-        record = {"epoch": epoch, **ima.bank.statistics(), "margins": ima.bank.margins.cpu().tolist()}
+        update = getattr(self, "last_update", None) or ima.bank.statistics()
+        record = {"epoch": epoch, **update, "margins": ima.bank.margins.cpu().tolist()}
         if ima.margin == "voxel":
             record["voxels"] = ima.voxel_stats.summary(class_names)
         self.history.append(record)
