@@ -48,7 +48,8 @@ class IMAMethod(Method):
 
     @classmethod
     def label(cls, config: TrainConfig) -> str:
-        return f"IMA ({config.ima.margin})"
+        floor = f", margins >= {config.ima.eps_min:g}" if config.ima.eps_min else ""
+        return f"IMA ({config.ima.margin}{floor})"
 
     @classmethod
     def settings_text(cls, config: TrainConfig) -> str:
