@@ -8,7 +8,8 @@ The main entry points, importable from the package (loaded on first use, so ``im
 data                   ``check_dataset`` (integrity report), ``preprocess_dataset`` + ``PreprocessConfig``
 attacks                ``PGD``, ``APGD``, ``create_attack(name, model, eps=, settings=AttackSettings(...))``
 training               ``train`` + ``TrainConfig``; ``IMALoss`` and its ``MarginBank`` for your own loop
-evaluation             ``evaluate`` + ``EvalConfig`` (Dice under attack per case and class)
+evaluation             ``evaluate`` + ``EvalConfig`` (Dice under attack per case and class);
+                       ``score(model, data)`` for a module, TorchScript, bundle or run in one call
 new images             ``predict`` + ``PredictConfig`` (label maps in source geometry, volumes)
 MONAI engines          ``RobustIteration``, ``AdversarialInferer``, ``RobustDiceMetric`` (need ignite)
 networks / report      ``build_network``; ``build_report`` (HTML + Markdown)
@@ -18,7 +19,10 @@ networks / report      ``build_network``; ``build_report`` (HTML + Markdown)
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: `python -m imaseg` imports this before it can drop the current folder
+if TYPE_CHECKING:  # from sys.path, so only modules loaded at start-up are imported here (see __main__.py)
+    from typing import Any
 
 __version__ = "0.1.0"
 
@@ -33,6 +37,7 @@ _EXPORTS = {
     "train": "imaseg.training",
     "EvalConfig": "imaseg.evaluation",
     "evaluate": "imaseg.evaluation",
+    "score": "imaseg.scoring",
     "build_report": "imaseg.report",
     "preprocess_dataset": "imaseg.cache",
     "PreprocessConfig": "imaseg.transforms",

@@ -11,6 +11,7 @@ import os
 import pickle
 import random
 import re
+import struct
 from pathlib import Path
 from typing import cast
 
@@ -51,9 +52,10 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict) -> Path:
-    """Write ``payload`` to ``path`` atomically (a killed write leaves the previous file intact)."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write ``payload`` to ``path`` atomically (a killed write leaves the previous file intact); a full disk is
+    named as such (written through a Python file, torch passes the OS error on instead of its own)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(payload, handle)
     return Path(path)
 
 
@@ -80,7 +82,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
             f"{' (' + culprit + ')' if culprit else ''}, which can run code when loaded; re-save the weights as a "
             "plain state dict from a trusted copy"
         ) from None
-    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError, TypeError) as error:
+    except (RuntimeError, EOFError, OSError, KeyError, ValueError, IndexError, TypeError, struct.error) as error:
         kind = f"{type(error).__name__}: {str(error).splitlines()[0][:120] if str(error) else ''}"
         raise ValueError(
             f"{path}: not a readable PyTorch checkpoint (truncated, corrupt, or another kind of file; {kind}); "

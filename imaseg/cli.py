@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -92,10 +93,22 @@ def os_error_message(error: OSError) -> str:
     """One line for a failed file operation: our own messages as they are, the OS's as 'cannot write X: reason'."""
     if isinstance(error, OutputError) or error.errno is None or error.filename is None:
         return str(error)  # ours already names the file meant
-    verb = "write" if error.errno in _WRITE_ERRORS else "read"
+    verb = "write" if error.errno in _WRITE_ERRORS and not _unreadable(error) else "read"
     blocker = blocking_file(error.filename)
-    reason = f"{blocker} is a file, not a folder" if blocker is not None else error.strerror
+    reason = f"{blocker} is a file, not a folder" if blocker is not None else str(error.strerror)
+    if blocker is None and error.errno in (errno.EACCES, errno.EPERM):
+        reason += f"; give your user access to it (see `ls -ld {error.filename}`) or choose another folder"
     return f"cannot {verb} {error.filename}: {reason}"
+
+
+def _unreadable(error: OSError) -> bool:
+    """A permission error on something that exists and this user may not read: a read failed, not a write."""
+    if error.errno not in (errno.EACCES, errno.EPERM):
+        return False
+    try:
+        return os.path.exists(error.filename) and not os.access(error.filename, os.R_OK)
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

@@ -2,11 +2,19 @@
 
 Instance norm keeps training and evaluation identical (no running statistics), so attacking a model in
 eval mode, or forwarding clean and adversarial batches together, changes nothing; batch norm would.
+
+A network of one's own is ``package.module:factory``: code. A name given in Python or on ``imaseg train``'s
+command line is the user's choice and is imported; a name read from a run folder (its ``config.yaml``, which
+may come from anyone) is data: :func:`require_trusted_factory` refuses it unless the user named it too
+(``--trust-factory NAME`` on ``evaluate`` / ``predict`` / ``export``, :func:`trust_network_factory` in
+Python) or this process already built it (a run trained here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -15,8 +23,20 @@ from monai.networks import nets
 from torch import nn
 
 from imaseg.config import section_from_mapping, setting
+from imaseg.data.errors import DataError
 
-__all__ = ["NETWORKS", "NetworkConfig", "build_network", "network_help", "resolve_device"]
+__all__ = [
+    "NETWORKS",
+    "NetworkConfig",
+    "build_network",
+    "network_help",
+    "require_trusted_factory",
+    "resolve_device",
+    "trust_network_factory",
+    "trusted_network_factories",
+]
+
+_TRUSTED_FACTORIES: set[str] = set()  # named by the user, or built by this process
 
 
 def resolve_device(name: str) -> torch.device:
@@ -144,6 +164,47 @@ NETWORKS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def trust_network_factory(*names: str) -> None:
+    """Let runs whose ``config.yaml`` names these ``package.module:factory`` networks be rebuilt (imported and
+    called) in this process: what ``--trust-factory NAME`` does."""
+    _TRUSTED_FACTORIES.update(names)
+
+
+@contextlib.contextmanager
+def trusted_network_factories(*names: str) -> Iterator[None]:
+    """Within the block, also trust ``names`` (see :func:`trust_network_factory`)."""
+    saved = set(_TRUSTED_FACTORIES)
+    _TRUSTED_FACTORIES.update(names)
+    try:
+        yield
+    finally:
+        _TRUSTED_FACTORIES.clear()
+        _TRUSTED_FACTORIES.update(saved)
+
+
+def require_trusted_factory(name: str, source: object, *, received: str = "a run folder", also: str = "") -> None:
+    """Refuse a ``package.module:factory`` network read from ``source`` (a file someone else may have written)
+    unless the user named it or this process built it; registered networks always pass.
+
+    Args:
+        name: the network name read.
+        source: the file it was read from (named in the message).
+        received: what ``source`` belongs to, for the message (``"a run folder"``, ``"a bundle"``).
+        also: another way to trust it, appended to the message.
+
+    Raises:
+        DataError: an untrusted factory, naming the file and how to trust it.
+    """
+    if ":" not in name or name in _TRUSTED_FACTORIES:
+        return
+    raise DataError(
+        f"{source}: its network {name!r} is code (package.module:factory) that imaseg would import and run, and "
+        f"{received} is data: imaseg runs no code it names. If you trust it and that package, name the factory "
+        f"yourself: --trust-factory {name} (or imaseg.networks.trust_network_factory({name!r}) in Python){also}",
+        [str(source)],
+    )
+
+
 def _custom_network(name: str, spatial_dims: int, in_channels: int, out_channels: int) -> nn.Module:
     """``package.module:factory`` -> the factory's network for data of this shape."""
     import importlib
@@ -156,10 +217,25 @@ def _custom_network(name: str, spatial_dims: int, in_channels: int, out_channels
             f"network {name!r}: cannot import {attribute!r} from {module_name!r} ({error}); give "
             "package.module:factory with the package importable (installed, or on PYTHONPATH)"
         ) from None
-    network = factory(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels)
+    shape = {"spatial_dims": spatial_dims, "in_channels": in_channels, "out_channels": out_channels}
+    _check_factory(name, factory, shape)
+    network = factory(**shape)
     if not isinstance(network, nn.Module):
         raise ValueError(f"network {name!r}: the factory returned {type(network).__name__}, not a torch nn.Module")
+    _TRUSTED_FACTORIES.add(name)  # built here: rebuilding this process's own runs needs no second say-so
     return network
+
+
+def _check_factory(name: str, factory: object, shape: dict[str, int]) -> None:
+    fix = "give a function factory(spatial_dims, in_channels, out_channels) that returns an nn.Module"
+    if not callable(factory):
+        raise ValueError(f"network {name!r}: {type(factory).__name__} is not callable; {fix}")
+    try:
+        inspect.signature(factory).bind(**shape)
+    except TypeError as error:
+        raise ValueError(f"network {name!r}: cannot be called as a network factory ({error}); {fix}") from None
+    except ValueError:  # no signature to inspect (some built-ins): calling it says
+        raise ValueError(f"network {name!r}: not a function whose arguments can be checked; {fix}") from None
 
 
 def build_network(name: str, spatial_dims: int, in_channels: int, out_channels: int, **kwargs) -> nn.Module:

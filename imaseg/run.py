@@ -10,6 +10,7 @@ A run folder is what ``imaseg train`` writes and every later stage reads::
       checkpoints/best.pt   the best validation epoch (absent without a validation side)
       log.csv, tb/          per-epoch losses, Dice, method statistics
       margins.json          method state a method writes (IMA's margins): ``RunDir.state_file(name)``
+      train.lock            while ``imaseg train`` runs: its pid, host and command (one trainer per folder)
       eval/TAG/             one evaluation: :class:`EvalDir`
 
 Nothing else spells these names: stages ask :class:`RunDir` / :class:`EvalDir` for a path or a record.
@@ -35,6 +36,7 @@ from imaseg.config import load_yaml, save_config
 from imaseg.data.errors import DataError
 from imaseg.summary import Summary
 from imaseg.utils.atomic import atomic_write_json
+from imaseg.utils.lock import FolderLock
 
 __all__ = ["CHECKPOINT_NAMES", "EvalDir", "RunDir", "parse_clip_range"]
 
@@ -156,6 +158,7 @@ class RunDir:
     TENSORBOARD = "tb"
     EVAL = "eval"
     MARGINS = "margins.json"
+    LOCK = "train.lock"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -198,6 +201,15 @@ class RunDir:
     @property
     def margins_path(self) -> Path:
         return self.state_file(self.MARGINS)
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock file ``imaseg train`` holds while it writes here (owner's pid, host and command)."""
+        return self.path / self.LOCK
+
+    def training_lock(self, *, enabled: bool = True) -> FolderLock:
+        """The claim of one training process on this folder (see :mod:`imaseg.utils.lock`)."""
+        return FolderLock(self.lock_path, "run folder", enabled=enabled)
 
     def state_file(self, name: str) -> Path:
         """A file a training method keeps in the run folder (``Method.run_files``)."""

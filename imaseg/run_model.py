@@ -22,7 +22,7 @@ from imaseg.cache.manifest import DataShape
 from imaseg.cache.run_record import PreprocessingRecord, read_preprocessing_record
 from imaseg.checkpoint import load_checkpoint, load_weights
 from imaseg.data.errors import DataError
-from imaseg.networks import NetworkConfig
+from imaseg.networks import NetworkConfig, require_trusted_factory
 from imaseg.run import RunDir, parse_clip_range
 from imaseg.transforms.chain import PreprocessConfig
 
@@ -67,10 +67,15 @@ class RunModel:
         return self.record
 
 
-def rebuild_network(train: Mapping[str, Any], facts: DataShape) -> nn.Module:
-    """The run's network (from its ``train`` settings) for data with ``facts``: ``in_channels``,
-    ``num_classes``, ``spatial_dims``."""
-    return NetworkConfig.from_mapping(dict(train)).build(facts.spatial_dims, facts.in_channels, facts.num_classes)
+def rebuild_network(
+    train: Mapping[str, Any], facts: DataShape, *, source: object = "the run's config.yaml"
+) -> nn.Module:
+    """The run's network (from its ``train`` settings, read from ``source``) for data with ``facts``:
+    ``in_channels``, ``num_classes``, ``spatial_dims``. A network factory of one's own is imported only when
+    trusted (:func:`imaseg.networks.require_trusted_factory`)."""
+    network = NetworkConfig.from_mapping(dict(train))
+    require_trusted_factory(network.name, source)
+    return network.build(facts.spatial_dims, facts.in_channels, facts.num_classes)
 
 
 def load_network(
@@ -80,6 +85,7 @@ def load_network(
     device: torch.device | str,
     *,
     data_root: object = None,
+    source: object = "the run's config.yaml",
 ) -> tuple[nn.Module, dict]:
     """The run's network rebuilt for data with ``facts``, with the weights of checkpoint ``path``, in eval mode
     on ``device``; returns the network and the checkpoint's state.
@@ -96,7 +102,7 @@ def load_network(
             "training cache (same channels, labels and 2D/3D mode)",
             [path, Path(str(data_root))] if data_root is not None else [path],
         )
-    network = rebuild_network(train, facts)
+    network = rebuild_network(train, facts, source=source)
     try:
         load_weights(network, state["network"], path)
     except ValueError as error:
@@ -128,7 +134,7 @@ def load_run_model(
         facts = record.data_shape
     path = run.checkpoint(checkpoint)
     network, state = load_network(
-        path, train, facts, device, data_root=data_root if data_root is not None else run.path
+        path, train, facts, device, data_root=data_root if data_root is not None else run.path, source=run.config_path
     )
     return RunModel(
         run.path,

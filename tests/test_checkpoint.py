@@ -118,7 +118,7 @@ def test_a_save_killed_mid_write_leaves_the_old_file_and_no_temporary(tmp_path, 
     save_checkpoint(path, {"network": {"w": torch.ones(2)}, "epoch": 1})
 
     def killed_mid_write(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 partial")
+        (f.write if hasattr(f, "write") else Path(f).write_bytes)(b"PK\x03\x04 partial")
         raise OSError("No space left on device")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", killed_mid_write)

@@ -92,7 +92,10 @@ def test_a_file_where_the_output_folder_should_be(command, tmp_path, tiny_data, 
 
 @pytest.mark.parametrize(
     ("code", "reason"),
-    [(errno.EACCES, "Permission denied"), (errno.ENOSPC, "No space left on device (free some space)")],
+    [
+        (errno.EACCES, "Permission denied"),
+        (errno.ENOSPC, "the disk is full (ENOSPC: No space left on device); free some space"),
+    ],
     ids=["read-only", "disk-full"],
 )
 @pytest.mark.parametrize("command", COMMANDS)

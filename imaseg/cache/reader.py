@@ -145,7 +145,9 @@ class CaseStore:
                 affine, source_affine = data["affine"], data["source_affine"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
             raise DataError(
-                f"{path}: cached case is unreadable ({error}); rerun `imaseg preprocess`", [path]
+                f"{path}: cached case is unreadable ({error}); delete this file and rerun `imaseg preprocess` with "
+                "the same settings, which rewrites the cases that are missing",
+                [path],
             ) from error
         if stored is None or stored.fingerprint != meta.fingerprint:
             raise DataError(

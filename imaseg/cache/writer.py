@@ -39,11 +39,12 @@ from imaseg.cache.manifest import (
 )
 from imaseg.cache.split import FoldSplit, assign_folds, patient_groups, split_for_fold
 from imaseg.config import save_config, to_dict
-from imaseg.data.check import validate_case
+from imaseg.data.check import MAX_LABEL_VALUE, validate_case
 from imaseg.data.discover import DatasetInfo, discover_with_info
 from imaseg.data.errors import DataError
 from imaseg.transforms.chain import PreprocessConfig, build_preprocessing, resolve_modality
 from imaseg.utils.atomic import atomic_path, atomic_write_json
+from imaseg.utils.paths import refuse_output_in_input
 
 __all__ = ["preprocess_dataset"]
 
@@ -80,8 +81,11 @@ def preprocess_dataset(
     ``allow_outside_paths`` accepts dataset.json entries outside ``data_dir`` (refused by default).
 
     Raises:
-        DataError: bad input, naming the file (from discovery or the per-case check).
+        DataError: bad input, naming the file (from discovery or the per-case check), or label maps that hold
+            background only.
+        ValueError: ``out_dir`` is ``data_dir`` or inside it.
     """
+    refuse_output_in_input(out_dir, {"--data": data_dir}, output_flag="--out")
     out_dir = Path(out_dir)
     if not (out_dir / CASES_DIR).is_dir():
         (out_dir / CASES_DIR).mkdir(parents=True, exist_ok=True)
@@ -174,10 +178,17 @@ def _fmt_mm(values) -> str:
 
 
 def _label_array(label, entry: dict) -> np.ndarray:
-    """The label map as stored in the cache: uint8 when every value fits, else int32 (never wrapped)."""
+    """The label map as stored in the cache: uint8 when every value fits, else int32 (values above
+    :data:`~imaseg.data.check.MAX_LABEL_VALUE` are refused, never wrapped)."""
     array = np.rint(label.as_tensor()[0].numpy()).astype(np.int64)
     if array.size and array.min() < 0:
         raise DataError(f"{entry['label']}: negative label values after preprocessing", [entry["label"]])
+    if array.max(initial=0) > MAX_LABEL_VALUE:
+        raise DataError(
+            f"{entry['label']}: label values up to {array.max()} exceed {MAX_LABEL_VALUE} (2^31 - 1), the largest "
+            "class value the cache stores; relabel the map to small class indices (0 background, 1, 2, ...)",
+            [entry["label"]],
+        )
     return array.astype(np.uint8 if array.max(initial=0) <= 255 else np.int32)
 
 
@@ -267,6 +278,12 @@ def _build_manifest(
         for k in range(config.folds)
     }
     values = class_values(info.labels, [v for c in cases for v in c.label_values])
+    if len(values) < 2:
+        raise DataError(
+            f"{data_dir}: every label map holds background only ({values}) and dataset.json declares no other class: "
+            "a segmenter needs at least one structure; check the label files (`imaseg check` lists each case's values)",
+            [data_dir],
+        )
     spatial_dims = 2 if config.mode == "2d" else max(c.source_dims for c in cases)
     in_channels = {c.shape[0] for c in cases}
     if len(in_channels) != 1:

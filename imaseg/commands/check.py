@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from imaseg.commands.options import add_memory_budget, add_outside_paths, apply_options
+
 HELP = "check a NIfTI folder: per-case shape, true spacing, orientation, intensities, labels; name every problem"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="NIfTI folder (MSD, nnU-Net v2, or imagesTr/+labelsTr/ or images/+labels/)")
     parser.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
-    parser.add_argument(
-        "--allow-outside-paths",
-        action="store_true",
-        help="accept dataset.json entries that resolve outside the data folder (../.. or absolute paths); "
-        "refused by default, since they would pull any readable file into the outputs",
-    )
+    add_outside_paths(parser)
+    add_memory_budget(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from imaseg.data.check import check_dataset, format_report
     from imaseg.utils.atomic import atomic_write_json
 
+    apply_options(args)
     report = check_dataset(args.data, progress=True, allow_outside_paths=args.allow_outside_paths)
     print(format_report(report))
     if args.json:

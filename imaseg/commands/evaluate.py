@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from imaseg.commands.options import (
+    add_memory_budget,
+    add_outside_paths,
+    add_trust_bundle_code,
+    add_trust_factory,
+    apply_options,
+)
 from imaseg.config import add_config_arguments
 from imaseg.evaluation.config import EvalConfig
 
@@ -35,6 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="exit 3 when a sanity check fails (forward determinism, noise vs attack, Dice falling with eps, "
         "2x steps); without it failures are warnings in the log, summary.json and report",
     )
+    add_trust_bundle_code(parser)
+    add_trust_factory(parser)
+    add_outside_paths(parser)
+    add_memory_budget(parser)
     add_config_arguments(parser, EvalConfig, title="evaluation options")
 
 
@@ -45,14 +56,20 @@ def run(args: argparse.Namespace) -> int:
     from imaseg.evaluation.evaluate import evaluate
     from imaseg.run import RunDir
     from imaseg.summary import Summary
+    from imaseg.utils.paths import refuse_output_in_input
 
+    apply_options(args)
     data = load_yaml(args.config)
     config = resolve_config(EvalConfig, data.get("evaluate", data) if data else {}, args)
+    refuse_output_in_input(args.run, {"--data": args.data, "--model": args.model}, output_flag="--run")
     cache = args.cache
     if args.model:
         _prepare_model_run(args, config)
+    if args.trust_bundle_code:
+        _trust_bundle(args)
     if args.data:
-        cache = _preprocess_like_run(args.run, args.data, RunDir(args.run).evaluation(config.tag).cache_dir)
+        evaluation = RunDir(args.run).evaluation(config.tag)
+        cache = _preprocess_like_run(args.run, args.data, evaluation.cache_dir, args.allow_outside_paths)
     summary = evaluate(args.run, config, cache=cache, progress=not args.no_progress)
     logging.getLogger("imaseg").info("results: %s", RunDir(args.run).evaluation(config.tag).summary_path)
     failed = Summary.from_json(summary).failed_checks()
@@ -74,7 +91,19 @@ def _prepare_model_run(args: argparse.Namespace, config: EvalConfig) -> None:
     prepare_external_run(args.model, args.run, preprocess, config.clip_range)
 
 
-def _preprocess_like_run(run: str, data: str, out) -> str:
+def _trust_bundle(args: argparse.Namespace) -> None:
+    from imaseg.foreign import trust_bundle_code
+    from imaseg.run import RunDir
+
+    model = args.model or RunDir(args.run).train_settings().get("model")
+    if not model:
+        raise ValueError(
+            f"--trust-bundle-code: {args.run} scores no bundle (it is a run imaseg trained); give the bundle with --model"
+        )
+    trust_bundle_code(model)
+
+
+def _preprocess_like_run(run: str, data: str, out, allow_outside_paths: bool = False) -> str:
     from dataclasses import replace
 
     from imaseg.cache.run_record import read_preprocessing_record
@@ -82,5 +111,5 @@ def _preprocess_like_run(run: str, data: str, out) -> str:
 
     record = read_preprocessing_record(run)  # the run's own copy: the training cache may be gone
     config = replace(record.preprocess_config(), folds=1, val_groups=0)
-    preprocess_dataset(data, out, config)
+    preprocess_dataset(data, out, config, allow_outside_paths=allow_outside_paths)
     return str(out)

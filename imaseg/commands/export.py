@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "export a trained run as a MONAI bundle (configs/inference.json, models/model.pt) with its robustness card"
+from imaseg.commands.options import add_trust_factory, apply_options
+
+HELP = (
+    "export a trained run as a MONAI bundle that `python -m monai.bundle run` runs (configs/inference.json, "
+    "models/model.pt, docs/README.md, licences) with its robustness card"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -12,10 +17,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="bundle folder to write")
     parser.add_argument("--checkpoint", default="last", help="last, best, or a checkpoint path")
     parser.add_argument("--tag", default="default", help="the evaluation RUN/eval/TAG whose numbers form the card")
+    parser.add_argument(
+        "--data-license",
+        default=None,
+        help="the training data's licence, as text or a file, for docs/data_license.txt (default: the licence "
+        "their dataset.json declares)",
+    )
+    add_trust_factory(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from imaseg.prediction.bundle import export_bundle
 
-    export_bundle(args.run, args.bundle, checkpoint=args.checkpoint, tag=args.tag)
+    apply_options(args)
+    export_bundle(args.run, args.bundle, checkpoint=args.checkpoint, tag=args.tag, data_license_text=args.data_license)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from imaseg.commands.options import add_memory_budget, add_trust_factory, apply_options
 from imaseg.config import add_config_arguments
 from imaseg.prediction.config import PredictConfig
 
@@ -33,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="folder for CASE.nii.gz, volumes.csv / .json, predict.json")
     parser.add_argument("--config", help="YAML file; its 'predict' section (or the whole file) sets the options")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_trust_factory(parser)
+    add_memory_budget(parser)
     add_config_arguments(parser, PredictConfig, title="prediction options")
 
 
@@ -42,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from imaseg.config import load_yaml, resolve_config
     from imaseg.prediction.predict import predict
 
+    apply_options(args)
     data = load_yaml(args.config)
     config = resolve_config(PredictConfig, data.get("predict", data) if data else {}, args)
     sizes = predict(args.run, args.input, args.output, config, progress=not args.no_progress)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from imaseg.commands.options import add_memory_budget, add_outside_paths, apply_options
 from imaseg.config import add_config_arguments
 from imaseg.transforms.chain import PreprocessConfig
 
@@ -14,12 +15,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="NIfTI folder to read")
     parser.add_argument("--out", required=True, help="cache folder to write (reused when inputs are unchanged)")
     parser.add_argument("--config", help="YAML file; its 'preprocess' section (or the whole file) sets the options")
-    parser.add_argument(
-        "--allow-outside-paths",
-        action="store_true",
-        help="accept dataset.json entries that resolve outside the data folder (../.. or absolute paths); "
-        "refused by default, since they would pull any readable file into the outputs",
-    )
+    add_outside_paths(parser)
+    add_memory_budget(parser)
     add_config_arguments(parser, PreprocessConfig, title="preprocessing options")
 
 
@@ -29,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from imaseg.cache.writer import preprocess_dataset
     from imaseg.config import load_yaml, resolve_config
 
+    apply_options(args)
     data = load_yaml(args.config)
     config = resolve_config(PreprocessConfig, data.get("preprocess", data) if data else {}, args)
     manifest = preprocess_dataset(args.data, args.out, config, allow_outside_paths=args.allow_outside_paths)

@@ -17,10 +17,19 @@ from imaseg.data.errors import DataError
 from imaseg.data.images import read_image
 from imaseg.data.nifti import NiftiVolume
 
-__all__ = ["CaseReport", "DatasetReport", "check_dataset", "format_report", "inspect_case", "validate_case"]
+__all__ = [
+    "MAX_LABEL_VALUE",
+    "CaseReport",
+    "DatasetReport",
+    "check_dataset",
+    "format_report",
+    "inspect_case",
+    "validate_case",
+]
 
 SPACING_RTOL = 1e-3
 ORIGIN_ATOL_MM = 1e-2
+MAX_LABEL_VALUE = 2**31 - 1  # the cache stores label maps as int32 (imaseg.cache.writer); larger values would wrap
 
 
 @dataclass
@@ -113,7 +122,22 @@ def _check_image(volume: NiftiVolume, expected_ndim: int | None, report: CaseRep
             )
 
 
+def _without_trailing_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    while len(shape) > 2 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
 def _check_same_grid(volume: NiftiVolume, reference: NiftiVolume, report: CaseReport, what: str) -> None:
+    if volume.shape[:3] != reference.shape[:3] and _without_trailing_ones(volume.shape) == _without_trailing_ones(
+        reference.shape
+    ):
+        report.problems.append(
+            f"{volume.path}: {what} is {volume.array.ndim}D {volume.shape} and the image {reference.array.ndim}D "
+            f"{reference.shape} ({reference.path}): the same voxels stored with a different number of axes; save both "
+            "with the same dimensions (e.g. drop the axes of size 1 from both, or add them to both)"
+        )
+        return
     if volume.shape[:3] != reference.shape[:3]:
         report.problems.append(
             f"{volume.path}: {what} shape {volume.shape} does not match image shape {reference.shape} "
@@ -150,6 +174,12 @@ def _check_label(label: NiftiVolume, image: NiftiVolume, info: DatasetInfo, repo
                 f"{label.path}: label holds non-integer values (a probability map?); store class indices"
             )
             return
+    if array.size and float(array.max()) > MAX_LABEL_VALUE:
+        report.problems.append(
+            f"{label.path}: label values up to {array.max()} exceed {MAX_LABEL_VALUE} (2^31 - 1), the largest class "
+            "value the cache stores; relabel the map to small class indices (0 background, 1, 2, ...)"
+        )
+        return
     values, counts = np.unique(array.astype(np.int64), return_counts=True)
     report.label_counts = {int(v): int(c) for v, c in zip(values, counts)}
     declared = set(info.labels)
@@ -184,7 +214,21 @@ def check_dataset(
 
         iterator = tqdm(datalist, desc="checking", unit="case")
     cases = [_inspect_safely(entry, info) for entry in iterator]
-    return DatasetReport(str(root), info, cases)
+    return DatasetReport(str(root), info, cases, _class_problems(str(root), info, cases))
+
+
+def _class_problems(root: str, info: DatasetInfo, cases: list[CaseReport]) -> list[str]:
+    """A data set whose label maps all hold background only (and that declares no other class) cannot train a
+    segmenter: say so here rather than let training fail on the network's shape."""
+    read = [c for c in cases if c.label_counts]
+    classes = set(info.labels) | {v for c in read for v in c.label_counts}
+    if not read or len(read) < len(cases) or len(classes) >= 2:
+        return []
+    return [
+        f"{root}: no label map holds a class other than {sorted(classes)} and dataset.json declares no other: a "
+        "segmenter needs background and at least one structure; check that the label files are the right ones "
+        "(the table lists each case's label values)"
+    ]
 
 
 def _inspect_safely(entry: dict, info: DatasetInfo) -> CaseReport:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
+from imaseg.data.containment import listed_path, refuse_outside_links
 from imaseg.data.errors import DataError
 from imaseg.data.images import is_image, strip_image_suffix
 
@@ -63,15 +64,28 @@ def discover_with_info(
 
     Args:
         root: the data folder.
-        allow_outside_paths: accept dataset.json entries that resolve outside ``root`` (``../..`` or absolute
-            paths); refused by default, since they would pull any readable file into the outputs.
+        allow_outside_paths: accept files that resolve outside ``root``: dataset.json entries (``../..`` or
+            absolute paths) and symbolic links (of files or of ``imagesTr/`` itself), in every layout; refused
+            by default, since they would pull any readable file into the outputs.
 
     Raises:
-        DataError: missing or empty folder, images without labels or labels without images (all
+        DataError: missing, unreadable or empty folder, images without labels or labels without images (all
             listed), duplicate case ids, files among the images or labels that are not NIfTI, NRRD or MetaImage, broken links,
-            malformed dataset.json, entries outside the folder.
+            malformed dataset.json, entries or links outside the folder.
     """
     root = Path(root)
+    try:
+        return _discover(root, allow_outside_paths)
+    except PermissionError as error:
+        where = error.filename or root
+        raise DataError(
+            f"{where}: permission denied while reading the data set; give your user read access to it "
+            f"(e.g. chmod -R u+rX {root})",
+            [where],
+        ) from None
+
+
+def _discover(root: Path, allow_outside_paths: bool) -> tuple[list[dict], DatasetInfo]:
     if not root.is_dir():
         raise DataError(f"{root}: data folder does not exist", [root])
     meta_path = root / "dataset.json"
@@ -79,9 +93,9 @@ def discover_with_info(
     if meta is not None and "training" in meta:
         datalist, info = _discover_msd(root, meta, allow_outside_paths)
     elif meta is not None and "channel_names" in meta:
-        datalist, info = _discover_nnunet(root, meta)
+        datalist, info = _discover_nnunet(root, meta, allow_outside_paths)
     else:
-        datalist, info = _discover_plain(root, meta)
+        datalist, info = _discover_plain(root, meta, allow_outside_paths)
     if not datalist:
         raise DataError(
             f"{root}: no image/label pairs found (expected imagesTr/ + labelsTr/ or images/ + labels/ "
@@ -118,7 +132,7 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def _msd_labels(labels: dict) -> dict[int, str]:
+def _msd_labels(labels: dict, source: Path) -> dict[int, str]:
     out: dict[int, str] = {}
     for key, value in labels.items():
         if str(key).lstrip("-").isdigit():  # MSD: {"0": "background"}
@@ -128,7 +142,11 @@ def _msd_labels(labels: dict) -> dict[int, str]:
         elif isinstance(value, (list, tuple)):  # nnU-Net v2 regions: {"whole": [1, 2, 3]}
             continue
         else:
-            raise DataError(f"dataset.json: cannot read label entry {key!r}: {value!r}")
+            raise DataError(
+                f"{source}: cannot read label entry {key!r}: {value!r}; write labels as "
+                '{"0": "background", "1": "heart"} (MSD) or {"background": 0, "heart": 1} (nnU-Net)',
+                [source],
+            )
     return dict(sorted(out.items()))
 
 
@@ -141,7 +159,7 @@ def _discover_msd(root: Path, meta: dict, allow_outside_paths: bool = False) -> 
     info = DatasetInfo(
         str(root),
         "msd",
-        _msd_labels(meta.get("labels", {})),
+        _msd_labels(meta.get("labels", {}), root / "dataset.json"),
         _channels(meta, "modality"),
         str(meta.get("name", "")),
         meta.get("tensorImageSize"),
@@ -150,8 +168,8 @@ def _discover_msd(root: Path, meta: dict, allow_outside_paths: bool = False) -> 
     for item in meta["training"]:
         if not isinstance(item, dict) or "image" not in item:
             raise DataError(f"{root / 'dataset.json'}: training entry without an image: {item!r}", [root])
-        image = _listed_path(root, item["image"], "image", allow_outside_paths)
-        label = _listed_path(root, item["label"], "label", allow_outside_paths) if item.get("label") else None
+        image = listed_path(root, item["image"], "image", allow_outside_paths)
+        label = listed_path(root, item["label"], "label", allow_outside_paths) if item.get("label") else None
         if not image.is_file():  # listed, but the image file is not there
             missing_images.append(
                 f"{label} (its image {_why_missing(image)} is missing)" if label else _why_missing(image)
@@ -167,39 +185,22 @@ def _discover_msd(root: Path, meta: dict, allow_outside_paths: bool = False) -> 
     return datalist, info
 
 
-def _listed_path(root: Path, value: object, what: str, allow_outside_paths: bool) -> Path:
-    """A path listed in dataset.json, resolved; refused when it is no string or leaves the data folder."""
-    meta = root / "dataset.json"
-    if not isinstance(value, str) or not value:
-        raise DataError(f"{meta}: a training entry's {what} must be a path string, got {value!r}", [meta])
-    try:
-        path = (root / value).resolve()
-    except (OSError, RuntimeError) as error:  # a symbolic link loop
-        raise DataError(f"{meta}: cannot resolve the {what} {value!r} ({error})", [meta]) from None
-    if not allow_outside_paths and not path.is_relative_to(root.resolve()):
-        raise DataError(
-            f"{meta}: the {what} {value!r} resolves to {path}, outside the data folder {root.resolve()}; move the "
-            "file into the folder, or pass --allow-outside-paths if you trust this dataset.json",
-            [meta],
-        )
-    return path
-
-
 def _why_missing(path: Path) -> str:
     if path.is_symlink():
         return f"{path} (a broken symbolic link)"
     return str(path)
 
 
-def _discover_nnunet(root: Path, meta: dict) -> tuple[list[dict], DatasetInfo]:
+def _discover_nnunet(root: Path, meta: dict, allow_outside_paths: bool) -> tuple[list[dict], DatasetInfo]:
     ending = meta.get("file_ending", ".nii.gz")
     if ending not in (".nii.gz", ".nii"):
         raise DataError(f"{root / 'dataset.json'}: file_ending {ending!r} is not NIfTI; imaseg reads NIfTI only")
     channels = _channels(meta, "channel_names")
-    info = DatasetInfo(str(root), "nnunet", _msd_labels(meta.get("labels", {})), channels, str(meta.get("name", "")))
+    declared = _msd_labels(meta.get("labels", {}), root / "dataset.json")
+    info = DatasetInfo(str(root), "nnunet", declared, channels, str(meta.get("name", "")))
     images_dir, labels_dir = root / "imagesTr", root / "labelsTr"
-    images = _list_nifti(images_dir)
-    labels = {strip_image_suffix(p.name): p for p in _list_nifti(labels_dir)}
+    images = _list_nifti(images_dir, root, allow_outside_paths)
+    labels = {strip_image_suffix(p.name): p for p in _list_nifti(labels_dir, root, allow_outside_paths)}
     by_case: dict[str, dict[int, Path]] = {}
     for path in images:
         match = _CHANNEL_SUFFIX.match(strip_image_suffix(path.name))
@@ -226,8 +227,8 @@ def _discover_nnunet(root: Path, meta: dict) -> tuple[list[dict], DatasetInfo]:
     return datalist, info
 
 
-def _discover_plain(root: Path, meta: dict | None) -> tuple[list[dict], DatasetInfo]:
-    labels_decl = _msd_labels(meta.get("labels", {})) if meta else {}
+def _discover_plain(root: Path, meta: dict | None, allow_outside_paths: bool) -> tuple[list[dict], DatasetInfo]:
+    labels_decl = _msd_labels(meta.get("labels", {}), root / "dataset.json") if meta else {}
     info = DatasetInfo(str(root), "plain", labels_decl, _channels(meta or {}, "modality"))
     for image_name, label_name in _FOLDER_PAIRS:
         images_dir, labels_dir = root / image_name, root / label_name
@@ -239,8 +240,8 @@ def _discover_plain(root: Path, meta: dict | None) -> tuple[list[dict], DatasetI
             "put images and labels with matching file names in those folders",
             [root],
         )
-    images = {strip_image_suffix(p.name): p for p in _list_nifti(images_dir)}
-    labels = {strip_image_suffix(p.name): p for p in _list_nifti(labels_dir)}
+    images = {strip_image_suffix(p.name): p for p in _list_nifti(images_dir, root, allow_outside_paths)}
+    labels = {strip_image_suffix(p.name): p for p in _list_nifti(labels_dir, root, allow_outside_paths)}
     # nnU-Net-style single-channel names without a json: CASE_0000 image, CASE label.
     if images and all(_CHANNEL_SUFFIX.match(c) for c in images) and not any(_CHANNEL_SUFFIX.match(c) for c in labels):
         images = {cast("re.Match[str]", _CHANNEL_SUFFIX.match(c))["case"]: p for c, p in images.items()}
@@ -249,7 +250,7 @@ def _discover_plain(root: Path, meta: dict | None) -> tuple[list[dict], DatasetI
     return datalist, info
 
 
-def _list_nifti(folder: Path) -> list[Path]:
+def _list_nifti(folder: Path, root: Path, allow_outside_paths: bool) -> list[Path]:
     if not folder.is_dir():
         return []
     entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
@@ -257,6 +258,8 @@ def _list_nifti(folder: Path) -> list[Path]:
     if broken:
         raise DataError(f"{folder}: broken symbolic links {broken}; fix or remove them", broken)
     files = [p for p in entries if p.is_file()]
+    if not allow_outside_paths:
+        refuse_outside_links([folder, *files], root)
     _require_nifti(files)
     counts = Counter(strip_image_suffix(p.name) for p in files)
     duplicated = sorted(name for name, n in counts.items() if n > 1)

@@ -23,6 +23,7 @@ import numpy as np
 
 from imaseg.data.errors import DataError
 from imaseg.data.nifti import NiftiVolume
+from imaseg.utils.memory import format_bytes, memory_budget
 
 __all__ = ["ITK_SUFFIXES", "is_dicom_series", "is_itk_image", "read_itk"]
 
@@ -66,6 +67,7 @@ def _read(path: Path):
                 )
             reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
             return reader.Execute()
+        _check_budget(sitk, path)
         return sitk.ReadImage(str(path))
     except RuntimeError as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
@@ -76,11 +78,32 @@ def _read(path: Path):
         locale.setlocale(locale.LC_ALL, saved)
 
 
+def _check_budget(sitk, path: Path) -> None:
+    """Refuse a file whose header claims more voxels than the memory budget allows, before reading them (the
+    image is held twice while it becomes an array: ITK's buffer and NumPy's)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    probe = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID())
+    itemsize = sitk.GetArrayViewFromImage(probe).dtype.itemsize * max(1, reader.GetNumberOfComponents())
+    voxels = int(np.prod(reader.GetSize(), dtype=np.float64))
+    needed = 2 * voxels * itemsize
+    budget, source = memory_budget()
+    if budget is not None and needed > budget:
+        raise DataError(
+            f"{path}: reading it needs {format_bytes(needed)} ({tuple(reader.GetSize())} voxels, held twice while "
+            f"converted), more than {source}: {format_bytes(budget)}; free memory, crop or downsample the volume, or "
+            "set --memory-budget GIB",
+            [path],
+        )
+
+
 def read_itk(path: str | os.PathLike[str]) -> NiftiVolume:
     """Read an NRRD / MetaImage file or a DICOM series folder as a volume indexed ``(x, y[, z])`` in RAS mm.
 
     Raises:
-        DataError: missing, unreadable, several DICOM series in one folder, vector pixels, or no SimpleITK.
+        DataError: missing, unreadable, larger than the memory budget, several DICOM series in one folder, vector
+            pixels, or no SimpleITK.
     """
     path = Path(path)
     if not path.exists():

@@ -20,9 +20,12 @@ from typing import cast
 
 import nibabel as nib
 import numpy as np
+from nibabel.arrayproxy import ArrayProxy
+from nibabel.volumeutils import apply_read_scaling
 
 from imaseg.data.errors import DataError
 from imaseg.utils.atomic import atomic_path
+from imaseg.utils.memory import format_bytes, memory_budget
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -115,13 +118,21 @@ def check_exists(path: Path) -> None:
 
 
 def _check_claimed_size(path: Path, image: nib.Nifti1Image) -> None:
-    """Refuse a header that claims far more voxels than the file can hold, before reading them."""
+    """Refuse a header that claims far more voxels than the file can hold, or more than the memory budget
+    allows, before reading them."""
     header = image.header
+    if any(int(n) <= 0 for n in image.shape):
+        raise DataError(
+            f"{path}: the header claims {image.shape} voxels: no voxels along an axis (a dimension <= 0); the file "
+            "is empty or its header broken: re-export it",
+            [path],
+        )
     claimed = int(np.prod(image.shape, dtype=np.float64)) * header.get_data_dtype().itemsize
     size = path.stat().st_size
     offset = int(header.get("vox_offset", 0) or 0)
     compressed = str(path).endswith(".gz")
-    if claimed > MAX_ARRAY_BYTES:
+    budget, source = memory_budget()
+    if claimed > MAX_ARRAY_BYTES and not source.startswith("the memory budget set"):
         raise DataError(
             f"{path}: the header claims {image.shape} voxels ({claimed / 1024**3:.1f} GiB), more than imaseg reads "
             f"({MAX_ARRAY_BYTES / 1024**3:.0f} GiB); the header is broken or the volume needs cropping first",
@@ -129,18 +140,29 @@ def _check_claimed_size(path: Path, image: nib.Nifti1Image) -> None:
         )
     if (compressed and claimed > size * MAX_DEFLATE_RATIO) or (not compressed and size < offset + claimed):
         raise DataError(
-            f"{path}: the file is truncated or corrupt: its header claims {image.shape} voxels ({_bytes(claimed)}) "
-            f"but the file holds {_bytes(size)}{' compressed' if compressed else ''}; re-export or re-download it",
+            f"{path}: the file is truncated or corrupt: its header claims {image.shape} voxels "
+            f"({format_bytes(claimed)}) but the file holds {format_bytes(size)}{' compressed' if compressed else ''}; "
+            "re-export or re-download it",
+            [path],
+        )
+    needed = _decoded_bytes(image)
+    if budget is not None and needed > budget:
+        raise DataError(
+            f"{path}: decoding it needs {format_bytes(needed)} ({image.shape} voxels of {header.get_data_dtype()}"
+            f"{', scaled to float64' if needed > claimed else ''}), more than {source}: {format_bytes(budget)}; "
+            "the file is intact. Free memory, crop or downsample the volume, or set --memory-budget GIB",
             [path],
         )
 
 
-def _bytes(count: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.1f} {unit}" if unit != "B" else f"{int(count)} B"
-        count /= 1024
-    return f"{count:.1f} GiB"
+def _decoded_bytes(image: nib.Nifti1Image) -> int:
+    """What decoding takes: the stored voxels, plus a float64 copy when the header scales them."""
+    voxels = int(np.prod(image.shape, dtype=np.float64))
+    stored = voxels * image.header.get_data_dtype().itemsize
+    proxy = image.dataobj
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    scaled = (slope, inter) not in ((1, 0), (None, None))
+    return stored + (voxels * 8 if scaled else 0)
 
 
 def _check_geometry(path: Path, affine: np.ndarray, ndim: int) -> None:
@@ -168,13 +190,27 @@ def _raw_pixdim(path: Path, ndim: int) -> list[float] | None:
 
 
 def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
+    image = None
     try:
         image = cast("nib.Nifti1Image", nib.load(str(path)))  # .nii / .nii.gz: Nifti1Image or its subclass Nifti2Image
         _check_claimed_size(path, image)
-        array = np.asarray(image.dataobj)
+        array = _decode(path, image)
     except DataError:
         raise
-    except (OSError, EOFError, zlib.error, ValueError, MemoryError, nib.filebasedimages.ImageFileError) as error:
+    except PermissionError:
+        raise DataError(
+            f"{path}: cannot read the file: permission denied; give your user read access (chmod u+r) or copy it "
+            "somewhere readable",
+            [path],
+        ) from None
+    except MemoryError:
+        raise DataError(
+            f"{path}: not enough memory to decode it"
+            f"{f' ({format_bytes(_decoded_bytes(image))})' if image is not None else ''}; the file is intact: free "
+            "memory, or crop or downsample the volume",
+            [path],
+        ) from None
+    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as error:
         raise DataError(
             f"{path}: cannot read the file, it is truncated or corrupt ({type(error).__name__}: {error}); "
             "re-export or re-download it",
@@ -188,12 +224,59 @@ def _load(path: Path) -> tuple[nib.Nifti1Image, np.ndarray]:
     return image, array
 
 
+_CHUNK = 1024**2  # bytes decompressed at a time into the volume's own buffer
+
+
+def _decode(path: Path, image: nib.Nifti1Image) -> np.ndarray:
+    """The voxels as ``np.asarray(image.dataobj)`` gives them, but a ``.nii.gz`` is decompressed chunk by chunk
+    into one buffer (nibabel's reader holds the whole volume twice while it decodes); ``.nii`` stays
+    memory-mapped as nibabel maps it."""
+    proxy = cast("ArrayProxy", image.dataobj)
+    dtype = np.dtype(proxy.dtype)
+    shape = tuple(int(n) for n in proxy.shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if not str(path).endswith(".gz") or nbytes == 0 or not shape or dtype.fields is not None:
+        return np.asarray(proxy)
+    raw = np.empty(nbytes, dtype=np.uint8)
+    with gzip.open(path, "rb") as handle:
+        handle.seek(int(proxy.offset))
+        filled = 0
+        while filled < nbytes:
+            chunk = handle.read(min(_CHUNK, nbytes - filled))
+            if not chunk:
+                raise OSError(f"expected {nbytes} bytes of voxel data, got {filled}")
+            raw[filled : filled + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            filled += len(chunk)
+    unscaled = raw.view(dtype).reshape(shape, order=proxy.order)
+    # scaled as nibabel's ArrayProxy._get_scaled(dtype=None) scales it
+    slope, inter = np.asanyarray(proxy.slope), np.asanyarray(proxy.inter)
+    if np.can_cast(inter, slope.dtype):
+        inter = inter.astype(slope.dtype)
+    return np.asarray(apply_read_scaling(unscaled, slope, inter))
+
+
+def _refuse_unknown_spacing(path: Path, image: nib.Nifti1Image, raw: list[float], shape: tuple[int, ...]) -> None:
+    """A zero pixdim is only made good by an sform; without one, nibabel's 1 mm would be a guess."""
+    if int(image.header["sform_code"]) > 0:
+        return
+    unknown = [axis for axis, z in enumerate(raw) if z == 0 and shape[axis] > 1]
+    if unknown:
+        raise DataError(
+            f"{path}: pixdim {raw} holds 0 for axis {', '.join(map(str, unknown))} and the file has no sform, so its "
+            "voxel spacing is unknown (nibabel would assume 1 mm); set the true spacing (e.g. nibabel "
+            "img.header.set_zooms(...)) or an sform, and re-save it",
+            [path],
+        )
+
+
 def read_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     """Read a NIfTI file fully, with the true spacing.
 
     Raises:
-        DataError: the file is not NIfTI, does not exist (or is a broken link), is truncated / corrupt, its
-            header claims more data than the file holds, its affine is degenerate, or it is RGB.
+        DataError: the file is not NIfTI, does not exist (or is a broken link), cannot be read (permissions),
+            is truncated / corrupt, its header claims more data than the file holds or more than the memory
+            budget (:func:`imaseg.utils.memory.memory_budget`), its affine is degenerate, its spacing unknown
+            (pixdim 0 without an sform), or it is RGB.
     """
     path = Path(path)
     if not is_nifti(path):
@@ -203,6 +286,7 @@ def read_nifti(path: str | os.PathLike[str]) -> NiftiVolume:
     ndim = min(array.ndim, 3)
     raw = _raw_pixdim(path, ndim)
     if raw is not None and any(z == 0 for z in raw):
+        _refuse_unknown_spacing(path, image, raw, array.shape)
         affine = np.array(image.affine, dtype=np.float64)  # nibabel turned the 0 into 1 mm: trust the affine
         _check_geometry(path, affine, ndim)
         spacing_now = np.round(np.linalg.norm(affine[:3, :ndim], axis=0), 4).tolist()

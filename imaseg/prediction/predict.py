@@ -45,6 +45,7 @@ from imaseg.run_model import RunModel, load_run_model
 from imaseg.transforms.chain import build_preprocessing
 from imaseg.transforms.io import LoadNifti
 from imaseg.utils.atomic import atomic_write_json, atomic_write_text
+from imaseg.utils.paths import refuse_output_in_input
 
 __all__ = ["RunModel", "load_run_model", "predict"]  # RunModel and its loader live in imaseg.run_model
 
@@ -63,10 +64,12 @@ def predict(
 
     Raises:
         DataError: unreadable or unfit input (naming the file), or a run without its preprocessing.
-        ValueError: bad settings, or ``out_dir`` holds outputs of other settings without ``overwrite``.
+        ValueError: bad settings, ``out_dir`` is (or is inside) the input folder, or ``out_dir`` holds outputs of
+            other settings without ``overwrite``.
     """
     config = config or PredictConfig()
     _check_config(config)
+    refuse_output_in_input(out_dir, {"--input": input_path}, output_flag="--output")  # never over the images
     entries = find_images(input_path)
     device = resolve_device(config.device)
     model = load_run_model(run_dir, config.checkpoint, str(device))

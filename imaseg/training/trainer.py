@@ -38,6 +38,7 @@ from imaseg.training.methods import build_method, describe_method
 from imaseg.training.optim import build_augment, build_optimizer, lr_factor
 from imaseg.training.run_log import EpochLog
 from imaseg.training.validation import validate
+from imaseg.utils.paths import refuse_output_in_input
 from imaseg.utils.seeding import seed_everything
 
 __all__ = ["build_model_from_config", "train"]
@@ -72,12 +73,19 @@ def train(
         overwrite: start over in a run folder that already holds a checkpoint (otherwise refused).
 
     Raises:
-        FileExistsError: ``run_dir`` holds a checkpoint and neither ``resume`` nor ``overwrite`` is set.
+        FileExistsError: ``run_dir`` holds a checkpoint and neither ``resume`` nor ``overwrite`` is set, or
+            another live process trains in it (:class:`~imaseg.utils.lock.FolderInUseError`).
+        ValueError: ``run_dir`` is the cache folder or inside it.
 
     Returns:
         A summary: epochs done, last validation metrics, margin statistics, run folder.
     """
-    run = Path(run_dir)
+    refuse_output_in_input(run_dir, {"--cache": cache_dir}, output_flag="--out")
+    with RunDir(run_dir).training_lock(enabled=os.environ.get("RANK", "0") == "0"):  # one trainer per folder
+        return _train(cache_dir, Path(run_dir), config, resume, stop_after, progress, overwrite)
+
+
+def _train(cache_dir, run: Path, config: TrainConfig, resume, stop_after, progress, overwrite) -> dict:
     session = _start_session(cache_dir, config)
     start_epoch, best = _restore(session, run, resume=resume, overwrite=overwrite)
     log = _open_run_folder(session, run, cache_dir, start_epoch)

@@ -42,7 +42,13 @@ class LoadNifti(Transform):
             array = volume.array
             while array.ndim > 3 and array.shape[-1] == 1:
                 array = array[..., 0]
-            if array.shape != first.array.shape[: array.ndim] or array.ndim > 3:
+            if array.ndim > 3:
+                raise DataError(
+                    f"{volume.path}: image is {array.ndim}D {volume.shape} where 2D or 3D was expected; store one "
+                    "channel per file (nnU-Net CASE_0000, CASE_0001...) or pick the time frame you want",
+                    [volume.path],
+                )
+            if array.shape != first.array.shape[: array.ndim]:
                 raise DataError(f"{volume.path}: shape {volume.shape} does not fit {first.path} {first.shape}")
             arrays.append(array)
         stacked = np.stack(arrays).astype(np.float32 if self.dtype.is_floating_point else np.int64)

@@ -10,12 +10,20 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OutputError", "atomic_path", "atomic_write_json", "atomic_write_text", "blocking_file"]
+__all__ = [
+    "OutputError",
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "blocking_file",
+    "disk_is_full",
+]
 
 
 def _umask() -> int:
@@ -30,9 +38,27 @@ _FILE_MODE = 0o666 & ~_umask()
 
 
 def blocking_file(path: str | os.PathLike[str]) -> Path | None:
-    """A file standing where ``path`` or one of its folders should be (why a write there fails), if any."""
+    """A file standing where ``path`` or one of its folders should be (why a write there fails), if any;
+    folders that cannot be looked into (permissions) are passed over, never raised from."""
     path = Path(path)
-    return next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists() and not candidate.is_dir():
+                return candidate
+        except OSError:
+            continue
+    return None
+
+
+_DISK_FULL_FREE_BYTES = 1024**2  # a write that fails with less free space than this ran out of it
+
+
+def disk_is_full(folder: str | os.PathLike[str]) -> bool:
+    """Whether the file system of ``folder`` has (almost) no space left for this user."""
+    try:
+        return shutil.disk_usage(folder).free < _DISK_FULL_FREE_BYTES
+    except OSError:
+        return False
 
 
 class OutputError(OSError):
@@ -47,8 +73,13 @@ class OutputError(OSError):
         blocker = blocking_file(Path(self.target).parent)  # the target itself may exist: it is being replaced
         if blocker is not None:
             reason = f"{blocker} is a file, not a folder"
-        hint = " (free some space)" if self.errno == errno.ENOSPC else ""
-        return f"cannot write {self.target}: {reason}{hint}"
+        if self.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = "the disk is full (ENOSPC" if self.errno == errno.ENOSPC else "the disk quota is used up (EDQUOT"
+            return (
+                f"cannot write {self.target}: {full}: {reason}); free some space and rerun (the files written "
+                "before are intact)"
+            )
+        return f"cannot write {self.target}: {reason}"
 
 
 @contextlib.contextmanager
@@ -56,7 +87,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``.
 
     On an exception the temporary file is removed and ``path`` is left untouched; an ``OSError`` (read-only
-    folder, full disk, a file where a folder should be) becomes an :class:`OutputError` naming ``path``.
+    folder, full disk, a file where a folder should be) becomes an :class:`OutputError` naming ``path``, and
+    so does any other failure of the writer (e.g. torch's ``RuntimeError``) when the disk is full.
 
     Example:
         >>> import tempfile, pathlib
@@ -84,6 +116,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
     except OSError as error:
         raise OutputError(target, error) from error
+    except Exception as error:
+        if disk_is_full(target.parent):  # a writer that hides the OS error (torch's "file write failed")
+            raise OutputError(target, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from error
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -140,10 +140,11 @@ def test_bad_input_is_named(run_without_cache, tmp_path, name, make, message):
 
 def test_two_channel_input_for_a_one_channel_run_is_named(run_without_cache, tiny_data, tmp_path):
     image = sorted((tiny_data / "imagesTr").iterdir())[0]
+    (tmp_path / "in").mkdir()
     for channel in ("0000", "0001"):
-        shutil.copy(image, tmp_path / f"scan_{channel}.nii.gz")
+        shutil.copy(image, tmp_path / "in" / f"scan_{channel}.nii.gz")
     with pytest.raises(DataError, match=r"scan_0000.nii.gz: 2 channel\(s\), but the run was trained on 1"):
-        predict(run_without_cache, tmp_path, tmp_path / "out", progress=False)
+        predict(run_without_cache, tmp_path / "in", tmp_path / "out", progress=False)
 
 
 def test_a_run_without_preprocessing_and_without_its_cache_says_what_to_do(run_without_cache, tiny_data, tmp_path):

@@ -225,7 +225,7 @@ def test_a_run_killed_while_writing_the_checkpoint_keeps_the_previous_one(tiny_r
     real_save = torch.save
 
     def killed_mid_write(obj, f, *args, **kwargs):
-        Path(f).write_bytes(b"PK\x03\x04 half of a checkpoint")
+        (f.write if hasattr(f, "write") else Path(f).write_bytes)(b"PK\x03\x04 half of a checkpoint")
         raise Killed("killed while writing")
 
     monkeypatch.setattr(checkpoint_module.torch, "save", killed_mid_write)
