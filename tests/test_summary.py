@@ -181,4 +181,6 @@ def test_summary_keys_are_spelled_only_in_the_summary_module():
         for key in keys
         if f'"{key}"' in path.read_text(encoding="utf-8")
     ]
-    assert not spelled, spelled
+    # MONAI's bundle metadata names its own metric "mean_dice" (eval_metrics): another format, not summary.json
+    other_formats = {"imaseg/prediction/bundle_metadata.py: mean_dice"}
+    assert not set(spelled) - other_formats, spelled

@@ -10,9 +10,9 @@ from monai.metrics import CumulativeIterationMetric
 from torch import nn
 
 from imaseg.attacks import AttackSettings, create_attack
-from imaseg.functional import as_class_labels
 from imaseg.metrics.dice import confusion_counts
 from imaseg.metrics.worst import mean_global_dice
+from imaseg.monai.labels import class_indices
 from imaseg.utils.checks import check_choice
 
 __all__ = ["RobustDiceMetric"]
@@ -67,7 +67,7 @@ class RobustDiceMetric(CumulativeIterationMetric):
         if y is None:
             raise ValueError("RobustDiceMetric needs labels: metric(images, labels)")
         images = y_pred.as_tensor() if hasattr(y_pred, "as_tensor") else y_pred
-        labels = as_class_labels(y, images)
+        labels = class_indices(y, images)
         prediction = self.attack.run(images, labels).prediction
         if prediction is None:
             raise RuntimeError(f"{self.attack!r} returned no prediction")

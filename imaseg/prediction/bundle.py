@@ -2,79 +2,53 @@
 
 Written::
 
-    OUT/configs/inference.json   network_def (MONAI's UNet; other networks through
-                                 imaseg.networks.build_network), preprocessing (the run's own chain, rebuilt
-                                 by imaseg.transforms.chain.preprocessing_for_record), inferer (slice-wise
-                                 for 2D models on volumes, sliding window for 3D), postprocessing (argmax)
-    OUT/configs/metadata.json    MONAI's metadata (versions, input / output format, labels) and, under
-                                 "imaseg", the preprocessing record and the robustness card
+    OUT/configs/inference.json   what `python -m monai.bundle run --config_file configs/inference.json
+                                 --dataset_dir IN --output_dir OUT` runs: dataset, preprocessing (the run's
+                                 own chain), network_def, inferer, a SupervisedEvaluator whose handlers load
+                                 models/model.pt, and a dict postprocessing that writes CASE.nii.gz label
+                                 maps in each input's own geometry with SaveImaged, as `imaseg predict` does
+    OUT/configs/metadata.json    MONAI's metadata (bundle_metadata.py) with, under "imaseg", the
+                                 preprocessing record and the robustness card
+    OUT/configs/logging.conf     the logging MONAI's runner reads by default
     OUT/models/model.pt          the network's state dict
-    OUT/models/model.ts          TorchScript, when the network scripts
+    OUT/models/model.ts          TorchScript with the metadata and configs embedded, when the network scripts
+    OUT/docs/README.md, OUT/LICENSE, OUT/docs/data_license.txt
 
-The robustness card is what the run's evaluation measured (``RUN/eval/TAG/summary.json``): the threat
-model, clean and attacked global Dice per budget with 95% intervals over patients, the area under the
-Dice-vs-budget curve, the evaluated cases and patients, and the sanity checks that failed. A run without an
-evaluation gets a card that says so. ``monai.bundle.ConfigParser`` loads the bundle; so does
-``imaseg evaluate --model OUT``.
+The configs hold no ``$`` expression: MONAI components plus imaseg's factories
+(:mod:`imaseg.prediction.bundle_components`, ``imaseg.transforms.chain.preprocessing_for_record``,
+``imaseg.prediction.inputs.find_images``, ``imaseg.networks``), so running the bundle needs imaseg
+installed (the README and metadata say so). The robustness card is what the run's evaluation measured
+(``RUN/eval/TAG``): the threat model, clean and attacked global Dice per budget with 95% intervals over
+patients, the area under the Dice-vs-budget curve, the cases, and the sanity checks that failed.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
+import json
 import logging
 import os
 from pathlib import Path
 
-import monai
 import numpy as np
 import torch
 
 from imaseg import __version__
+from imaseg.cache.manifest import label_values, read_manifest
+from imaseg.data.errors import DataError
 from imaseg.networks import NetworkConfig
-from imaseg.run import RunDir
+from imaseg.prediction.bundle_docs import LOGGING_CONF, bundle_license, bundle_readme, data_info, data_license
+from imaseg.prediction.bundle_metadata import DataInfo, bundle_metadata, robustness_card
 from imaseg.run_model import RunModel, load_run_model
-from imaseg.summary import AttackCurve
-from imaseg.utils.atomic import atomic_path, atomic_write_json
+from imaseg.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 
-__all__ = ["export_bundle", "robustness_card"]
+__all__ = ["export_bundle", "inference_config", "robustness_card"]
 
 logger = logging.getLogger(__name__)
 
-
-def robustness_card(run_dir: str | os.PathLike[str], tag: str = "default") -> dict:
-    """The evaluation's headline numbers in a few fields (``{"evaluated": False}`` without one); the failed
-    checks are the summary's own (:meth:`imaseg.summary.Summary.failed_checks`, as ``evaluate --strict``)."""
-    evaluation = RunDir(run_dir).evaluation(tag)
-    if not evaluation.has_summary():
-        return {
-            "evaluated": False,
-            "note": f"no evaluation in {evaluation.summary_path}; run `imaseg evaluate --run RUN` before exporting",
-        }
-    summary = evaluation.read_summary()
-    main = summary.main_attack
-    curve = summary.curve(main) if main is not None else AttackCurve(norm="", eps=[])
-    settings = summary.settings
-    return {
-        "evaluated": True,
-        "attack": main,
-        "attack_description": summary.facts.attack_descriptions.get(main or "", main),
-        "threat_model": {
-            "white_box": True,
-            "norm": curve.norm or None,
-            "eps_unit": settings.eps_unit,
-            "steps": settings.steps,
-            "restarts": settings.restarts,
-            "clip_range": settings.clip_range,
-        },
-        "metric": "global voxel Dice, mean over foreground classes; 95% bootstrap intervals over patients",
-        "clean_dice": summary.clean_global,
-        "clean_ci": summary.clean.ci_global,
-        "robust_dice": {f"{e:g}": {"dice": c.global_dice, "ci": c.ci_global} for e, c in zip(curve.eps, curve.cells)},
-        "auc": curve.auc,
-        "cases": len(summary.facts.cases),
-        "patients": summary.facts.patients,
-        "dataset": summary.facts.dataset,
-        "failed_checks": summary.failed_checks(),
-    }
+_COMPONENTS = "imaseg.prediction.bundle_components"
+_PACKAGE_FLOORS = {"nibabel": "5.0", "pytorch-ignite": "0.4.11", "fire": "0.4"}
 
 
 def _network_def(model: RunModel, train: dict) -> dict:
@@ -101,10 +75,18 @@ def _network_def(model: RunModel, train: dict) -> dict:
 
 
 def _inferer(model: RunModel) -> dict:
+    """The inference ``imaseg predict`` runs: slice by slice for a 2D model on volumes, a Gaussian-blended
+    sliding window (imaseg's ``SlidingWindowForward``) for a 3D model, the network alone for 2D images."""
     record, pre = model.preprocessing_record, model.preprocess
     if record.spatial_dims == 3:
         window = model.patch_size or pre.spatial_size
-        return {"_target_": "SlidingWindowInferer", "roi_size": list(window), "sw_batch_size": 2, "overlap": 0.25}
+        return {
+            "_target_": "SlidingWindowInferer",
+            "roi_size": list(window),
+            "sw_batch_size": 2,
+            "overlap": 0.25,
+            "mode": "gaussian",
+        }
     if record.source_dims == 3:  # a 2D network on volumes: slice by slice along the slice axis
         return {
             "_target_": "SliceInferer",
@@ -115,92 +97,160 @@ def _inferer(model: RunModel) -> dict:
     return {"_target_": "SimpleInferer"}
 
 
-def _metadata(model: RunModel, card: dict) -> dict:
-    names = model.names
-    clip = model.clip_range
+def _output_dtype(class_values: list[int]) -> str:
+    """The dtype ``imaseg predict`` writes label maps in (uint8 for class indices, else the values' own)."""
+    if class_values == list(range(len(class_values))):
+        return "uint8"
+    return str(np.asarray(label_values(np.arange(len(class_values)), class_values)).dtype)
+
+
+def _postprocessing(model: RunModel) -> dict:
+    values = list(model.preprocessing_record.class_values) or list(range(model.num_classes))
     return {
-        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
-        "version": "0.1.0",
-        "changelog": {"0.1.0": f"exported by imaseg {__version__} from {model.run_dir.name}"},
-        "monai_version": monai.__version__,
-        "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__,
-        "required_packages_version": {"imaseg": __version__},
-        "task": f"segmentation of {', '.join(names.get(i, f'class {i}') for i in range(1, model.num_classes))}",
-        "description": "A segmentation network trained by imaseg; its robustness card is under imaseg.robustness_card",
-        "authors": "imaseg export",
-        "copyright": "see the training data's licence",
-        "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "modality": model.preprocessing_record.modality,
-                    "num_channels": model.preprocessing_record.in_channels,
-                    "spatial_shape": list(model.preprocess.spatial_size),
-                    "dtype": "float32",
-                    "value_range": list(clip) if clip else [],
-                    "is_patch_data": bool(model.patch_size),
-                    "channel_def": {"0": "image"},
-                }
+        "_target_": "Compose",
+        "transforms": [
+            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+            {"_target_": f"{_COMPONENTS}.SourceGridd", "keys": "pred", "class_values": values, "ref_key": "image"},
+            {
+                "_target_": "SaveImaged",
+                "keys": "pred",
+                "output_dir": "@output_dir",
+                "output_postfix": "",
+                "output_ext": ".nii.gz",
+                "output_dtype": _output_dtype(values),
+                "resample": False,
+                "separate_folder": False,
+                "print_log": False,
             },
-            "outputs": {
-                "pred": {
-                    "type": "image",
-                    "format": "segmentation",
-                    "num_channels": model.num_classes,
-                    "spatial_shape": list(model.preprocess.spatial_size),
-                    "dtype": "float32",
-                    "value_range": [],
-                    "is_patch_data": False,
-                    "channel_def": {str(i): names.get(i, f"class {i}") for i in range(model.num_classes)},
-                }
-            },
-        },
-        "imaseg": {
-            "preprocessing": model.preprocessing_record.to_json(),
-            "robustness_card": card,
-            "run": str(model.run_dir.resolve()),
-        },
+        ],
     }
 
 
-def export_bundle(
-    run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, checkpoint: str = "last", tag: str = "default"
-) -> Path:
-    """Write the run as a MONAI bundle into ``out_dir`` (see the module docstring); returns ``out_dir``.
+def _path(name: str) -> dict:
+    return {"_target_": f"{_COMPONENTS}.bundle_file", "root": "@bundle_root", "path": name}
 
-    Raises:
-        DataError: a run without its preprocessing, or an unreadable checkpoint.
-    """
 
-    run, out = Path(run_dir), Path(out_dir)
-    model = load_run_model(run, checkpoint)
-    inference = {
-        "imports": ["$import torch"],
+def inference_config(model: RunModel) -> dict:
+    """``configs/inference.json``: the spleen_ct_segmentation bundle's keys, with no ``$`` expression."""
+    return {
         "bundle_root": ".",
-        "device": "$torch.device('cuda' if torch.cuda.is_available() else 'cpu')",
+        "dataset_dir": _path("data"),
+        "output_dir": _path("eval"),
+        "device": {"_target_": "imaseg.networks.resolve_device", "name": "auto"},
         "network_def": _network_def(model, model.run.train_settings()),
-        "network": "$@network_def.to(@device)",
+        "network": {"_target_": f"{_COMPONENTS}.on_device", "network": "@network_def", "device": "@device"},
         "preprocessing_record": model.preprocessing_record.to_json(),
         "preprocessing": {
             "_target_": "imaseg.transforms.chain.preprocessing_for_record",
             "record": "@preprocessing_record",
         },
+        "datalist": {"_target_": "imaseg.prediction.inputs.find_images", "path": "@dataset_dir"},
+        "dataset": {"_target_": "Dataset", "data": "@datalist", "transform": "@preprocessing"},
+        "dataloader": {
+            "_target_": "DataLoader",
+            "dataset": "@dataset",
+            "batch_size": 1,
+            "shuffle": False,
+            "num_workers": 0,
+        },
         "inferer": _inferer(model),
-        "postprocessing": {"_target_": "AsDiscrete", "argmax": True},
+        "postprocessing": _postprocessing(model),
+        "checkpoint": _path("models/model.pt"),
+        "checkpointloader": {
+            "_target_": "CheckpointLoader",
+            "load_path": "@checkpoint",
+            "load_dict": {"model": "@network"},
+            "map_location": "@device",
+        },
+        "handlers": ["@checkpointloader", {"_target_": "StatsHandler", "iteration_log": False}],
+        "evaluator": {
+            "_target_": "SupervisedEvaluator",
+            "device": "@device",
+            "val_data_loader": "@dataloader",
+            "network": "@network",
+            "inferer": "@inferer",
+            "postprocessing": "@postprocessing",
+            "val_handlers": "@handlers",
+            "amp": False,
+        },
+        "initialize": [{"_target_": "monai.utils.set_determinism", "seed": 0}],
+        "run": [{"_target_": "monai.engines.SupervisedEvaluator.run", "self": "@evaluator"}],
     }
-    atomic_write_json(out / "configs" / "inference.json", inference)
-    atomic_write_json(out / "configs" / "metadata.json", _metadata(model, robustness_card(run, tag)))
-    (out / "models").mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "models" / "model.pt") as tmp:
-        torch.save(model.network.state_dict(), tmp)
+
+
+def _packages() -> dict[str, str]:
+    """The packages the bundle needs besides MONAI, torch and NumPy: the installed versions (else the floors)."""
+    packages = {"imaseg": __version__}
+    for name, floor in _PACKAGE_FLOORS.items():
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = floor
+    return packages
+
+
+def _training_data(model: RunModel) -> DataInfo:
+    """The training data's own declaration (through the run's cache manifest), when still reachable."""
+    name = model.preprocessing_record.dataset.name if model.preprocessing_record.dataset else ""
+    cache = model.run.cache_hint()
+    try:
+        data_dir = read_manifest(cache).data_dir if cache else None
+    except DataError:
+        data_dir = None
+    return data_info(data_dir, name)
+
+
+def _write_torchscript(model: RunModel, path: Path, metadata: dict, files: dict[str, str]) -> None:
+    from monai.data import save_net_with_metadata
+
     try:
         scripted = torch.jit.script(model.network)
     except Exception as error:  # noqa: BLE001 - scripting is best effort: the state dict is the bundle's weights
         logger.warning("no models/model.ts: the network does not script (%s)", str(error).splitlines()[0])
-    else:
-        with atomic_path(out / "models" / "model.ts") as tmp:
-            torch.jit.save(scripted, str(tmp))
+        return
+    buffer = io.BytesIO()
+    extra = {name: text.encode("utf-8") for name, text in files.items()}
+    save_net_with_metadata(scripted, buffer, include_config_vals=False, meta_values=metadata, more_extra_files=extra)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+
+
+def export_bundle(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    checkpoint: str = "last",
+    tag: str = "default",
+    data_license_text: str | None = None,
+) -> Path:
+    """Write the run as a MONAI bundle into ``out_dir`` (see the module docstring); returns ``out_dir``.
+
+    Args:
+        run_dir: a run folder written by ``imaseg train``.
+        out_dir: the bundle folder.
+        checkpoint: ``last``, ``best`` or a checkpoint path.
+        tag: the evaluation whose numbers form the card.
+        data_license_text: the training data's licence (text or a file); default: what their
+            ``dataset.json`` declares.
+
+    Raises:
+        DataError: a run without its preprocessing, or an unreadable checkpoint.
+    """
+    out = Path(out_dir)
+    model = load_run_model(run_dir, checkpoint)
+    data, packages = _training_data(model), _packages()
+    depth = len(NetworkConfig.from_mapping(model.run.train_settings()).channels)
+    metadata = bundle_metadata(model, robustness_card(run_dir, tag), data, packages, depth)
+    inference = inference_config(model)
+    atomic_write_json(out / "configs" / "inference.json", inference)
+    atomic_write_json(out / "configs" / "metadata.json", metadata)
+    atomic_write_text(out / "configs" / "logging.conf", LOGGING_CONF)
+    atomic_write_text(out / "docs" / "README.md", bundle_readme(metadata, packages))
+    atomic_write_text(out / "docs" / "data_license.txt", data_license(data, data_license_text))
+    atomic_write_text(out / "LICENSE", bundle_license(data))
+    (out / "models").mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "models" / "model.pt") as tmp:
+        torch.save(model.network.state_dict(), tmp)
+    _write_torchscript(model, out / "models" / "model.ts", metadata, {"inference.json": json.dumps(inference)})
     logger.info("wrote the MONAI bundle %s", out)
     return out

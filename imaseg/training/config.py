@@ -189,3 +189,5 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clip_range", parse_clip_range(self.clip_range))
+        if self.epochs < 1:
+            raise ValueError(f"`epochs` must be >= 1, got {self.epochs}")

@@ -186,3 +186,10 @@ def test_help_texts_follow_the_registries(monkeypatch):
 
     monkeypatch.setitem(METHODS, "extra-std", Extra)
     assert "training method: std, pgd-at, trades, ima, extra-std" in _train_help()
+
+
+def test_epochs_must_be_positive():
+    from helpers import tiny_train_config
+
+    with pytest.raises(ValueError, match="`epochs` must be >= 1, got -1"):
+        tiny_train_config(epochs=-1)
