@@ -40,6 +40,7 @@ __all__ = [
     "Checks",
     "DeterminismCheck",
     "Endpoints",
+    "MaskingCheck",
     "MonotoneCheck",
     "NoiseCheck",
     "RunFacts",
@@ -172,6 +173,24 @@ class StepsCheck(JsonRecord):
 
 
 @dataclass(frozen=True, kw_only=True)
+class MaskingCheck(JsonRecord):
+    """``gradient_free`` / ``transfer``: an attack that does not follow the evaluated model's gradients (random
+    search, or perturbations crafted on a ``surrogate``) against the gradient attacks' worst case on the same
+    ``cases`` at the headline budget; ``ok`` false when it ends lower (gradient masking). A check that could
+    not run has no ``ok`` and says why in ``note``."""
+
+    attack: str = ""
+    eps: float = NAN
+    cases: list[str] = json_field(list)
+    dice: float | None = json_field(None, omit_empty=True)  # None: not run
+    gradient_attack: str = ""
+    gradient_dice: float = NAN
+    surrogate: str | None = json_field(None, omit_empty=True)
+    note: str | None = json_field(None, omit_empty=True)
+    ok: bool | None = json_field(None, omit_empty=True)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Checks(JsonRecord):
     """The sanity checks (:mod:`imaseg.evaluation.checks`): each row can fail (``ok`` false), and
     ``warnings`` says what failed in words."""
@@ -181,6 +200,8 @@ class Checks(JsonRecord):
     noise_weaker_than_attack: list[NoiseCheck] = json_field(list, record=NoiseCheck, many=list)
     dice_falls_with_eps: list[MonotoneCheck] = json_field(list, record=MonotoneCheck, many=list)
     steps_2x: StepsCheck | None = json_field(None, record=StepsCheck, omit_empty=True)
+    gradient_free: MaskingCheck | None = json_field(None, record=MaskingCheck, omit_empty=True)
+    transfer: MaskingCheck | None = json_field(None, record=MaskingCheck, omit_empty=True)
 
     @classmethod
     def from_json(cls, data: Any, where: str = "") -> Checks:

@@ -4,9 +4,11 @@
   deterministic and the eps-0 path changes nothing);
 - ``noise_weaker_than_attack``: same-budget random noise never beats a gradient attack;
 - ``dice_falls_with_eps``: along each attack's budget grid, Dice never rises by more than 0.005;
-- ``steps_2x``: the strongest single attack at the largest budget, rerun on a few cases with twice the
-  steps *and the same absolute step size* (so the longer path contains the shorter one's reach), must
-  neither end higher (gradient masking) nor drop by more than 0.02 (the attack had not converged).
+- ``steps_2x``: the strongest single attack at the headline budget (:func:`headline_budget`), rerun on a
+  few cases with twice the steps *and the same absolute step size* (so the longer path contains the shorter
+  one's reach), must neither end higher (gradient masking) nor drop by more than 0.02 (not converged);
+- ``gradient_free`` and ``transfer`` (:mod:`imaseg.evaluation.masking`): random search, and the default
+  ensemble crafted on a surrogate model, must not end below the gradient attacks at the headline budget.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from imaseg.evaluation.cells import CLEAN, CaseSettings, Cell, attack_case, case_record
+from imaseg.evaluation.masking import Surrogate, gradient_free_check, transfer_check
 from imaseg.evaluation.metrics import aggregate_dice
 from imaseg.summary import Checks, DeterminismCheck, MonotoneCheck, NoiseCheck, StepsCheck
 
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
     from imaseg.cache.reader import CaseStore
 
-__all__ = ["MASKING_TOLERANCE", "NOT_CONVERGED", "CheckContext", "failed_checks", "sanity_checks"]
+__all__ = ["MASKING_TOLERANCE", "NOT_CONVERGED", "CheckContext", "failed_checks", "headline_budget", "sanity_checks"]
 
 NOT_CONVERGED = 0.02  # Dice drop with 2x steps above which the attack has not converged
 MASKING_TOLERANCE = 0.01  # Dice rise with 2x steps above which the gradients mislead (masking)
@@ -35,7 +38,8 @@ MONOTONE_TOLERANCE = 0.005  # Dice rise from one budget to the next above which 
 
 @dataclass(frozen=True)
 class CheckContext:
-    """What the steps check needs to attack a few cases again."""
+    """What the steps and masking checks need to attack a few cases again (``surrogate``: the transfer
+    check's source model, ``None`` to skip that check)."""
 
     network: Callable
     store: CaseStore
@@ -44,6 +48,8 @@ class CheckContext:
     device: torch.device
     steps: int
     steps_check: bool
+    gradient_free_check: bool = False
+    surrogate: Surrogate | None = None
 
 
 def _global(records: dict, key: str) -> float:
@@ -145,13 +151,34 @@ def _steps_2x(records: dict, cell: Cell, context: CheckContext, warnings: list[s
     )
 
 
-def _strongest(records: dict, cells: list[Cell]) -> Cell | None:
-    """The single gradient attack with the lowest Dice at the largest budget of its norm."""
-    candidates = [c for c in cells if c.spec is not None and c.spec.gradient and not c.spec.ensemble and c.eps > 0]
-    if not candidates:
+def headline_budget(cells: list[Cell], eps_unit: str = "l2") -> tuple[str, float] | None:
+    """``(norm, eps)`` the report leads with: L2 before Linf (as the main attack), then eps 1 when the L2 grid
+    (in L2 units) holds it, else the middle of the norm's grid (as the report's per-case table), else its
+    smallest budget above 0; ``None`` without a gradient attack above eps 0.
+
+    >>> headline_budget([Cell("pgd-l2", e) for e in (0.0, 0.25, 0.5, 1.0, 2.0)])
+    ('l2', 1.0)
+    >>> headline_budget([Cell("pgd-linf", e) for e in (0.0, 1 / 255, 2 / 255, 4 / 255)])[1] * 255
+    2.0
+    """
+    attacked = [c for c in cells if c.spec is not None and c.spec.gradient and c.eps > 0 and c.norm in ("l2", "linf")]
+    if not attacked:  # no Lp gradient attack (e.g. physical kinds only): no headline Lp budget
         return None
-    largest = max(c.eps for c in candidates)
-    return min((c for c in candidates if c.eps == largest), key=lambda c: _global(records, c.key))
+    norm = "l2" if any(c.norm == "l2" for c in attacked) else "linf"
+    grid = sorted({c.eps for c in cells if not c.is_clean and c.norm == norm})
+    if norm == "l2" and eps_unit == "l2" and 1.0 in grid:
+        return norm, 1.0
+    middle = grid[len(grid) // 2]
+    return norm, middle if middle > 0 else min(c.eps for c in attacked if c.norm == norm)
+
+
+def _strongest(records: dict, cells: list[Cell], eps_unit: str = "l2") -> Cell | None:
+    """The single gradient attack with the lowest Dice at the headline budget."""
+    budget = headline_budget(cells, eps_unit)
+    candidates = [
+        c for c in cells if c.spec is not None and c.spec.gradient and not c.spec.ensemble and (c.norm, c.eps) == budget
+    ]
+    return min(candidates, key=lambda c: _global(records, c.key), default=None)
 
 
 def sanity_checks(records: dict, cells: list[Cell], context: CheckContext) -> Checks:
@@ -160,14 +187,22 @@ def sanity_checks(records: dict, cells: list[Cell], context: CheckContext) -> Ch
     deterministic = _forward_deterministic(records, cells, context.cases, warnings)
     noise = _noise_weaker(records, cells, warnings)
     falls = _dice_falls_with_eps(records, cells, warnings)
-    strongest = _strongest(records, cells)
+    strongest = _strongest(records, cells, context.settings.eps_unit)
     steps = _steps_2x(records, strongest, context, warnings) if context.steps_check and strongest is not None else None
+    budget = headline_budget(cells, context.settings.eps_unit)
+    gradient_free = transfer = None
+    if budget is not None and context.gradient_free_check:
+        gradient_free = gradient_free_check(records, cells, *budget, context, warnings)
+    if budget is not None and context.surrogate is not None:
+        transfer = transfer_check(records, cells, *budget, context, warnings)
     return Checks(
         warnings=warnings,
         forward_deterministic=deterministic,
         noise_weaker_than_attack=noise,
         dice_falls_with_eps=falls,
         steps_2x=steps,
+        gradient_free=gradient_free,
+        transfer=transfer,
     )
 
 

@@ -28,6 +28,7 @@ from imaseg.evaluation.cells import CaseOutput, Cell, attack_case, case_record, 
 from imaseg.evaluation.checks import CheckContext, sanity_checks
 from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.endpoints import cardiac_endpoints, structure_sizes, write_endpoints_csv
+from imaseg.evaluation.masking import load_surrogate
 from imaseg.evaluation.outputs import write_overlays, write_predictions, write_results_csv, write_worst_members_csv
 from imaseg.evaluation.plan import attack_settings, worst_members
 from imaseg.evaluation.session import EvaluationSession, open_session
@@ -58,6 +59,8 @@ def evaluate(run_dir, config: EvalConfig, *, cache=None, progress: bool = True) 
         session.device,
         steps=config.steps,
         steps_check=config.steps_check,
+        gradient_free_check=config.gradient_free_check,
+        surrogate=load_surrogate(session) if config.transfer_check else None,
     )
     checks = sanity_checks(records, session.cells, context)
     clip = config.clip_range

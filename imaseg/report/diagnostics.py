@@ -5,7 +5,7 @@ from __future__ import annotations
 from imaseg.report import plots
 from imaseg.report.collect import RunData
 from imaseg.report.document import Document
-from imaseg.summary import DeterminismCheck
+from imaseg.summary import DeterminismCheck, MaskingCheck
 
 __all__ = ["checks_section", "margins_section"]
 
@@ -33,12 +33,29 @@ def checks_section(doc: Document, runs: list[RunData]) -> None:
                 f"{r.name}: {steps.attack} at eps {steps.eps:g} on {len(steps.cases)} cases: Dice {steps.dice_steps:.3f} "
                 f"with the evaluated steps, {steps.dice_2x_steps:.3f} with twice as many at the same step size ({verdict})."
             )
+        for row, what in ((checks.gradient_free, "random search (gradient-free)"), (checks.transfer, "transfer")):
+            if row is not None:
+                doc.paragraph(f"{r.name}: {_masking_words(row, what)}")
         failed = r.evaluation.failed_checks()
         if failed:
             doc.paragraph(f"{r.name}: failed checks: {', '.join(failed)} (`imaseg evaluate --strict` fails).", "warn")
         for warning in checks.warnings:
             doc.paragraph(f"{r.name}: warning: {warning}", "warn")
         _member_wins(doc, r)
+
+
+def _masking_words(row: MaskingCheck, what: str) -> str:
+    """One gradient-masking check in words: what ran where, against what, and the verdict."""
+    source = f" crafted on {row.surrogate} and applied to the model" if row.surrogate else ""
+    if row.ok is None or row.dice is None:
+        return (
+            f"gradient masking, {what} ({row.attack}{source}) at eps {row.eps:g}: not run ({row.note or 'no result'})."
+        )
+    verdict = "passed" if row.ok else "FAILED: possible gradient masking"
+    return (
+        f"gradient masking, {what}: {row.attack}{source} at eps {row.eps:g} on {len(row.cases)} cases reaches Dice "
+        f"{row.dice:.3f}; the gradient attacks' worst ({row.gradient_attack}) {row.gradient_dice:.3f} ({verdict})."
+    )
 
 
 def _member_wins(doc: Document, run: RunData) -> None:

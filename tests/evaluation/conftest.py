@@ -23,11 +23,12 @@ def copy_run(tiny_run, tmp_path):
 
 @pytest.fixture(scope="session")
 def evaluated(tiny_run, tmp_path_factory) -> Evaluated:
-    """``tiny_run`` evaluated once (pgd / noise / worst L2, eps 0, 0.5, 1, 2x-steps check on); read-only."""
+    """``tiny_run`` evaluated once (pgd / noise / worst L2, eps 0, 0.5, 1; the 2x-steps and both masking checks
+    on, as by default); read-only."""
     from imaseg.evaluation import evaluate
 
     run = tmp_path_factory.mktemp("evaluated") / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval"))
-    summary = evaluate(run, small_config(steps_check=True), progress=False)
+    summary = evaluate(run, small_config(steps_check=True, gradient_free_check=True, transfer_check=True), progress=False)
     out = run / "eval" / "default"
     return Evaluated(run, out, summary, read_rows(out / "results.csv"))

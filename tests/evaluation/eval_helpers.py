@@ -15,6 +15,8 @@ SMALL = {
     "steps": 2,
     "hd95": False,
     "steps_check": False,
+    "gradient_free_check": False,  # the masking checks have their own tests (test_eval_masking.py)
+    "transfer_check": False,
     "overlays": 1,
 }
 
