@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from imaseg import __version__
+from imaseg.config import HelpFormatter
 from imaseg.utils.atomic import OutputError, blocking_file
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main", "os_error_message"]
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imaseg",
         description=__doc__.split("\n\n", 1)[0],
         epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"imaseg {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v: debug)")
@@ -56,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
             if error.name != module_name:
                 raise
             continue
-        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP, formatter_class=HelpFormatter)
         module.configure(sub)
         sub.set_defaults(handler=module.run)
     return parser

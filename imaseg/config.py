@@ -30,6 +30,7 @@ import argparse
 import copy
 import dataclasses
 import os
+import textwrap
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +42,7 @@ import yaml
 from imaseg.utils.atomic import atomic_write_text
 
 __all__ = [
+    "HelpFormatter",
     "add_config_arguments",
     "config_from_dict",
     "load_yaml",
@@ -95,6 +97,14 @@ def merge_mappings(base: Mapping[str, Any], override: Mapping[str, Any] | None) 
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` that keeps descriptions as written and never breaks a line inside a hyphenated name
+    (``bias-field-rel``, ``apgd-dice-l2``), so every listed name can be read and copied whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 def load_yaml(path: str | os.PathLike[str] | None) -> dict:

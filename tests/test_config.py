@@ -243,7 +243,9 @@ def test_configs_are_frozen():
 
 
 def _help_of(cls) -> str:
-    parser = argparse.ArgumentParser()
+    from imaseg.config import HelpFormatter
+
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
     add_config_arguments(parser, cls)
     return " ".join(parser.format_help().split())
 

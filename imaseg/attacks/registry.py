@@ -95,8 +95,12 @@ class AttackSpec:
         uses_losses: takes ``settings.losses`` (the attack the steps check reruns).
         records_flips: can record per-voxel flip radii along its path.
         ensemble: the worst case over the other attacks of its norm (global-Dice rule).
-        norms: the norms it supports.
+        norms: the norms it supports; a kind with a physical budget names its own unit (``rel``, ``nsr``).
         citation: the reference a report cites when the attack is used.
+        unit: what its budget measures, in words for axes (``"max relative intensity change"``); empty: the
+            norm's (L2 / Linf in model-input units).
+        budgets: the evaluation's budget grid for a kind with its own unit (L2 and Linf kinds use the
+            evaluation's ``eps`` / ``eps_linf``).
     """
 
     kind: str
@@ -109,6 +113,8 @@ class AttackSpec:
     ensemble: bool = False
     norms: tuple[str, ...] = NORMS
     citation: str = ""
+    unit: str = ""
+    budgets: tuple[float, ...] = ()
 
     def describe(self, settings: AttackSettings | dict) -> str:
         """The description with the settings filled in (a dict as saved in ``summary.json`` works too)."""
@@ -123,7 +129,7 @@ ATTACKS: dict[str, AttackSpec] = {}
 
 
 def register_attack(
-    kind: str, description: str, **properties: bool | tuple[str, ...] | str
+    kind: str, description: str, **properties: bool | tuple[str, ...] | tuple[float, ...] | str
 ) -> Callable[[Builder], Builder]:
     """Decorator registering ``build`` as attack kind ``kind`` (see :class:`AttackSpec` for properties)."""
 

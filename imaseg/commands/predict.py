@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imaseg.commands.options import add_memory_budget, add_trust_factory, apply_options
-from imaseg.config import add_config_arguments
+from imaseg.config import HelpFormatter, add_config_arguments
 from imaseg.prediction.config import PredictConfig
 
 HELP = (
@@ -28,7 +28,7 @@ Examples:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.formatter_class = HelpFormatter
     parser.add_argument("run", help="run folder written by `imaseg train`")
     parser.add_argument("--input", required=True, help="NIfTI file, folder of NIfTI files, or data set folder")
     parser.add_argument("--output", required=True, help="folder for CASE.nii.gz, volumes.csv / .json, predict.json")

@@ -20,6 +20,7 @@ from imaseg.evaluation.metrics import case_metrics, slice_counts
 from imaseg.inference import InferenceLayout, case_forward, join_samples, predict_batch, sample_batches, to_samples
 from imaseg.metrics.dice import sample_dice
 from imaseg.summary import CLEAN, cell_key
+from imaseg.utils.units import PHYSICAL_UNITS
 
 __all__ = [
     "CLEAN",
@@ -102,7 +103,7 @@ def _case_samples(case: CachedCase, slice_axis: int | None) -> tuple[torch.Tenso
 
 def _predict_clean(forward, x: torch.Tensor, y: torch.Tensor):
     pred, num_classes = predict_batch(forward, x)
-    return pred, sample_dice(pred, y, num_classes), torch.zeros_like(x), None
+    return pred, sample_dice(pred, y, num_classes), torch.zeros_like(x), None, torch.zeros(x.shape[0])
 
 
 def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: int, eps_unit: str = "l2"):
@@ -115,7 +116,7 @@ def _attack_batch(forward, x, y, cell: Cell, settings: AttackSettings, start: in
     )
     result = attack.run(x, y)
     flips = cast(torch.Tensor, result.flip_radius).cpu() if settings.record_flips else None
-    return result.prediction, result.dice, result.adversarial - x, flips
+    return result.prediction, result.dice, result.adversarial - x, flips, result.norm
 
 
 def attack_case(
@@ -139,16 +140,23 @@ def attack_case(
     for start, batch in sample_batches(images, layout):
         x, y = images[batch].to(device), labels[batch].to(device)
         if cell.is_clean:
-            pred, dice, delta, flip = _predict_clean(forward, x, y)
+            pred, dice, delta, flip, realised = _predict_clean(forward, x, y)
         else:
-            pred, dice, delta, flip = _attack_batch(forward, x, y, cell, attack_settings, start, settings.eps_unit)
+            pred, dice, delta, flip, realised = _attack_batch(
+                forward, x, y, cell, attack_settings, start, settings.eps_unit
+            )
         if flip is not None:
             flips.append(flip)
         predictions.append(pred.to(torch.uint8).cpu())
         dices += dice.tolist()
-        norms += (
-            delta.flatten(1).norm(dim=1).tolist() if cell.norm != "linf" else delta.flatten(1).abs().amax(1).tolist()
-        )
+        if cell.norm in PHYSICAL_UNITS:  # a physical budget: the attack's own measure (relative, not of delta)
+            norms += realised.tolist()
+        else:
+            norms += (
+                delta.flatten(1).norm(dim=1).tolist()
+                if cell.norm != "linf"
+                else delta.flatten(1).abs().amax(1).tolist()
+            )
         if keep_perturbation:
             deltas.append(delta.cpu())
     perturbation = (
@@ -202,7 +210,7 @@ def case_record(
     record["norm_mean"] = float(np.mean(output.norms)) if output.norms else 0.0
     eps = l2_budget(cell, sample_voxels, eps_unit)
     record["eps_l2"] = eps
-    record["eps_source"] = eps / scale
+    record["eps_source"] = eps if cell.norm in PHYSICAL_UNITS else eps / scale  # relative budgets have no scale
     record["eps_rms"] = eps / math.sqrt(sample_voxels) if cell.norm == "l2" else eps
     record["sample_dice"] = output.sample_dice
     return record

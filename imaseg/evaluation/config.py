@@ -16,8 +16,10 @@ def _attacks_help() -> str:
     ensembles = ", ".join(f"{kind}-NORM" for kind in attack_kinds(ensemble=True))
     return (
         f"attacks KIND-NORM ({', '.join(attack_kinds(ensemble=False))}; {', '.join(NORMS)}) and {ensembles} "
-        "(per-slice worst over the others). The default ensemble: APGD on soft Dice and on DLR, CosPGD, SegPGD, "
-        "same-budget noise as a baseline, and their per-slice worst case"
+        "(per slice, the member that lowers global Dice most). Physical kinds name their own unit instead of a "
+        "norm (bias-field-rel: max relative intensity change; snr-noise-nsr / rician-noise-nsr: noise-to-signal "
+        "RMS ratio) and are evaluated on their own grids. The default ensemble: APGD on soft Dice and on DLR, "
+        "CosPGD, SegPGD, same-budget noise as a baseline, and their worst case"
     )
 
 
@@ -52,7 +54,19 @@ class EvalConfig:
         None, "valid input range lo,hi for attacks (default: the run's training setting)", metavar="LO,HI"
     )
     hd95: bool = setting(True, "also compute HD95 (MONAI, in mm of the preprocessed grid)")
-    steps_check: bool = setting(True, "sanity check: rerun pgd at 2x steps on a few cases at the largest budget")
+    steps_check: bool = setting(
+        True, "sanity check: rerun the strongest single attack at 2x steps on a few cases at the headline budget"
+    )
+    gradient_free_check: bool = setting(
+        True,
+        "sanity check (gradient masking): random search (square-NORM) on a few cases at the headline budget must "
+        "not end below the gradient attacks",
+    )
+    transfer_check: bool = setting(
+        True,
+        "sanity check (gradient masking): the default ensemble crafted on the run's initialisation checkpoint "
+        "(train.init; skipped without one) must not beat the white-box attacks at the headline budget",
+    )
     save_predictions: bool = setting(
         False, "write clean / attacked predictions and perturbations as NIfTI in source geometry"
     )

@@ -20,12 +20,13 @@ FINGERPRINTED = ("steps", "restarts", "losses", "seed", "clip_range", "roi_size"
 
 
 def plan_cells(config: EvalConfig) -> list[Cell]:
-    """The clean cell, every attack at every budget of its norm, then the ensemble (worst-case) cells."""
+    """The clean cell, every attack at every budget of its norm (a physical kind: its own grid), then the ensemble
+    (worst-case) cells."""
     cells = [Cell(CLEAN, 0.0)]
     ensembles = []
     for name in config.attacks:
         spec, norm = parse_attack_name(name)
-        grid = config.eps if norm == "l2" else config.eps_linf
+        grid = config.eps if norm == "l2" else config.eps_linf if norm == "linf" else spec.budgets
         planned = [Cell(name.lower(), float(e)) for e in grid]
         if spec.ensemble:
             ensembles += planned

@@ -19,6 +19,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from imaseg.report.collect import RunData
+from imaseg.utils.units import PHYSICAL_UNITS
 
 __all__ = [
     "class_colours",
@@ -82,7 +83,7 @@ def dice_vs_eps(runs: list[RunData], attack: str, metric: str = "dice") -> bytes
             axis.plot(eps, values, marker="o", label=f"{run.name}: {run.method}")
     norm = runs[0].evaluation.curve(attack).norm
     rms = runs[0].evaluation.settings.eps_unit == "rms"
-    unit = ("per-voxel RMS" if rms else "L2 over the sample") if norm == "l2" else "Linf"
+    unit = ("per-voxel RMS" if rms else "L2 over the sample") if norm == "l2" else PHYSICAL_UNITS.get(norm, "Linf")
     for axis, title in zip(axes, panels):
         axis.set_title(title)
         axis.set_xlabel(f"eps ({unit})")

@@ -8,7 +8,7 @@ import math
 from imaseg.report.collect import RunData
 from imaseg.report.document import Document
 from imaseg.run import RunDir
-from imaseg.utils.units import budget_psnr
+from imaseg.utils.units import PHYSICAL_UNITS, budget_psnr
 
 __all__ = ["threat_model_box", "training_history"]
 
@@ -44,9 +44,15 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
         if unit == "rms"
         else f"L2 over {over}{rms}"
     )
+    physical = "".join(
+        f" {name}: eps is the {PHYSICAL_UNITS[name.rpartition('-')[2]]}."
+        for name in summary.attacks
+        if name.rpartition("-")[2] in PHYSICAL_UNITS
+    )
     doc.paragraph(
         f"Budgets (eps) are in model-input units: {meaning}, Linf per voxel. Source units: results.csv column "
         "eps_source (intensity scale of the preprocessing undone)."
+        + (f" Physical threat models state their budgets in their own units:{physical}" if physical else "")
     )
     patients = facts.patients
     doc.paragraph(
