@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from imaseg.report import plots
 from imaseg.report.collect import RunData
 from imaseg.report.document import Document
+from imaseg.run import RunDir
 from imaseg.summary import DeterminismCheck, MaskingCheck
 
 __all__ = ["checks_section", "margins_section"]
@@ -44,9 +47,22 @@ def checks_section(doc: Document, runs: list[RunData]) -> None:
         _member_wins(doc, r)
 
 
+def _surrogate_name(checkpoint: str) -> str:
+    """``RUN/checkpoints/last.pt`` -> ``run RUN (last.pt)``: the run's name, not where it lay on disk.
+
+    >>> _surrogate_name("/tmp/x/runs/std/checkpoints/last.pt")
+    'run std (last.pt)'
+    """
+    path = Path(checkpoint)
+    if path.parent.name == RunDir.CHECKPOINTS:
+        return f"run {RunDir.of_checkpoint(path).name} ({path.name})"
+    return path.name
+
+
 def _masking_words(row: MaskingCheck, what: str) -> str:
     """One gradient-masking check in words: what ran where, against what, and the verdict."""
-    source = f" crafted on {row.surrogate} and applied to the model" if row.surrogate else ""
+    surrogate = _surrogate_name(row.surrogate) if row.surrogate else ""
+    source = f" crafted on {surrogate} and applied to the model" if surrogate else ""
     if row.ok is None or row.dice is None:
         return (
             f"gradient masking, {what} ({row.attack}{source}) at eps {row.eps:g}: not run ({row.note or 'no result'})."
