@@ -241,15 +241,6 @@ _UNITS: dict = {
 }
 
 
-def _common(eps, settings: AttackSettings) -> dict:
-    return {
-        "eps": eps,
-        "clip_range": settings.clip_range,
-        "seed": settings.seed,
-        "autocast_dtype": settings.autocast_dtype,
-    }
-
-
 @register_attack(
     "bias-field",
     f"worst-case bias field: {_DESCRIPTION}; {{steps}}-step PGD on the field's coefficients, loss ce "
@@ -258,7 +249,7 @@ def _common(eps, settings: AttackSettings) -> dict:
 )
 def build_bias_field(model, *, eps, norm: str, settings: AttackSettings) -> BiasFieldPGD:
     """PGD on a smooth bias field (``settings.step_size``, in model-input units, does not apply)."""
-    return BiasFieldPGD(model, steps=settings.steps, restarts=settings.restarts, **_common(eps, settings))
+    return BiasFieldPGD(model, steps=settings.steps, restarts=settings.restarts, **settings.base_arguments(eps))
 
 
 @register_attack(
@@ -270,4 +261,4 @@ def build_bias_field(model, *, eps, norm: str, settings: AttackSettings) -> Bias
 )
 def build_random_bias_field(model, *, eps, norm: str, settings: AttackSettings) -> RandomBiasField:
     """Random smooth bias fields at the full budget, ``settings.noise_draws`` draws (worst kept)."""
-    return RandomBiasField(model, draws=settings.noise_draws, **_common(eps, settings))
+    return RandomBiasField(model, draws=settings.noise_draws, **settings.base_arguments(eps))

@@ -169,15 +169,12 @@ class PGD(Attack):
 
 def _pgd_common(eps, norm: str, settings: AttackSettings) -> dict:
     return {
-        "eps": eps,
+        **settings.base_arguments(eps),
         "norm": norm,
         "steps": settings.steps,
         "alpha": settings.step_size,
         "restarts": settings.restarts,
         "record_flips": settings.record_flips,
-        "clip_range": settings.clip_range,
-        "seed": settings.seed,
-        "autocast_dtype": settings.autocast_dtype,
     }
 
 

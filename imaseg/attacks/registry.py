@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -76,6 +76,11 @@ class AttackSettings:
     noise_draws: int = 1
     members: tuple[str, ...] = ENSEMBLE_MEMBERS
     step_size: float | None = None
+
+    def base_arguments(self, eps: Any) -> dict[str, Any]:
+        """What every attack's constructor takes from these settings: ``eps``, ``clip_range``, ``seed``,
+        ``autocast_dtype``."""
+        return {"eps": eps, "clip_range": self.clip_range, "seed": self.seed, "autocast_dtype": self.autocast_dtype}
 
 
 Builder = Callable[..., "Attack"]

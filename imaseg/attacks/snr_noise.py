@@ -139,15 +139,6 @@ _UNITS: dict = {
 _CITATION = "Adversarial noise within a stated SNR: PGD (Madry et al., ICLR 2018) in the L2 ball of that energy"
 
 
-def _common(eps, settings: AttackSettings) -> dict:
-    return {
-        "eps": eps,
-        "clip_range": settings.clip_range,
-        "seed": settings.seed,
-        "autocast_dtype": settings.autocast_dtype,
-    }
-
-
 @register_attack(
     "snr-noise",
     "worst-case noise at a stated SNR: added noise whose energy is eps times the image's (eps 0.1: an SNR of "
@@ -157,7 +148,7 @@ def _common(eps, settings: AttackSettings) -> dict:
 )
 def build_snr_noise(model, *, eps, norm: str, settings: AttackSettings) -> SNRNoise:
     """PGD noise at the SNR ``-20 log10(eps)`` (``settings.step_size``, in model-input units, does not apply)."""
-    return SNRNoise(model, steps=settings.steps, restarts=settings.restarts, **_common(eps, settings))
+    return SNRNoise(model, steps=settings.steps, restarts=settings.restarts, **settings.base_arguments(eps))
 
 
 @register_attack(
@@ -169,7 +160,7 @@ def build_snr_noise(model, *, eps, norm: str, settings: AttackSettings) -> SNRNo
 )
 def build_random_snr_noise(model, *, eps, norm: str, settings: AttackSettings) -> SNRNoise:
     """Gaussian noise at the SNR ``-20 log10(eps)``, ``settings.noise_draws`` draws (worst kept)."""
-    return SNRNoise(model, optimise=False, draws=settings.noise_draws, **_common(eps, settings))
+    return SNRNoise(model, optimise=False, draws=settings.noise_draws, **settings.base_arguments(eps))
 
 
 @register_attack(
@@ -183,7 +174,7 @@ def build_random_snr_noise(model, *, eps, norm: str, settings: AttackSettings) -
 def build_rician_noise(model, *, eps, norm: str, settings: AttackSettings) -> SNRNoise:
     """PGD Rician noise at the SNR ``-20 log10(eps)``."""
     return SNRNoise(
-        model, distribution="rician", steps=settings.steps, restarts=settings.restarts, **_common(eps, settings)
+        model, distribution="rician", steps=settings.steps, restarts=settings.restarts, **settings.base_arguments(eps)
     )
 
 
@@ -197,4 +188,6 @@ def build_rician_noise(model, *, eps, norm: str, settings: AttackSettings) -> SN
 )
 def build_random_rician_noise(model, *, eps, norm: str, settings: AttackSettings) -> SNRNoise:
     """Random Rician noise at the SNR ``-20 log10(eps)``, ``settings.noise_draws`` draws (worst kept)."""
-    return SNRNoise(model, distribution="rician", optimise=False, draws=settings.noise_draws, **_common(eps, settings))
+    return SNRNoise(
+        model, distribution="rician", optimise=False, draws=settings.noise_draws, **settings.base_arguments(eps)
+    )

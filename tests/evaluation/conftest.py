@@ -29,6 +29,8 @@ def evaluated(tiny_run, tmp_path_factory) -> Evaluated:
 
     run = tmp_path_factory.mktemp("evaluated") / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("eval"))
-    summary = evaluate(run, small_config(steps_check=True, gradient_free_check=True, transfer_check=True), progress=False)
+    summary = evaluate(
+        run, small_config(steps_check=True, gradient_free_check=True, transfer_check=True), progress=False
+    )
     out = run / "eval" / "default"
     return Evaluated(run, out, summary, read_rows(out / "results.csv"))
