@@ -28,7 +28,7 @@ from imaseg.losses.ima_config import IMAConfig
 from imaseg.networks import NetworkConfig
 from imaseg.run import parse_clip_range
 
-__all__ = ["AdversarialConfig", "IMAConfig", "MethodChoices", "NetworkConfig", "TrainConfig"]
+__all__ = ["AdversarialConfig", "IMAConfig", "MethodChoices", "NetworkConfig", "ThreatChoices", "TrainConfig"]
 
 
 class MethodChoices:
@@ -38,6 +38,26 @@ class MethodChoices:
         from imaseg.training.methods.registry import method_names
 
         return method_names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+class ThreatChoices:
+    """The inner attack kinds adversarial training takes: ``pgd`` (an L2 / Linf ball, ``norm``) and every
+    registered gradient kind with a physical budget (``bias-field``, ``snr-noise``, ...), looked up when needed."""
+
+    def _names(self) -> tuple[str, ...]:
+        from imaseg.attacks.registry import ATTACKS, attack_kinds
+
+        physical = [k for k in attack_kinds(ensemble=False) if ATTACKS[k].unit and ATTACKS[k].gradient]
+        return ("pgd", *physical)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
@@ -79,8 +99,8 @@ class AdversarialConfig:
         "trades_beta": "trades_beta",
     }
 
-    eps: float = setting(0.5, "budget of the inner attack (model-input units)")
-    norm: str = setting("l2", "norm of the inner attack", choices=NORMS)
+    eps: float = setting(0.5, "budget of the inner attack (model-input units; a physical threat's own unit)")
+    norm: str = setting("l2", "norm of the inner attack (threat pgd)", choices=NORMS)
     steps: int = setting(10, "inner attack steps")
     alpha_factor: float = setting(2.5, "inner step size as a multiple of eps / steps")
     weight: float = setting(0.5, "pgd-at: weight of the adversarial term, (1 - w) * clean + w * adversarial")
@@ -97,10 +117,19 @@ class AdversarialConfig:
         "pgd-at / trades: a budget ramp, the same for every sample: eps grows by this much per epoch from `ramp` up to eps "
         "(IMA's margin growth without per-sample margins); 0: the fixed budget eps from the start",
     )
+    threat: str = setting(
+        "pgd",
+        "pgd-at: what the model is trained against: pgd (an L2 / Linf ball of radius eps, --adversarial-norm) or a "
+        "physical threat whose budget eps is in its own unit, e.g. bias-field (eps 0.2: intensity varies smoothly by up "
+        "to 20 percent) or snr-noise; `imaseg evaluate --help` describes each",
+        choices=ThreatChoices(),
+    )
 
     def __post_init__(self) -> None:
         if self.ramp < 0:
             raise ValueError(f"`ramp` must be >= 0, got {self.ramp}")
+        if self.threat not in ThreatChoices():
+            raise ValueError(f"`threat` must be one of {', '.join(ThreatChoices())}, got {self.threat!r}")
 
     def budget(self, epoch: int) -> float:
         """The budget of ``epoch`` (0-based): ``eps``, or with a ramp ``min(eps, ramp * (epoch + 1))``.

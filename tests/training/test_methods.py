@@ -175,3 +175,37 @@ def test_a_budget_ramp_grows_eps_per_epoch_up_to_eps_and_resumes_at_its_epoch(tm
     assert "ramp 0.25/epoch" in PGDAT.label(config)
     with pytest.raises(ValueError, match="`ramp` must be >= 0, got -1"):
         tiny_train_config(method="pgd-at", adversarial_ramp=-1.0)
+
+
+def test_pgd_at_trains_against_a_physical_threat_in_its_own_unit():
+    from imaseg.attacks import AttackSettings, create_attack
+
+    net = network()
+    images, labels, index = batch()
+    config = tiny_train_config(method="pgd-at", adv_weight=1.0, eps=0.2, attack_steps=3, adversarial_threat="bias-field")
+    loss, logs = build_method(config, net, IDS, 3).loss(net, net, images, labels, index, generator())
+    attack = create_attack("bias-field-rel", net, eps=0.2, settings=AttackSettings(steps=3, clip_range=(0.0, 1.0)))
+    attack.generator = generator()
+    adversarial = attack(images, labels)
+    ratio = adversarial / images.clamp_min(1e-6)
+    assert not torch.equal(adversarial, images)
+    assert ((ratio - 1).abs()[images > 0.05] <= 0.2 + 1e-4).all(), "a multiplicative field within +/-20 %"
+    with torch.no_grad():
+        expected = dice_ce_per_sample(net(adversarial), labels).mean()
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    assert PGDAT.label(config) == "PGD-AT (bias-field, eps 0.2)"
+    assert PGDAT.settings_text(config).startswith("bias-field, eps 0.2 rel")
+
+
+def test_physical_threats_are_refused_where_they_cannot_work():
+    with pytest.raises(ValueError, match="needs the flip record of a PGD path; threat bias-field has none"):
+        build_method(
+            tiny_train_config(method="pgd-at", adversarial_threat="bias-field", adversarial_loss="voxel-weighted"),
+            network(),
+            IDS,
+            3,
+        )
+    with pytest.raises(ValueError, match="`adversarial.threat` bias-field is not supported by trades"):
+        build_method(tiny_train_config(method="trades", adversarial_threat="bias-field"), network(), IDS, 3)
+    with pytest.raises(ValueError, match="threat"):
+        tiny_train_config(method="pgd-at", adversarial_threat="square")  # gradient-free: not a training threat

@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 
+from imaseg.attacks import Attack, AttackSettings, create_attack
+from imaseg.attacks.registry import attack_spec
 from imaseg.training.methods.registry import Method
 
-__all__ = ["AdversarialMethod"]
+__all__ = ["AdversarialMethod", "threat_text"]
 
 
 class AdversarialMethod(Method):
@@ -35,3 +37,23 @@ class AdversarialMethod(Method):
             "generator": generator,
             "autocast_dtype": self.autocast,
         }
+
+    def physical_attack(self, network: torch.nn.Module, generator: torch.Generator) -> Attack:
+        """The inner attack of a physical threat (``adversarial.threat`` other than ``pgd``): the registered kind
+        at this epoch's budget in its own unit, with the section's steps, the run's clip range and precision."""
+        adversarial = self.config.adversarial
+        spec = attack_spec(adversarial.threat)
+        settings = AttackSettings(steps=adversarial.steps, clip_range=self.clip_range, autocast_dtype=self.autocast)
+        attack = create_attack(
+            f"{spec.kind}-{spec.norms[0]}", network, eps=adversarial.budget(self.epoch), settings=settings
+        )
+        attack.generator = generator
+        return attack
+
+
+def threat_text(config: Any) -> str:
+    """``"eps 1.0 l2"`` for PGD, ``"bias-field, eps 0.2 rel"`` for a physical threat (labels and settings texts)."""
+    adversarial = config.adversarial
+    if adversarial.threat == "pgd":
+        return f"eps {adversarial.eps} {adversarial.norm}"
+    return f"{adversarial.threat}, eps {adversarial.eps} {attack_spec(adversarial.threat).norms[0]}"

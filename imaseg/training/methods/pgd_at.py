@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from imaseg.attacks import PGD
+from imaseg.attacks import PGD, Attack
 from imaseg.functional import dice_ce_per_sample
 from imaseg.losses.adversarial import build_adversarial_loss
 from imaseg.metrics.prediction import predict_classes
-from imaseg.training.methods.adversarial import AdversarialMethod
+from imaseg.training.methods.adversarial import AdversarialMethod, threat_text
 from imaseg.training.methods.registry import LossLogs, register_method
 from imaseg.utils.checks import check_probability
 
@@ -34,6 +34,11 @@ class PGDAT(AdversarialMethod):
         super().__init__(config, joint_forward, sample_ids, num_classes)
         self.weight = check_probability("adv_weight", config.adversarial.weight)
         self.adv_loss = build_adversarial_loss(config.adversarial.loss, robust_weight=config.adversarial.robust_weight)
+        if self.adv_loss.needs_flips and config.adversarial.threat != "pgd":
+            raise ValueError(
+                f"`adversarial.loss` {config.adversarial.loss} needs the flip record of a PGD path; threat "
+                f"{config.adversarial.threat} has none: use loss dice-ce, or threat pgd"
+            )
 
     @classmethod
     def label(cls, config: TrainConfig) -> str:
@@ -41,12 +46,13 @@ class PGDAT(AdversarialMethod):
         extras = [f"ramp {adversarial.ramp:g}/epoch"] if adversarial.ramp > 0 else []
         if adversarial.loss != "dice-ce":
             extras.append(f"{adversarial.loss} loss")
-        return f"PGD-AT (eps {adversarial.eps}{''.join(', ' + e for e in extras)})"
+        threat = "" if adversarial.threat == "pgd" else f"{adversarial.threat}, "
+        return f"PGD-AT ({threat}eps {adversarial.eps}{''.join(', ' + e for e in extras)})"
 
     @classmethod
     def settings_text(cls, config: TrainConfig) -> str:
         adversarial = config.adversarial
-        text = f"eps {adversarial.eps} {adversarial.norm}, {adversarial.steps} steps"
+        text = f"{threat_text(config)}, {adversarial.steps} steps"
         if adversarial.ramp > 0:
             text += f", eps ramp {adversarial.ramp:g} per epoch"
         if adversarial.loss != "dice-ce":
@@ -63,9 +69,13 @@ class PGDAT(AdversarialMethod):
         generator: torch.Generator,
     ) -> tuple[torch.Tensor, LossLogs]:
         needs_flips = self.adv_loss.needs_flips
-        attack = PGD(
-            network, loss="dice-ce", select="last", record_flips=needs_flips, **self.attack_arguments(generator)
-        )
+        attack: Attack
+        if self.config.adversarial.threat == "pgd":
+            attack = PGD(
+                network, loss="dice-ce", select="last", record_flips=needs_flips, **self.attack_arguments(generator)
+            )
+        else:
+            attack = self.physical_attack(network, generator)
         result = attack.run(images, labels)
         adversarial = result.adversarial
         if self.weight >= 1.0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -33,6 +34,14 @@ class Trades(AdversarialMethod):
     @classmethod
     def settings_text(cls, config: TrainConfig) -> str:
         return f"eps {config.adversarial.eps}, beta {config.adversarial.trades_beta}"
+
+    def __init__(self, config: TrainConfig, joint_forward: bool, sample_ids: Sequence[str], num_classes: int) -> None:
+        super().__init__(config, joint_forward, sample_ids, num_classes)
+        if config.adversarial.threat != "pgd":
+            raise ValueError(
+                f"`adversarial.threat` {config.adversarial.threat} is not supported by trades (its inner attack "
+                "maximises the KL divergence in an L2 / Linf ball); use method pgd-at, or threat pgd"
+            )
 
     def loss(
         self,
