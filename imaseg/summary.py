@@ -267,6 +267,12 @@ class Settings(JsonRecord):
         return str(self._get("eps_unit", "l2"))
 
     @property
+    def postprocess(self) -> str:
+        """The post-processing applied to every prediction before it was scored (``none``: the raw argmax;
+        summaries written before the setting existed had none)."""
+        return str(self._get("postprocess", "none"))
+
+    @property
     def clip_range(self) -> list[float] | None:
         """``[low, high]`` the attacks clipped to, or ``None``."""
         clip = self.extra.get("clip_range")

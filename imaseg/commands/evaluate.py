@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     from imaseg.config import load_yaml, resolve_config
     from imaseg.evaluation.evaluate import evaluate
+    from imaseg.postprocess import check_postprocess
     from imaseg.run import RunDir
     from imaseg.summary import Summary
     from imaseg.utils.paths import refuse_output_in_input
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     apply_options(args)
     data = load_yaml(args.config)
     config = resolve_config(EvalConfig, data.get("evaluate", data) if data else {}, args)
+    check_postprocess(config.postprocess)  # before --model / --data do any work
     refuse_output_in_input(args.run, {"--data": args.data, "--model": args.model}, output_flag="--run")
     cache = args.cache
     if args.model:

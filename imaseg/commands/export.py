@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imaseg.commands.options import add_trust_factory, apply_options
+from imaseg.postprocess import POSTPROCESS_HELP, POSTPROCESSORS
 
 HELP = (
     "export a trained run as a MONAI bundle that `python -m monai.bundle run` runs (configs/inference.json, "
@@ -23,6 +24,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="the training data's licence, as text or a file, for docs/data_license.txt (default: the licence "
         "their dataset.json declares)",
     )
+    parser.add_argument(
+        "--postprocess",
+        choices=tuple(POSTPROCESSORS),
+        default=None,
+        help=POSTPROCESS_HELP + ". The bundle adds MONAI's KeepLargestConnectedComponentd to its postprocessing for "
+        "lcc. Default: what the card's evaluation (--tag) scored with",
+    )
     add_trust_factory(parser)
 
 
@@ -30,5 +38,12 @@ def run(args: argparse.Namespace) -> int:
     from imaseg.prediction.bundle import export_bundle
 
     apply_options(args)
-    export_bundle(args.run, args.bundle, checkpoint=args.checkpoint, tag=args.tag, data_license_text=args.data_license)
+    export_bundle(
+        args.run,
+        args.bundle,
+        checkpoint=args.checkpoint,
+        tag=args.tag,
+        data_license_text=args.data_license,
+        postprocess=args.postprocess,
+    )
     return 0

@@ -23,6 +23,7 @@ else images/); nnU-Net channel files CASE_0000, CASE_0001... form one multi-chan
 Examples:
   imaseg predict runs/heart-ima --input new_scans/ --output seg/
   imaseg predict runs/heart-ima --input scan.nii.gz --output seg/ --robustness-map 1.0
+  imaseg predict runs/heart-ima --input new_scans/ --output seg-lcc/ --postprocess lcc
 """
 
 

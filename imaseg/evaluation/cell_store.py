@@ -1,5 +1,5 @@
 """Stored evaluation cells: ``cells/KEY.json`` (per-case metrics) and ``cells/KEY.npz`` (predictions, per-sample
-Dice and norms, perturbations); the JSON is written last and marks the cell done, so a killed evaluation
+Dice and norms, perturbations, and with a post-processing the raw predictions); the JSON is written last and marks the cell done, so a killed evaluation
 resumes at the first unfinished cell."""
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class CellStore:
         arrays = {f"pred__{cid}": o.prediction for cid, o in outputs.items()}
         arrays.update({f"dice__{cid}": np.asarray(o.sample_dice, dtype=np.float32) for cid, o in outputs.items()})
         arrays.update({f"norm__{cid}": np.asarray(o.norms, dtype=np.float32) for cid, o in outputs.items()})
+        arrays.update({f"raw__{cid}": o.raw for cid, o in outputs.items() if o.raw is not None})
         arrays.update(
             {
                 f"delta__{cid}": o.perturbation.astype(np.float16)
@@ -62,8 +63,13 @@ class CellStore:
             return self.memory[cell.key][case_id]
         with np.load(self.evaluation.cell_path(cell.key, ".npz")) as data:
             delta = data[f"delta__{case_id}"].astype(np.float32) if f"delta__{case_id}" in data else None
+            raw = data[f"raw__{case_id}"] if f"raw__{case_id}" in data else None
             return CaseOutput(
-                data[f"pred__{case_id}"], delta, data[f"norm__{case_id}"].tolist(), data[f"dice__{case_id}"].tolist()
+                data[f"pred__{case_id}"],
+                delta,
+                data[f"norm__{case_id}"].tolist(),
+                data[f"dice__{case_id}"].tolist(),
+                raw=raw,
             )
 
 

@@ -2,7 +2,9 @@
 
 A 2D model is attacked slice by slice (the budget is per slice, as in training) and its Dice is
 computed on the stacked whole case; a 3D model is attacked on the whole volume through a
-differentiable sliding-window forward (the budget is over the whole volume).
+differentiable sliding-window forward (the budget is over the whole volume). With a ``postprocess``
+(:mod:`imaseg.postprocess`, e.g. ``lcc``) the attacks still optimise the raw logits; the whole case's
+prediction is post-processed before it is scored, and the raw one is kept for the worst case.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from imaseg.cache.reader import CachedCase
 from imaseg.evaluation.metrics import case_metrics, slice_counts
 from imaseg.inference import InferenceLayout, case_forward, join_samples, predict_batch, sample_batches, to_samples
 from imaseg.metrics.dice import sample_dice
+from imaseg.postprocess import postprocess
 from imaseg.summary import CLEAN, cell_key
 from imaseg.utils.units import PHYSICAL_UNITS
 
@@ -67,6 +70,7 @@ class CaseOutput:
     norms: list[float]  # realised norm per attacked sample (slice or volume)
     sample_dice: list[float]  # per-sample Dice (for worst-case selection)
     flip_radius: np.ndarray | None = None  # (*spatial) per-voxel flip radius, when recorded
+    raw: np.ndarray | None = None  # (*spatial) uint8 the network's argmax, when ``prediction`` is post-processed
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class CaseSettings:
     batch_size: int
     roi_size: tuple[int, ...] | None
     eps_unit: str = "l2"  # "l2": L2 budgets as given; "rms": per-voxel RMS, times sqrt(voxels of the sample)
+    postprocess: str = "none"  # applied to each case's prediction before it is scored (imaseg.postprocess)
 
 
 def l2_budget(cell: Cell, sample_voxels: int, eps_unit: str) -> float:
@@ -164,23 +169,44 @@ def attack_case(
     )
     flip_radius = join_samples(flips, slice_axis, channel=False).numpy() if flips else None
     prediction = join_samples(predictions, slice_axis, channel=False).numpy()
-    return CaseOutput(prediction, perturbation, norms, dices, flip_radius)
+    output = CaseOutput(prediction, perturbation, norms, dices, flip_radius)
+    return _postprocessed(output, case, settings.postprocess)
 
 
-def worst_of(outputs: list[CaseOutput], case: CachedCase, choice: np.ndarray) -> CaseOutput:
+def _postprocessed(output: CaseOutput, case: CachedCase, name: str) -> CaseOutput:
+    """``output`` with its whole-case prediction post-processed (the raw one kept in ``raw``) and the per-sample
+    Dice of what is scored; unchanged for ``none``."""
+    if name == "none":
+        return output
+    raw = output.raw if output.raw is not None else output.prediction
+    prediction = postprocess(raw, name)
+    slice_axis = case.meta.slice_axis
+    label = torch.from_numpy(case.label.astype(np.int64))
+    pred = torch.from_numpy(prediction.astype(np.int64))
+    classes = int(max(int(label.max()), int(pred.max()))) + 1  # absent classes do not count in sample Dice
+    dice = sample_dice(to_samples(pred[None], slice_axis)[:, 0], to_samples(label[None], slice_axis)[:, 0], classes)
+    return replace(output, prediction=prediction, sample_dice=dice.tolist(), raw=raw)
+
+
+def worst_of(outputs: list[CaseOutput], case: CachedCase, choice: np.ndarray, postprocess: str = "none") -> CaseOutput:
     """The case's output built from ``outputs[choice[s]]`` for each sample ``s`` (slice, or the volume in 3D);
-    the choice comes from :func:`imaseg.metrics.worst.choose_worst` over the whole evaluation."""
+    the choice comes from :func:`imaseg.metrics.worst.choose_worst` over the whole evaluation.
+
+    With a ``postprocess`` the members' *raw* predictions are stitched and the result post-processed, as a
+    deployed model would post-process what the per-slice attacks make it predict."""
     slice_axis = case.meta.slice_axis
     dice = np.array([o.sample_dice for o in outputs])  # (A, S)
     choice = np.asarray(choice, dtype=np.int64)
     picked_dice = dice[choice, np.arange(len(choice))].tolist()
     if slice_axis is None:
         best = outputs[int(choice[0])]
-        return CaseOutput(best.prediction, best.perturbation, best.norms, picked_dice)
-    stacked = np.stack([np.moveaxis(o.prediction, slice_axis, 0) for o in outputs])  # (A, S, *plane)
+        return CaseOutput(best.prediction, best.perturbation, best.norms, picked_dice, raw=best.raw)
+    raw = [o.raw if o.raw is not None else o.prediction for o in outputs]
+    stacked = np.stack([np.moveaxis(r, slice_axis, 0) for r in raw])  # (A, S, *plane)
     picked = stacked[choice, np.arange(len(choice))]
     norms = [outputs[a].norms[s] for s, a in enumerate(choice)]
-    return CaseOutput(np.moveaxis(picked, 0, slice_axis), None, norms, picked_dice)
+    output = CaseOutput(np.moveaxis(picked, 0, slice_axis), None, norms, picked_dice)
+    return _postprocessed(output, case, postprocess)
 
 
 def sample_counts(record: dict) -> list:

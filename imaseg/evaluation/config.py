@@ -7,9 +7,13 @@ from dataclasses import dataclass
 from imaseg.attacks.geometry import NORMS
 from imaseg.attacks.registry import ENSEMBLE_MEMBERS, attack_kinds
 from imaseg.config import setting
+from imaseg.postprocess import POSTPROCESS_HELP, POSTPROCESSORS
 from imaseg.run import parse_clip_range
+from imaseg.utils.checks import check_choice
 
-__all__ = ["EvalConfig"]
+__all__ = ["DEFAULT_TAG", "EvalConfig"]
+
+DEFAULT_TAG = "default"
 
 
 def _attacks_help() -> str:
@@ -53,6 +57,13 @@ class EvalConfig:
     clip_range: tuple[float, float] | None = setting(
         None, "valid input range lo,hi for attacks (default: the run's training setting)", metavar="LO,HI"
     )
+    postprocess: str = setting(
+        "none",
+        POSTPROCESS_HELP + ". Applied to the clean and every attacked prediction before Dice and HD95; recorded in "
+        "summary.json (settings.postprocess). With the default --tag it evaluates into RUN/eval/default-POSTPROCESS, "
+        "beside the raw evaluation",
+        choices=tuple(POSTPROCESSORS),
+    )
     hd95: bool = setting(True, "also compute HD95 (MONAI, in mm of the preprocessed grid)")
     steps_check: bool = setting(
         True, "sanity check: rerun the strongest single attack at 2x steps on a few cases at the headline budget"
@@ -74,7 +85,11 @@ class EvalConfig:
     roi_size: list[int] | None = setting(None, "3D: sliding-window size (default: the training spatial size)")
     device: str = setting("auto", "auto, cpu, cuda")
     amp: bool = setting(False, "bf16 autocast for the forward passes")
-    tag: str = setting("default", "name of the evaluation folder RUN/eval/TAG")
+    tag: str = setting(
+        DEFAULT_TAG,
+        "name of the evaluation folder RUN/eval/TAG (default: default, or default-POSTPROCESS with a --postprocess "
+        "other than none)",
+    )
     allow_training_cases: bool = setting(
         False,
         "with --cache / --data: allow cases the run trained on (refused by default: such numbers are not held out)",
@@ -82,3 +97,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "clip_range", parse_clip_range(self.clip_range))
+        postprocess = check_choice("postprocess", self.postprocess, POSTPROCESSORS)
+        object.__setattr__(self, "postprocess", postprocess)
+        if postprocess != "none" and self.tag == DEFAULT_TAG:  # never over the raw evaluation's cells and summary
+            object.__setattr__(self, "tag", f"{DEFAULT_TAG}-{postprocess}")

@@ -14,6 +14,10 @@ Output folder ``RUN/eval/TAG/``::
     predictions/     with --save-predictions: NIfTI in the source image's geometry
 
 Every file is written atomically; a killed evaluation resumes at the first unfinished cell.
+
+With ``postprocess`` (e.g. ``lcc``) every prediction, clean and attacked, is post-processed before it is
+scored, written or shown; the attacks still optimise the raw logits. ``summary.json`` records it
+(``settings.postprocess``, and the headline says so).
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ from imaseg.evaluation.masking import load_surrogate
 from imaseg.evaluation.outputs import write_overlays, write_predictions, write_results_csv, write_worst_members_csv
 from imaseg.evaluation.plan import attack_settings, worst_members
 from imaseg.evaluation.session import EvaluationSession, open_session
-from imaseg.evaluation.summary import build_summary
-from imaseg.metrics.worst import choose_worst
+from imaseg.evaluation.summary import build_summary, case_counts
+from imaseg.metrics.worst import choose_worst, mean_global_dice
 from imaseg.summary import Endpoints, RunFacts
 
 __all__ = ["evaluate", "main_attack"]
@@ -117,18 +121,14 @@ def _run_cells(session: EvaluationSession, progress: bool) -> dict[str, dict]:
     for cell in cells:
         record = store.load(cell, hd95=config.hd95, perturbations=config.save_predictions)
         if record is None:
-            outputs = {}
             choices = _worst_choices(cell, cells, cases, records)
-            for case_id in cases:
-                outputs[case_id] = _case_output(session, cell, case_id, choices)
-                if bar is not None:
-                    bar.set_postfix_str(f"{cell.key} {case_id}")
-                    bar.update(1)
-            record = _cell_record(session, cell, outputs)
-            if choices is not None:
-                names = [m.attack for m in worst_members(cell, cells)]
-                for cid, case_choice in choices.items():
-                    record["cases"][cid]["members"] = [names[i] for i in case_choice]
+            outputs, record = _compute_cell(session, cell, choices, bar)
+            if choices is not None and config.postprocess != "none":
+                lowest = _lowest_member(cell, cells, records)
+                if _global_dice(record) > _global_dice(records[worst_members(cell, cells)[lowest].key]) + 1e-12:
+                    # post-processing the stitched slices undid the choice: take the lowest member whole
+                    choices = {cid: np.full_like(choice, lowest) for cid, choice in choices.items()}
+                    outputs, record = _compute_cell(session, cell, choices, None)
             store.save(cell, record, outputs)
         elif bar is not None:
             bar.update(len(cases))
@@ -136,6 +136,35 @@ def _run_cells(session: EvaluationSession, progress: bool) -> dict[str, dict]:
     if bar is not None:
         bar.close()
     return records
+
+
+def _compute_cell(
+    session: EvaluationSession, cell: Cell, choices: dict | None, bar
+) -> tuple[dict[str, CaseOutput], dict]:
+    """One cell's outputs and record, case by case (an ensemble cell: each case's samples as ``choices`` says)."""
+    outputs = {}
+    for case_id in session.cases:
+        outputs[case_id] = _case_output(session, cell, case_id, choices)
+        if bar is not None:
+            bar.set_postfix_str(f"{cell.key} {case_id}")
+            bar.update(1)
+    record = _cell_record(session, cell, outputs)
+    if choices is not None:
+        names = [m.attack for m in worst_members(cell, session.cells)]
+        for cid, case_choice in choices.items():
+            record["cases"][cid]["members"] = [names[i] for i in case_choice]
+    return outputs, record
+
+
+def _global_dice(record: dict) -> float:
+    """A cell's global Dice, mean over foreground classes (the headline), from its per-case counts."""
+    return float(mean_global_dice(np.sum(list(case_counts(record).values()), axis=0)))
+
+
+def _lowest_member(cell: Cell, cells: list[Cell], records: dict) -> int:
+    """The member of an ensemble cell with the lowest global Dice (where :func:`choose_worst` starts)."""
+    scores = [_global_dice(records[m.key]) for m in worst_members(cell, cells)]
+    return int(np.argmin(np.nan_to_num(scores, nan=np.inf)))
 
 
 def _worst_choices(cell: Cell, cells: list[Cell], cases: list[str], records: dict) -> dict | None:
@@ -155,7 +184,7 @@ def _case_output(session: EvaluationSession, cell: Cell, case_id: str, choices: 
     case = session.load_case(case_id)
     if choices is not None:
         outputs = [session.store.output(member, case_id) for member in worst_members(cell, session.cells)]
-        return worst_of(outputs, case, choices[case_id])
+        return worst_of(outputs, case, choices[case_id], session.config.postprocess)
     keep = session.config.save_predictions
     return attack_case(session.loaded.network, case, cell, session.settings, session.device, keep_perturbation=keep)
 

@@ -63,7 +63,7 @@ def case_settings(config: EvalConfig, spatial_dims: int, spatial_size) -> CaseSe
     """:class:`CaseSettings` with the 3D window from the config or the training size."""
     size = config.roi_size or spatial_size
     roi = tuple(int(s) for s in size) if (size and spatial_dims == 3) else None
-    return CaseSettings(attack_settings(config), config.batch_size, roi, config.eps_unit)
+    return CaseSettings(attack_settings(config), config.batch_size, roi, config.eps_unit, config.postprocess)
 
 
 def fingerprint(config: EvalConfig, checkpoint: os.PathLike[str] | str, cases: list[str]) -> str:
@@ -71,6 +71,8 @@ def fingerprint(config: EvalConfig, checkpoint: os.PathLike[str] | str, cases: l
     relevant = {k: v for k, v in to_dict(config).items() if k in FINGERPRINTED}
     if config.eps_unit != "l2":  # cells stored before eps_unit existed stay valid for L2 budgets
         relevant["eps_unit"] = config.eps_unit
+    if config.postprocess != "none":  # likewise for raw predictions: cells stored before it existed stay valid
+        relevant["postprocess"] = config.postprocess
     stat = os.stat(checkpoint)
     blob = json.dumps([relevant, str(checkpoint), stat.st_size, stat.st_mtime_ns, cases], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

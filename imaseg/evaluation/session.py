@@ -23,6 +23,7 @@ from imaseg.evaluation.config import EvalConfig
 from imaseg.evaluation.loader import LoadedRun, load_run
 from imaseg.evaluation.plan import case_settings, fingerprint, plan_cells
 from imaseg.networks import resolve_device
+from imaseg.postprocess import check_postprocess
 from imaseg.run import EvalDir, RunDir
 
 __all__ = ["EvaluationSession", "open_session"]
@@ -62,10 +63,11 @@ def open_session(
     """Load the run and its data, resolve the settings and write ``settings.yaml``.
 
     Raises:
-        ValueError: a tag that is not a plain folder name, an empty split, or (with another ``cache``) cases
-            the run trained on, unless ``allow_training_cases``.
+        ValueError: a tag that is not a plain folder name, an empty split, (with another ``cache``) cases the
+            run trained on, unless ``allow_training_cases``, or a ``postprocess`` whose package is missing.
         FileNotFoundError / DataError: see :func:`imaseg.evaluation.loader.load_run`.
     """
+    check_postprocess(config.postprocess)  # a missing package is named before the run is loaded
     run = RunDir(run_dir)
     evaluation = run.evaluation(config.tag)  # refuses a tag that is not a plain folder name
     device = resolve_device(config.device)

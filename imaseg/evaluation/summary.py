@@ -96,8 +96,11 @@ def build_summary(
     interval = ""
     if clean.interval is not None:
         interval = f", 95% CI {clean.interval[0]:.3f}-{clean.interval[1]:.3f} over patients"
+    post = getattr(config, "postprocess", "none")
+    applied = f"; predictions post-processed: {post}" if post != "none" else ""
     headline = [
-        f"clean Dice {clean.global_dice:.3f} ({HEADLINE_METRIC}{interval}; per-case mean {clean.mean('case'):.3f})"
+        f"clean Dice {clean.global_dice:.3f} ({HEADLINE_METRIC}{interval}; per-case mean {clean.mean('case'):.3f}"
+        f"{applied})"
     ]
     for name, by_eps in robust.items():
         points = ", ".join(f"{e}: {d:.3f}" for e, d in by_eps.items())

@@ -7,6 +7,8 @@ Written::
                                  own chain), network_def, inferer, a SupervisedEvaluator whose handlers load
                                  models/model.pt, and a dict postprocessing that writes CASE.nii.gz label
                                  maps in each input's own geometry with SaveImaged, as `imaseg predict` does
+                                 (with postprocess lcc, MONAI's KeepLargestConnectedComponentd first, as
+                                 `imaseg predict --postprocess lcc` does)
     OUT/configs/metadata.json    MONAI's metadata (bundle_metadata.py) with, under "imaseg", the
                                  preprocessing record and the robustness card
     OUT/configs/logging.conf     the logging MONAI's runner reads by default
@@ -38,10 +40,12 @@ from imaseg import __version__
 from imaseg.cache.manifest import label_values, read_manifest
 from imaseg.data.errors import DataError
 from imaseg.networks import NetworkConfig
+from imaseg.postprocess import POSTPROCESSORS
 from imaseg.prediction.bundle_docs import LOGGING_CONF, bundle_license, bundle_readme, data_info, data_license
 from imaseg.prediction.bundle_metadata import DataInfo, bundle_metadata, robustness_card
 from imaseg.run_model import RunModel, load_run_model
 from imaseg.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
+from imaseg.utils.checks import check_choice
 
 __all__ = ["export_bundle", "inference_config", "robustness_card"]
 
@@ -49,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 _COMPONENTS = "imaseg.prediction.bundle_components"
 _PACKAGE_FLOORS = {"nibabel": "5.0", "pytorch-ignite": "0.4.11", "fire": "0.4"}
+_POSTPROCESS_PACKAGES = {"lcc": {"scikit-image": "0.24"}}  # what MONAI's transform of each needs on the CPU
 
 
 def _network_def(model: RunModel, train: dict) -> dict:
@@ -104,12 +109,29 @@ def _output_dtype(class_values: list[int]) -> str:
     return str(np.asarray(label_values(np.arange(len(class_values)), class_values)).dtype)
 
 
-def _postprocessing(model: RunModel) -> dict:
+def _postprocess_transforms(model: RunModel, postprocess: str) -> list[dict]:
+    """MONAI's transforms for imaseg's post-processor ``postprocess`` (:mod:`imaseg.postprocess`), on the class
+    indices: ``lcc`` is ``KeepLargestConnectedComponentd`` per foreground class, as ``imaseg predict`` applies it."""
+    if postprocess == "lcc":
+        return [
+            {
+                "_target_": "KeepLargestConnectedComponentd",
+                "keys": "pred",
+                "applied_labels": list(range(1, model.num_classes)),
+                "is_onehot": False,
+                "independent": True,
+            }
+        ]
+    return []
+
+
+def _postprocessing(model: RunModel, postprocess: str = "none") -> dict:
     values = list(model.preprocessing_record.class_values) or list(range(model.num_classes))
     return {
         "_target_": "Compose",
         "transforms": [
             {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+            *_postprocess_transforms(model, postprocess),
             {"_target_": f"{_COMPONENTS}.SourceGridd", "keys": "pred", "class_values": values, "ref_key": "image"},
             {
                 "_target_": "SaveImaged",
@@ -130,8 +152,10 @@ def _path(name: str) -> dict:
     return {"_target_": f"{_COMPONENTS}.bundle_file", "root": "@bundle_root", "path": name}
 
 
-def inference_config(model: RunModel) -> dict:
-    """``configs/inference.json``: the spleen_ct_segmentation bundle's keys, with no ``$`` expression."""
+def inference_config(model: RunModel, postprocess: str = "none") -> dict:
+    """``configs/inference.json``: the spleen_ct_segmentation bundle's keys, with no ``$`` expression; its
+    postprocessing applies ``postprocess`` (:mod:`imaseg.postprocess`) to the class indices."""
+    postprocess = check_choice("postprocess", postprocess, POSTPROCESSORS)
     return {
         "bundle_root": ".",
         "dataset_dir": _path("data"),
@@ -154,7 +178,7 @@ def inference_config(model: RunModel) -> dict:
             "num_workers": 0,
         },
         "inferer": _inferer(model),
-        "postprocessing": _postprocessing(model),
+        "postprocessing": _postprocessing(model, postprocess),
         "checkpoint": _path("models/model.pt"),
         "checkpointloader": {
             "_target_": "CheckpointLoader",
@@ -178,10 +202,10 @@ def inference_config(model: RunModel) -> dict:
     }
 
 
-def _packages() -> dict[str, str]:
+def _packages(postprocess: str = "none") -> dict[str, str]:
     """The packages the bundle needs besides MONAI, torch and NumPy: the installed versions (else the floors)."""
     packages = {"imaseg": __version__}
-    for name, floor in _PACKAGE_FLOORS.items():
+    for name, floor in {**_PACKAGE_FLOORS, **_POSTPROCESS_PACKAGES.get(postprocess, {})}.items():
         try:
             packages[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -215,6 +239,18 @@ def _write_torchscript(model: RunModel, path: Path, metadata: dict, files: dict[
         tmp.write_bytes(buffer.getvalue())
 
 
+def _bundle_postprocess(card: dict, tag: str, asked: str | None) -> str:
+    """The post-processing the bundle applies: ``asked``, else the card's evaluation's; a mismatch is warned."""
+    measured = str(card.get("postprocess", "none"))
+    chosen = check_choice("postprocess", asked if asked is not None else measured, POSTPROCESSORS)
+    if card.get("evaluated") and chosen != measured:
+        message = "the bundle post-processes with %s but the robustness card (evaluation %r) was measured with %s"
+        logger.warning(
+            message + "; export with --tag of an evaluation with --postprocess %s", chosen, tag, measured, chosen
+        )
+    return chosen
+
+
 def export_bundle(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -222,6 +258,7 @@ def export_bundle(
     checkpoint: str = "last",
     tag: str = "default",
     data_license_text: str | None = None,
+    postprocess: str | None = None,
 ) -> Path:
     """Write the run as a MONAI bundle into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
@@ -232,16 +269,20 @@ def export_bundle(
         tag: the evaluation whose numbers form the card.
         data_license_text: the training data's licence (text or a file); default: what their
             ``dataset.json`` declares.
+        postprocess: the bundle's post-processing of the class indices (``none``, ``lcc``); default: the one
+            the card's evaluation scored with, so that the card describes what the bundle does.
 
     Raises:
         DataError: a run without its preprocessing, or an unreadable checkpoint.
     """
     out = Path(out_dir)
     model = load_run_model(run_dir, checkpoint)
-    data, packages = _training_data(model), _packages()
+    card = robustness_card(run_dir, tag)
+    postprocess = _bundle_postprocess(card, tag, postprocess)
+    data, packages = _training_data(model), _packages(postprocess)
     depth = len(NetworkConfig.from_mapping(model.run.train_settings()).channels)
-    metadata = bundle_metadata(model, robustness_card(run_dir, tag), data, packages, depth)
-    inference = inference_config(model)
+    metadata = bundle_metadata(model, card, data, packages, depth)
+    inference = inference_config(model, postprocess)
     atomic_write_json(out / "configs" / "inference.json", inference)
     atomic_write_json(out / "configs" / "metadata.json", metadata)
     atomic_write_text(out / "configs" / "logging.conf", LOGGING_CONF)

@@ -111,7 +111,12 @@ def _card_table(card: dict) -> list[str]:
     lines = [
         f"White-box {card['attack']} ({card.get('attack_description') or ''}), {threat['norm']} budgets in "
         f"{threat['eps_unit']} units, {threat['steps']} steps, {threat['restarts']} restart(s), input clipped to "
-        f"{threat['clip_range']}; {card['cases']} cases of {card['patients']} patients. {card['metric']}.",
+        f"{threat['clip_range']}; {card['cases']} cases of {card['patients']} patients. {card['metric']}."
+        + (
+            f" Predictions post-processed ({card['postprocess']}) before scoring."
+            if card.get("postprocess", "none") != "none"
+            else ""
+        ),
         "",
         "| budget | Dice | 95% interval |",
         "|---|---|---|",

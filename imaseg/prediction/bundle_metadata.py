@@ -85,6 +85,7 @@ def robustness_card(run_dir: str | os.PathLike[str], tag: str = "default") -> di
             "clip_range": settings.clip_range,
         },
         "metric": "global voxel Dice, mean over foreground classes; 95% bootstrap intervals over patients",
+        "postprocess": settings.postprocess,  # applied to every prediction before it was scored (none: raw argmax)
         "clean_dice": summary.clean_global,
         "clean_ci": summary.clean.ci_global,
         "robust_dice": {f"{e:g}": {"dice": c.global_dice, "ci": c.ci_global} for e, c in zip(curve.eps, curve.cells)},

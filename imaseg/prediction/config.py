@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imaseg.config import setting
+from imaseg.postprocess import POSTPROCESS_HELP, POSTPROCESSORS
+from imaseg.utils.checks import check_choice
 
 __all__ = ["PredictConfig"]
 
@@ -29,9 +31,19 @@ class PredictConfig:
         "may flip it sooner); voxels that never flip, and voxels outside the model's field of view, hold the "
         "budget itself (read: at least this robust)",
     )
+    postprocess: str = setting(
+        "none",
+        POSTPROCESS_HELP + ". Applied on the model's grid before the label map is mapped back to the input's "
+        "geometry, so CASE.nii.gz and the volumes are of the post-processed mask (the robustness map stays that of "
+        "the raw prediction)",
+        choices=tuple(POSTPROCESSORS),
+    )
     attack: str = setting("pgd-l2", _attack_help)
     steps: int = setting(20, "steps of the robustness-map attack")
     seed: int = setting(0, "seed of the robustness-map attack's random start")
     batch_size: int = setting(16, "2D: slices per network call")
     device: str = setting("auto", "auto, cpu, cuda")
     overwrite: bool = setting(False, "replace the outputs of another run or other settings in --output")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "postprocess", check_choice("postprocess", self.postprocess, POSTPROCESSORS))

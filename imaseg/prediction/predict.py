@@ -3,7 +3,7 @@
 For every input case, written to the output folder:
 
 - ``CASE.nii.gz``: the label map in the source geometry (the input's shape and affine), with the data
-  set's label values;
+  set's label values (after ``postprocess``, e.g. ``lcc``, on the model's grid, as an exported bundle does);
 - ``CASE_flip_radius.nii.gz`` (with ``robustness_map``): per voxel, the perturbation norm at which its
   class flipped along the attack path (an upper bound; see :class:`PredictConfig`);
 
@@ -39,6 +39,7 @@ from imaseg.evaluation.endpoints import structure_sizes
 from imaseg.evaluation.geometry import to_source_grid
 from imaseg.inference import InferenceLayout, segment
 from imaseg.networks import resolve_device
+from imaseg.postprocess import check_postprocess, postprocess
 from imaseg.prediction.config import PredictConfig
 from imaseg.prediction.inputs import find_images
 from imaseg.run_model import RunModel, load_run_model
@@ -69,6 +70,7 @@ def predict(
     """
     config = config or PredictConfig()
     _check_config(config)
+    check_postprocess(config.postprocess)  # a missing package is named before any model is loaded
     refuse_output_in_input(out_dir, {"--input": input_path}, output_flag="--output")  # never over the images
     entries = find_images(input_path)
     device = resolve_device(config.device)
@@ -105,10 +107,11 @@ def _check_config(config: PredictConfig) -> None:
 
 def _claim_output(out: Path, model: RunModel, config: PredictConfig) -> None:
     """``predict.json`` says which run and settings wrote the folder; other settings are refused."""
-    stamp = {
+    ignored = {"device", "overwrite"} | ({"postprocess"} if config.postprocess == "none" else set())
+    stamp = {  # postprocess none is left out: folders written before the setting existed stay valid
         "run": str(model.run_dir.resolve()),
         "checkpoint": str(model.checkpoint.resolve()),
-        "settings": {k: v for k, v in to_dict(config).items() if k not in ("device", "overwrite")},
+        "settings": {k: v for k, v in to_dict(config).items() if k not in ignored},
     }
     path = out / "predict.json"
     if path.is_file() and json.loads(path.read_text()) != stamp:
@@ -161,7 +164,7 @@ def _predict_entry(model: RunModel, entry: dict, out: Path, config: PredictConfi
     roi = tuple(window) if slice_axis is None and source_dims == 3 and window else None
     classes = segment(model.network, array, InferenceLayout(slice_axis, roi, config.batch_size), device)
     source = meta["source_affine"], meta["source_shape"]
-    on_source = to_source_grid(classes, affine, *source, order=0)
+    on_source = to_source_grid(postprocess(classes, config.postprocess), affine, *source, order=0)
     values = label_values(on_source, model.preprocessing_record.class_values)
     write_nifti(out / f"{entry['case']}.nii.gz", values, source[0])
     if config.robustness_map is not None:
