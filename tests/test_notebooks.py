@@ -1,29 +1,29 @@
-"""The exploration notebooks run headless with small settings and show what they promise.
+"""The notebooks are committed with their outputs, and still run headless with small settings and show what
+they promise.
 
-Each notebook's cell tagged ``parameters`` is replaced by tiny settings pointing into ``tmp_path``
-(papermill-style), then the notebook runs top to bottom in a fresh kernel of this interpreter.
+The stored notebooks were executed at their own default settings (``python notebooks/execute.py NB``): every
+cell that prints or plots shows its output, without errors or absolute paths. The tests re-execute an
+in-memory copy (stored outputs dropped) whose cell tagged ``parameters`` is replaced by tiny settings
+pointing into ``tmp_path`` (papermill-style), top to bottom in a fresh kernel of this interpreter.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 from helpers import REPO, TINY_CHANNELS
 
 pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402
-from jupyter_client.manager import KernelManager  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
-
 NOTEBOOKS = REPO / "notebooks"
-NAMES = ["01_explore_data.ipynb", "02_attack_a_model.ipynb", "03_robust_training.ipynb"]
+NAMES = ["01_explore_data.ipynb", "02_attack_a_model.ipynb", "03_robust_training.ipynb", "04_monai_engines.ipynb"]
 CELL_TIMEOUT_S = 120
 
 # Tiny versions of the notebooks' settings: 3 patients (fold 0: 1 train, 1 validation, 1 test patient) of
@@ -39,15 +39,22 @@ TINY_TRAIN = (
 )
 
 
+def _load_execute_script():
+    """``notebooks/execute.py``, the maintainers' refresh command, whose kernel and runner the tests share."""
+    spec = importlib.util.spec_from_file_location("notebooks_execute", NOTEBOOKS / "execute.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+refresh = _load_execute_script()
+
+
 @pytest.fixture(scope="module")
-def kernel_specs(tmp_path_factory) -> KernelSpecManager:
+def kernel_specs(tmp_path_factory):
     """A ``python3`` kernelspec that starts *this* interpreter (the venv's), whatever else is installed."""
-    root = tmp_path_factory.mktemp("kernels")
-    spec = root / "python3"
-    spec.mkdir()
-    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Python 3", "language": "python"}))
-    return KernelSpecManager(kernel_dirs=[str(root)], ensure_native_kernel=False)
+    return refresh.kernel_spec_manager(tmp_path_factory.mktemp("kernels"))
 
 
 def parameters_cell(nb) -> nbformat.NotebookNode:
@@ -56,21 +63,11 @@ def parameters_cell(nb) -> nbformat.NotebookNode:
     return cells[0]
 
 
-def execute(name: str, parameters: str, workdir: Path, kernel_specs: KernelSpecManager) -> nbformat.NotebookNode:
+def execute(name: str, parameters: str, workdir: Path, kernel_specs) -> nbformat.NotebookNode:
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     parameters_cell(nb).source = "# parameters injected by tests/test_notebooks.py\n" + parameters
     workdir.mkdir(parents=True, exist_ok=True)
-    manager = KernelManager(kernel_name="python3", kernel_spec_manager=kernel_specs)
-    client = NotebookClient(
-        nb,
-        km=manager,
-        timeout=CELL_TIMEOUT_S,
-        startup_timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(workdir)}},
-    )
-    client.execute()
-    return nb
+    return refresh.execute(nb, workdir, kernel_specs, timeout=CELL_TIMEOUT_S)  # stored outputs dropped first
 
 
 def outputs(nb, kind: str = "stream") -> list[dict]:
@@ -90,16 +87,49 @@ def images_of(nb) -> int:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_is_stored_clean_with_a_parameters_cell(name):
+def test_notebook_has_a_title_and_its_settings_first_in_a_parameters_cell(name):
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code), "store notebooks without outputs"
-    first_code = code[0]
+    first_code = next(c for c in nb.cells if c.cell_type == "code")
     assert parameters_cell(nb) is first_code, "the settings come first, in the cell tagged 'parameters'"
     assert 'WORK_DIR = "notebook_work"' in first_code.source
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_stored_with_the_outputs_of_one_clean_run(name):
+    """Executed top to bottom in one kernel (python notebooks/execute.py), so the outputs show where it is browsed."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "run once, in order: execute.py"
+    for cell in code:
+        shows = any(call in cell.source for call in ("print(", "display(", "plt.show()"))
+        assert cell.outputs or not shows, f"no stored output for the cell starting {cell.source[:60]!r}"
+        if "plt.show()" in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in cell.outputs), "a plotting cell stores its figure"
+        assert not [o for o in cell.outputs if o["output_type"] == "error"], "stored outputs without errors"
+        stderr = [o["text"] for o in cell.outputs if o["output_type"] == "stream" and o["name"] == "stderr"]
+        assert not [t for t in stderr if "Traceback" in t or "Error" in t], stderr
+    assert images_of(nb) >= 1
+    leaks = refresh.absolute_paths(nb)
+    assert not leaks, f"outputs name absolute paths (print paths relative to the notebook): {leaks[:3]}"
+    assert str(REPO) not in json.dumps([c.outputs for c in code])
+
+
+def test_absolute_paths_are_found_in_outputs_and_relative_ones_are_not():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(1)")])
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="run: notebook_work/runs/std\ncache /tmp/x/cache\n"),
+        nbformat.v4.new_output("display_data", data={"text/plain": "PosixPath('/home/me/data')"}),
+    ]
+    assert refresh.absolute_paths(nb) == ["cache /tmp/x/cache", "PosixPath('/home/me/data')"]
+
+
+def test_the_refresh_command_refuses_what_is_not_a_notebook(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        refresh.main([str(tmp_path / "missing.ipynb")])
+    assert re.search(r"not a notebook file: .*missing\.ipynb", capsys.readouterr().err)
 
 
 @pytest.mark.slow
@@ -165,3 +195,36 @@ def test_03_robust_training(tmp_path, kernel_specs):
     assert "IMA minus PGD-AT, global Dice (mean over classes), paired over 1 test patient(s):" in text, text
     for budget in ("clean", "pgd-l2 eps 1", "pgd-l2 eps 2"):
         assert re.search(rf"{budget}: [+-][0-9]\.[0-9]{{3}} \(one test patient gives no interval\)", text), text
+
+
+@pytest.mark.slow
+def test_04_monai_engines(tmp_path, kernel_specs):
+    pytest.importorskip("ignite", reason="MONAI's engines need pytorch-ignite (in the test extra)")
+    work = tmp_path / "work"
+    params = (
+        f"WORK_DIR = {str(work)!r}\n{TINY_DATA}VAL_PATIENTS = 1\nTEST_PATIENTS = 1\nTRAIN_PATIENTS = None\n"
+        f"SPATIAL_SIZE = (32, 32)\nCHANNELS = {tuple(TINY_CHANNELS)}\n"
+        'METHOD = "pgd-at"\nMETHOD_SETTINGS = {"eps": 1.0, "attack_steps": 1}\nEPOCHS = 2\nBATCH_SIZE = 8\n'
+        'LR = 0.01\nVAL_ATTACK = "pgd-l2"\nVAL_EPS = 1.0\nVAL_STEPS = 2\nTEST_EPS = [0.0, 1.0]\nTEST_STEPS = 2\n'
+        "DEVICE = 'cpu'\n"
+    )
+    nb = execute("04_monai_engines.ipynb", params, tmp_path, kernel_specs)
+    text = text_of(nb)
+    assert "train: 1 patients, 8 slices of (32, 32)" in text, text
+    assert "validation: patient002 (2 volumes); test: patient003 (2 volumes)" in text, text
+    # clean and robust validation Dice logged by MONAI's evaluators, every epoch
+    epochs = re.findall(
+        r"epoch +(\d+): loss [0-9.]+, validation Dice ([0-9.]+) clean, ([0-9.]+) under pgd-l2 eps 1", text
+    )
+    assert [int(e) for e, _, _ in epochs] == [1, 2], text
+    robust = [float(r) for _, _, r in epochs]
+    match = re.search(r"best robust validation Dice ([0-9.]+) at epoch (\d+): ", text)
+    assert match and float(match[1]) == pytest.approx(max(robust), abs=1e-3), text
+    # CheckpointSaver kept the best robust checkpoint only: the network and the method's state
+    (best,) = (work / "monai_engines" / "checkpoints").glob("*key_metric=*.pt")
+    assert float(best.name.split("key_metric=")[1][: -len(".pt")]) == pytest.approx(float(match[1]), abs=1e-3)
+    assert set(torch.load(best, weights_only=True)) == {"network", "method"}
+    best_epoch = int(match[2])
+    assert re.search(r"last epoch \(2\): eps 0 [0-9.]+, eps 1 [0-9.]+", text), text
+    assert re.search(rf"best robust \(epoch {best_epoch}\): eps 0 [0-9.]+, eps 1 [0-9.]+", text), text
+    assert images_of(nb) >= 2  # clean and robust Dice per epoch, the test-side curves
