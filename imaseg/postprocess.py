@@ -7,7 +7,9 @@ network's raw logits), only the mask that is written or scored changes. Register
 - ``lcc``: per foreground class, only the largest connected component is kept (MONAI's
   ``KeepLargestConnectedComponent``, ``independent=True``, full connectivity: 8 neighbours in 2D, 26 in
   3D); the voxels of every smaller island of a class become background. A 2D image is one 2D map; a
-  volume (also a 2D model's stacked slices) is one 3D map. It needs scikit-image (``imaseg[lcc]``).
+  volume (also a 2D model's stacked slices) is one 3D map. It needs scikit-image (``imaseg[lcc]``);
+- ``lcc2``: the same keeping the two largest components of each class, for paired organs labelled as one
+  class (both lungs of the chest X-ray and CT data sets are one class: ``lcc`` deletes one of them).
 
 >>> labels = np.array([[1, 1, 0, 0, 1], [1, 1, 0, 2, 0]], dtype=np.uint8)
 >>> postprocess(labels, "lcc").tolist()
@@ -26,7 +28,14 @@ import torch
 
 from imaseg.utils.checks import check_choice
 
-__all__ = ["POSTPROCESS_HELP", "POSTPROCESSORS", "check_postprocess", "keep_largest_components", "postprocess"]
+__all__ = [
+    "COMPONENTS_KEPT",
+    "POSTPROCESS_HELP",
+    "POSTPROCESSORS",
+    "check_postprocess",
+    "keep_largest_components",
+    "postprocess",
+]
 
 LabelMap = TypeVar("LabelMap", np.ndarray, torch.Tensor)
 
@@ -44,20 +53,33 @@ def _identity(labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def keep_largest_components(labels: np.ndarray) -> np.ndarray:
-    """One label map ``(*spatial)`` with, per foreground class present, only its largest connected component."""
+def keep_largest_components(labels: np.ndarray, components: int = 1) -> np.ndarray:
+    """One label map ``(*spatial)`` with, per foreground class present, only its ``components`` largest connected
+    components."""
     from monai.transforms import KeepLargestConnectedComponent
 
     classes = [int(c) for c in np.unique(labels) if c > 0]
     if not classes:
         return labels
-    transform = KeepLargestConnectedComponent(applied_labels=classes, is_onehot=False, independent=True)
+    transform = KeepLargestConnectedComponent(
+        applied_labels=classes, is_onehot=False, independent=True, num_components=components
+    )
     kept = transform(torch.from_numpy(np.array(labels, copy=True)[None]))  # a copy: MONAI edits it in place
     return np.asarray(kept[0], dtype=labels.dtype)
 
 
-POSTPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"none": _identity, "lcc": keep_largest_components}
-NEEDS_SKIMAGE = frozenset({"lcc"})
+def _keep_two_largest(labels: np.ndarray) -> np.ndarray:
+    return keep_largest_components(labels, 2)
+
+
+POSTPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": _identity,
+    "lcc": keep_largest_components,
+    "lcc2": _keep_two_largest,
+}
+COMPONENTS_KEPT = {"lcc": 1, "lcc2": 2}
+"""How many components per class each connected-component post-processor keeps (the bundle's transform reads it)."""
+NEEDS_SKIMAGE = frozenset(COMPONENTS_KEPT)
 
 
 def check_postprocess(name: str) -> str:

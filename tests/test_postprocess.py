@@ -70,7 +70,7 @@ def test_a_batch_is_processed_map_by_map_and_keeps_tensor_dtype():
 def test_none_is_the_identity():
     labels = _map_2d()
     assert postprocess(labels, "none") is labels
-    assert set(POSTPROCESSORS) == {"none", "lcc"}
+    assert set(POSTPROCESSORS) == {"none", "lcc", "lcc2"}
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,13 @@ def test_a_missing_scikit_image_names_the_extra_to_install(monkeypatch):
     with pytest.raises(ValueError, match=r"pip install \"imaseg\[lcc\]\""):
         postprocess(_map_2d(), "lcc")
     assert check_postprocess("none") == "none", "none needs nothing"
+
+
+def test_lcc2_keeps_the_two_largest_components_of_each_class():
+    lungs = np.zeros((8, 12), dtype=np.uint8)
+    lungs[1:7, 1:4] = 1  # left lung (18 pixels)
+    lungs[1:6, 7:10] = 1  # right lung (15 pixels)
+    lungs[7, 11] = 1  # a spurious island
+    kept = postprocess(lungs, "lcc2")
+    assert kept.sum() == 33 and kept[7, 11] == 0
+    assert postprocess(lungs, "lcc").sum() == 18, "lcc deletes one lung of a paired organ labelled as one class"

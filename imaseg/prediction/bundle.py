@@ -40,7 +40,7 @@ from imaseg import __version__
 from imaseg.cache.manifest import label_values, read_manifest
 from imaseg.data.errors import DataError
 from imaseg.networks import NetworkConfig
-from imaseg.postprocess import POSTPROCESSORS
+from imaseg.postprocess import COMPONENTS_KEPT, POSTPROCESSORS
 from imaseg.prediction.bundle_docs import LOGGING_CONF, bundle_license, bundle_readme, data_info, data_license
 from imaseg.prediction.bundle_metadata import DataInfo, bundle_metadata, robustness_card
 from imaseg.run_model import RunModel, load_run_model
@@ -53,7 +53,9 @@ logger = logging.getLogger(__name__)
 
 _COMPONENTS = "imaseg.prediction.bundle_components"
 _PACKAGE_FLOORS = {"nibabel": "5.0", "pytorch-ignite": "0.4.11", "fire": "0.4"}
-_POSTPROCESS_PACKAGES = {"lcc": {"scikit-image": "0.24"}}  # what MONAI's transform of each needs on the CPU
+_POSTPROCESS_PACKAGES = {
+    name: {"scikit-image": "0.24"} for name in COMPONENTS_KEPT
+}  # what MONAI's transform of each needs on the CPU
 
 
 def _network_def(model: RunModel, train: dict) -> dict:
@@ -112,7 +114,7 @@ def _output_dtype(class_values: list[int]) -> str:
 def _postprocess_transforms(model: RunModel, postprocess: str) -> list[dict]:
     """MONAI's transforms for imaseg's post-processor ``postprocess`` (:mod:`imaseg.postprocess`), on the class
     indices: ``lcc`` is ``KeepLargestConnectedComponentd`` per foreground class, as ``imaseg predict`` applies it."""
-    if postprocess == "lcc":
+    if postprocess in COMPONENTS_KEPT:
         return [
             {
                 "_target_": "KeepLargestConnectedComponentd",
@@ -120,6 +122,7 @@ def _postprocess_transforms(model: RunModel, postprocess: str) -> list[dict]:
                 "applied_labels": list(range(1, model.num_classes)),
                 "is_onehot": False,
                 "independent": True,
+                "num_components": COMPONENTS_KEPT[postprocess],
             }
         ]
     return []

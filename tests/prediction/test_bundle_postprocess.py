@@ -20,7 +20,13 @@ from imaseg.prediction.bundle import export_bundle, inference_config
 from imaseg.run_model import load_run_model
 
 pytest.importorskip("skimage", reason="lcc needs scikit-image (in the test extra)")
-LCC = {"_target_": "KeepLargestConnectedComponentd", "keys": "pred", "is_onehot": False, "independent": True}
+LCC = {
+    "_target_": "KeepLargestConnectedComponentd",
+    "keys": "pred",
+    "is_onehot": False,
+    "independent": True,
+    "num_components": 1,
+}
 
 
 def _targets(config: dict) -> list[str]:

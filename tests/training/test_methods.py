@@ -182,7 +182,9 @@ def test_pgd_at_trains_against_a_physical_threat_in_its_own_unit():
 
     net = network()
     images, labels, index = batch()
-    config = tiny_train_config(method="pgd-at", adv_weight=1.0, eps=0.2, attack_steps=3, adversarial_threat="bias-field")
+    config = tiny_train_config(
+        method="pgd-at", adv_weight=1.0, eps=0.2, attack_steps=3, adversarial_threat="bias-field"
+    )
     loss, logs = build_method(config, net, IDS, 3).loss(net, net, images, labels, index, generator())
     attack = create_attack("bias-field-rel", net, eps=0.2, settings=AttackSettings(steps=3, clip_range=(0.0, 1.0)))
     attack.generator = generator()
