@@ -9,6 +9,9 @@ __all__ = ["PHYSICAL_UNITS", "budget_psnr", "nsr_of_snr", "snr_db"]
 PHYSICAL_UNITS: dict[str, str] = {
     "rel": "max relative intensity change",
     "nsr": "noise-to-signal ratio, SNR = -20 log10(eps) dB",
+    "asr": "artefact-to-image energy ratio (RMS over RMS), the artefact -20 log10(eps) dB below the image",
+    "mm": "max displacement of any voxel in mm",
+    "hu": "max change of any voxel's CT number in HU",
 }
 """What the budget of a physical attack kind measures (by the unit its names end in), for axes and reports."""
 
