@@ -52,14 +52,16 @@ def worst(cell: dict, names: list[str]) -> tuple[float, np.ndarray]:
     return float(mean_global_dice(chosen.sum(0))), chosen
 
 
-def gap_interval(a: np.ndarray, b: np.ndarray, cases: list[str], seed: int = 0) -> tuple[float, float]:
-    """95% interval of ``global Dice(a) - global Dice(b)`` resampling patients (slices grouped by case)."""
+def gap_interval(a: np.ndarray, b: np.ndarray | None, cases: list[str], seed: int = 0) -> tuple[float, float]:
+    """95% interval of ``global Dice(a) - global Dice(b)`` (``b`` None: of ``global Dice(a)``) resampling
+    patients (the per-slice counts ``(S, C, 3)`` grouped by case)."""
     groups = [np.flatnonzero(np.asarray(cases) == c) for c in dict.fromkeys(cases)]
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(BOOTSTRAP):
         pick = np.concatenate([groups[i] for i in rng.integers(0, len(groups), len(groups))])
-        draws.append(float(mean_global_dice(a[pick].sum(0)) - mean_global_dice(b[pick].sum(0))))
+        other = 0.0 if b is None else float(mean_global_dice(b[pick].sum(0)))
+        draws.append(float(mean_global_dice(a[pick].sum(0))) - other)
     low, high = np.nanpercentile(draws, [2.5, 97.5])
     return float(low), float(high)
 
