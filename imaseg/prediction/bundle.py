@@ -43,6 +43,7 @@ from imaseg.networks import NetworkConfig
 from imaseg.postprocess import COMPONENTS_KEPT, POSTPROCESSORS
 from imaseg.prediction.bundle_docs import LOGGING_CONF, bundle_license, bundle_readme, data_info, data_license
 from imaseg.prediction.bundle_metadata import DataInfo, bundle_metadata, robustness_card
+from imaseg.prediction.bundle_training import train_config
 from imaseg.run_model import RunModel, load_run_model
 from imaseg.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 from imaseg.utils.checks import check_choice
@@ -288,8 +289,11 @@ def export_bundle(
     inference = inference_config(model, postprocess)
     atomic_write_json(out / "configs" / "inference.json", inference)
     atomic_write_json(out / "configs" / "metadata.json", metadata)
+    training = train_config(model)  # None for a fine-tuned run: its recipe starts from a checkpoint not in the bundle
+    if training is not None:
+        atomic_write_json(out / "configs" / "train.json", training)
     atomic_write_text(out / "configs" / "logging.conf", LOGGING_CONF)
-    atomic_write_text(out / "docs" / "README.md", bundle_readme(metadata, packages))
+    atomic_write_text(out / "docs" / "README.md", bundle_readme(metadata, packages, trainable=training is not None))
     atomic_write_text(out / "docs" / "data_license.txt", data_license(data, data_license_text))
     atomic_write_text(out / "LICENSE", bundle_license(data))
     (out / "models").mkdir(parents=True, exist_ok=True)

@@ -130,8 +130,28 @@ def _card_table(card: dict) -> list[str]:
     return lines
 
 
-def bundle_readme(metadata: dict, packages: dict[str, str]) -> str:
-    """``docs/README.md``: what the model does, how to run it with MONAI alone, its robustness, its data."""
+def _training_section(trainable: bool) -> list[str]:
+    if not trainable:
+        return [
+            "## Training",
+            "This model was fine-tuned from another model's checkpoint, which the bundle does not hold, so it has no "
+            "configs/train.json (it could only train something else). The run's settings are in "
+            "configs/metadata.json (`imaseg`).",
+        ]
+    return [
+        "## Train it again",
+        "```",
+        "python -m monai.bundle run --config_file configs/train.json --dataset_dir DATA --output_dir OUT",
+        "```",
+        "`DATA` holds labelled images (an MSD folder with dataset.json, or imagesTr/ + labelsTr/); they are "
+        "preprocessed as this model's data were into `OUT/cache`, and trained with its settings into `OUT/run` (an "
+        "imaseg run folder; rerun to resume). Override any setting MONAI's way, e.g. `--train#epochs 5`.",
+    ]
+
+
+def bundle_readme(metadata: dict, packages: dict[str, str], *, trainable: bool = False) -> str:
+    """``docs/README.md``: what the model does, how to run it with MONAI alone (and train it again where its
+    ``train.json`` exists), its robustness, its data."""
     formats = metadata["network_data_format"]
     image, pred = formats["inputs"]["image"], formats["outputs"]["pred"]
     card = metadata["imaseg"]["robustness_card"]
@@ -161,6 +181,8 @@ def bundle_readme(metadata: dict, packages: dict[str, str]) -> str:
         "",
         "Requirements: " + INSTALL_NOTE,
         "`fire` is what MONAI's command line needs; `pytorch-ignite` its evaluator.",
+        "",
+        *_training_section(trainable),
         "",
         "## Robustness",
         *_card_table(card),
