@@ -10,6 +10,11 @@ from imaseg.report.document import Document
 from imaseg.run import RunDir
 from imaseg.utils.units import PHYSICAL_UNITS, budget_psnr
 
+POSTPROCESS_WORDS = {
+    "lcc": "per class, only the largest connected component is kept",
+    "lcc2": "per class, only the two largest connected components are kept",
+}
+
 __all__ = ["threat_model_box", "training_history"]
 
 
@@ -54,6 +59,11 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
         "eps_source (intensity scale of the preprocessing undone)."
         + (f" Physical threat models state their budgets in their own units:{physical}" if physical else "")
     )
+    if settings.postprocess != "none":
+        doc.paragraph(
+            f"Predictions post-processed with {settings.postprocess} ({POSTPROCESS_WORDS.get(settings.postprocess, '')})"
+            " before scoring, clean and attacked alike; the attacks optimise the raw logits."
+        )
     patients = facts.patients
     doc.paragraph(
         f"Data: modality {facts.modality or '?'}, intensity {facts.intensity or '?'}, model input "

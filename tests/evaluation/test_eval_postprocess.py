@@ -147,6 +147,9 @@ def test_evaluate_lcc_writes_a_separate_evaluation_that_records_it(copy_run):
     assert changed, "the tiny model predicts islands, so lcc is seen at work"
     members = [summary.curve(name).cell(0.5).global_dice for name in ("pgd-l2", "noise-l2")]
     assert summary.curve("worst-l2").cell(0.5).global_dice <= min(members) + 1e-9
+    assert main(["report", str(run), "--tag", "default-lcc", "--out", str(run / "report_lcc")]) == 0
+    html = (run / "report_lcc.html").read_text()
+    assert "Predictions post-processed with lcc (per class, only the largest connected component is kept)" in html
 
 
 def test_evaluate_names_the_missing_package_before_any_work(copy_run, monkeypatch, capsys):
