@@ -13,35 +13,14 @@ work: ``--train#epochs 5``.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
-from imaseg.cache.writer import preprocess_dataset
-from imaseg.config import config_from_dict
 from imaseg.run_model import RunModel
-from imaseg.training.config import TrainConfig
-from imaseg.transforms.chain import PreprocessConfig
 
-__all__ = ["train_config", "train_from_bundle"]
+__all__ = ["train_config"]
 
-
-def train_from_bundle(
-    dataset_dir: str | os.PathLike[str], output_dir: str | os.PathLike[str], preprocess: dict, train: dict
-) -> str:
-    """Preprocess ``dataset_dir`` into ``output_dir/cache`` and train into ``output_dir/run``; returns the run.
-
-    The cache is reused when it already holds the same preprocessing; an interrupted training resumes.
-    """
-    from imaseg.training.trainer import train as train_run
-
-    out = Path(output_dir)
-    preprocessing = config_from_dict(PreprocessConfig, preprocess, source="train.json: preprocess")
-    settings = config_from_dict(TrainConfig, train, source="train.json: train")
-    preprocess_dataset(dataset_dir, out / "cache", preprocessing, progress=False)
-    resume = (out / "run").is_dir()
-    train_run(out / "cache", out / "run", settings, resume=resume, progress=True)
-    return str(out / "run")
+TRAIN_ENTRY = "imaseg.training.from_bundle.train_from_bundle"
+"""What ``train.json`` runs (in the training layer: prediction never imports training)."""
 
 
 def _bundle_path(name: str) -> dict:
@@ -61,7 +40,7 @@ def train_config(model: RunModel) -> dict[str, Any] | None:
         "train": settings,
         "run": [
             {
-                "_target_": "imaseg.prediction.bundle_training.train_from_bundle",
+                "_target_": TRAIN_ENTRY,
                 "dataset_dir": "@dataset_dir",
                 "output_dir": "@output_dir",
                 "preprocess": "@preprocess",
