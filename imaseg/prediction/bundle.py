@@ -44,6 +44,7 @@ from imaseg.postprocess import COMPONENTS_KEPT, POSTPROCESSORS
 from imaseg.prediction.bundle_docs import LOGGING_CONF, bundle_license, bundle_readme, data_info, data_license
 from imaseg.prediction.bundle_metadata import DataInfo, bundle_metadata, robustness_card
 from imaseg.prediction.bundle_training import train_config
+from imaseg.prediction.exported_program import write_exported_program
 from imaseg.run_model import RunModel, load_run_model
 from imaseg.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 from imaseg.utils.checks import check_choice
@@ -300,5 +301,9 @@ def export_bundle(
     with atomic_path(out / "models" / "model.pt") as tmp:
         torch.save(model.network.state_dict(), tmp)
     _write_torchscript(model, out / "models" / "model.ts", metadata, {"inference.json": json.dumps(inference)})
+    shape = metadata["network_data_format"]["inputs"]["image"]
+    write_exported_program(
+        model.network, (shape["num_channels"], *shape["spatial_shape"]), out / "models" / "model.pt2"
+    )
     logger.info("wrote the MONAI bundle %s", out)
     return out
