@@ -103,13 +103,16 @@ def score(
     out: str | os.PathLike[str] | None = None,
     config: EvalConfig | None = None,
     progress: bool = False,
+    fold: str | int | None = None,
+    tta: bool = True,
     **settings: Any,
 ) -> Summary:
     """Score ``model`` on the labelled data in ``data``, clean and under attack (see the module docstring).
 
     Args:
-        model: an ``nn.Module`` (logits ``(B, K, *spatial)``), a TorchScript file, a MONAI bundle folder, or a
-            run folder.
+        model: an ``nn.Module`` (logits ``(B, K, *spatial)``), a TorchScript file, a MONAI bundle folder, a run
+            folder, or an nnU-Net v2 results folder (``DatasetXXX/TRAINER__PLANS__CONFIG``: its own preprocessing,
+            sliding window and mirroring, as ``imaseg evaluate --nnunet``; needs nnunetv2, README "nnU-Net").
         data: a labelled NIfTI folder.
         preprocess: how to prepare the data for a module, TorchScript or foreign bundle:
             :class:`~imaseg.transforms.chain.PreprocessConfig`, a mapping of its fields, or a YAML file
@@ -121,6 +124,9 @@ def score(
             its evaluations in ``RUN/eval/TAG``: ``out`` must then be ``None``.
         config: the evaluation settings to start from; ``attacks``, ``eps`` and ``settings`` replace fields.
         progress: progress bars.
+        fold: an nnU-Net model's fold (default: its only fold, else 0); ``checkpoint="best"`` scores
+            ``checkpoint_best.pth`` instead of ``checkpoint_final.pth``.
+        tta: an nnU-Net model's test-time mirroring, inside the forward the attacks differentiate.
         **settings: any :class:`~imaseg.evaluation.EvalConfig` field, e.g. ``steps=10``, ``clip_range=(0, 1)``.
 
     Raises:
@@ -133,6 +139,11 @@ def score(
 
     evaluation_config = _eval_config(config, attacks, eps, settings)
     pre = _preprocess_config(preprocess)
+    if not isinstance(model, nn.Module) and _is_nnunet(model):
+        if pre is not None:
+            raise ValueError("`preprocess` is for models imaseg prepares data for: an nnU-Net model brings its own")
+        with _output(out) as folder:
+            return _score_nnunet(model, data, folder, evaluation_config, fold, tta, progress)
     if not isinstance(model, nn.Module) and RunDir(model).is_run():
         if pre is not None or out is not None:
             raise ValueError(
@@ -149,3 +160,33 @@ def score(
         cache = _preprocess_like(run, data, run.evaluation(evaluation_config.tag).cache_dir)
         summary = evaluate(run.path, evaluation_config, cache=cache, progress=progress)
         return Summary.from_json(summary)
+
+
+def _is_nnunet(model: str | os.PathLike[str]) -> bool:
+    from imaseg.nnunet.results import is_results_folder
+
+    return is_results_folder(model)
+
+
+def _score_nnunet(
+    results: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    folder: Path,
+    config: EvalConfig,
+    fold: str | int | None,
+    tta: bool,
+    progress: bool,
+) -> Summary:
+    """``imaseg evaluate --nnunet RESULTS --data DATA --run FOLDER`` (with nnU-Net's reference check)."""
+    from imaseg.evaluation.evaluate import evaluate
+    from imaseg.nnunet.reference import check_against_nnunet
+    from imaseg.nnunet.run import prepare_nnunet_run, preprocess_for_run
+
+    checkpoint = "final" if config.checkpoint == "last" else config.checkpoint
+    run = RunDir(
+        prepare_nnunet_run(results, folder, fold=fold, checkpoint=checkpoint, tta=tta, clip_range=config.clip_range)
+    )
+    cache = preprocess_for_run(run.path, data, run.evaluation(config.tag).cache_dir, progress=progress)
+    summary = evaluate(run.path, config, cache=cache, progress=progress)
+    check_against_nnunet(run.path, config, cache)
+    return Summary.from_json(summary)

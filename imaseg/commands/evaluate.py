@@ -32,6 +32,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--preprocess-config",
         help="with --model: YAML of `imaseg preprocess` settings (intensity, spatial_size, mode...) for the data",
     )
+    parser.add_argument(
+        "--nnunet",
+        metavar="RESULTS_FOLDER",
+        help="score one fold of a trained nnU-Net v2 model: its results folder DatasetXXX/TRAINER__PLANS__CONFIG "
+        "(needs --data, and nnunetv2: README, 'nnU-Net'); the data are preprocessed by nnU-Net, attacks run in its "
+        "preprocessed space through its sliding window; --checkpoint final (default) or best",
+    )
+    parser.add_argument("--fold", help="with --nnunet: the fold to score (0-4 or all; default: the only fold, else 0)")
+    parser.add_argument(
+        "--tta",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --nnunet: nnU-Net's test-time mirroring in the forward the attacks differentiate, so their "
+        "gradients average over the mirrored passes (default: on)",
+    )
     parser.add_argument("--cache", help="evaluate on this cache instead of the run's (all its cases)")
     parser.add_argument("--data", help="evaluate on this NIfTI folder, preprocessed like the run's cache (all cases)")
     parser.add_argument("--config", help="YAML file; its 'evaluate' section (or the whole file) sets the options")
@@ -63,16 +78,28 @@ def run(args: argparse.Namespace) -> int:
     data = load_yaml(args.config)
     config = resolve_config(EvalConfig, data.get("evaluate", data) if data else {}, args)
     check_postprocess(config.postprocess)  # before --model / --data do any work
-    refuse_output_in_input(args.run, {"--data": args.data, "--model": args.model}, output_flag="--run")
+    inputs = {"--data": args.data, "--model": args.model, "--nnunet": args.nnunet}
+    refuse_output_in_input(args.run, inputs, output_flag="--run")
     cache = args.cache
+    _check_nnunet_flags(args)
     if args.model:
         _prepare_model_run(args, config)
+    if args.nnunet:
+        _prepare_nnunet_run(args, config)
     if args.trust_bundle_code:
         _trust_bundle(args)
+    nnunet = _nnunet_settings(args.run)
     if args.data:
         evaluation = RunDir(args.run).evaluation(config.tag)
-        cache = _preprocess_like_run(args.run, args.data, evaluation.cache_dir, args.allow_outside_paths)
+        if nnunet is not None:
+            cache = _preprocess_for_nnunet(args, evaluation.cache_dir)
+        else:
+            cache = _preprocess_like_run(args.run, args.data, evaluation.cache_dir, args.allow_outside_paths)
     summary = evaluate(args.run, config, cache=cache, progress=not args.no_progress)
+    if nnunet is not None and cache is not None:
+        from imaseg.nnunet.reference import check_against_nnunet
+
+        check_against_nnunet(args.run, config, cache)
     logging.getLogger("imaseg").info("results: %s", RunDir(args.run).evaluation(config.tag).summary_path)
     failed = Summary.from_json(summary).failed_checks()
     if failed and args.strict:
@@ -91,6 +118,38 @@ def _prepare_model_run(args: argparse.Namespace, config: EvalConfig) -> None:
     settings = load_yaml(args.preprocess_config)
     preprocess = config_from_dict(PreprocessConfig, settings.get("preprocess", settings)) if settings else None
     prepare_external_run(args.model, args.run, preprocess, config.clip_range)
+
+
+def _check_nnunet_flags(args: argparse.Namespace) -> None:
+    if args.nnunet and args.model:
+        raise ValueError("--nnunet and --model each name the model to score: give one of them")
+    if args.nnunet and not args.data:
+        raise ValueError("--nnunet needs --data DIR: the labelled cases to preprocess with nnU-Net and score")
+    if not args.nnunet and (args.fold is not None or args.tta is not None):
+        raise ValueError("--fold and --tta/--no-tta choose what --nnunet RESULTS_FOLDER scores: give --nnunet too")
+
+
+def _prepare_nnunet_run(args: argparse.Namespace, config: EvalConfig) -> None:
+    from imaseg.nnunet.run import prepare_nnunet_run
+
+    checkpoint = "final" if config.checkpoint == "last" else config.checkpoint
+    tta = True if args.tta is None else bool(args.tta)
+    prepare_nnunet_run(
+        args.nnunet, args.run, fold=args.fold, checkpoint=checkpoint, tta=tta, clip_range=config.clip_range
+    )
+
+
+def _nnunet_settings(run: str) -> dict | None:
+    from imaseg.nnunet.run import nnunet_settings
+
+    return nnunet_settings(run)
+
+
+def _preprocess_for_nnunet(args: argparse.Namespace, out) -> str:
+    from imaseg.nnunet.run import preprocess_for_run
+
+    progress = not args.no_progress
+    return preprocess_for_run(args.run, args.data, out, progress=progress, allow_outside_paths=args.allow_outside_paths)
 
 
 def _trust_bundle(args: argparse.Namespace) -> None:

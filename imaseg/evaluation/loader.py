@@ -84,5 +84,18 @@ def load_run(
             clip_range=parse_clip_range(train.get("clip_range")),
             store=store,
         )
+    if train.get("nnunet"):  # one fold of an nnU-Net v2 model (imaseg evaluate --nnunet)
+        from imaseg.nnunet.run import load_for_evaluation
+
+        network, path, epoch = load_for_evaluation(train["nnunet"], checkpoint, device, num_classes=store.num_classes)
+        return LoadedRun(
+            run.path,
+            network,
+            path,
+            epoch,
+            method=str(train.get("method", "external")),
+            clip_range=parse_clip_range(train.get("clip_range")),
+            store=store,
+        )
     model = load_run_model(run.path, checkpoint, device, facts=store.manifest.data_shape, data_root=store.root)
     return LoadedRun(**{f.name: getattr(model, f.name) for f in fields(model)}, store=store)
