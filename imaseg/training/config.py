@@ -31,13 +31,11 @@ from imaseg.run import parse_clip_range
 __all__ = ["AdversarialConfig", "IMAConfig", "MethodChoices", "NetworkConfig", "ThreatChoices", "TrainConfig"]
 
 
-class MethodChoices:
-    """The registered method names, looked up only when needed (the registry imports every method)."""
+class _RegistryNames:
+    """Valid names read from a registry only when asked (a registry imports every module it holds)."""
 
     def _names(self) -> tuple[str, ...]:
-        from imaseg.training.methods.registry import method_names
-
-        return method_names()
+        raise NotImplementedError
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names())
@@ -49,7 +47,16 @@ class MethodChoices:
         return len(self._names())
 
 
-class ThreatChoices:
+class MethodChoices(_RegistryNames):
+    """The registered method names, looked up only when needed (the registry imports every method)."""
+
+    def _names(self) -> tuple[str, ...]:
+        from imaseg.training.methods.registry import method_names
+
+        return method_names()
+
+
+class ThreatChoices(_RegistryNames):
     """The inner attack kinds adversarial training takes: ``pgd`` (an L2 / Linf ball, ``norm``) and every
     registered gradient kind with a physical budget (``bias-field``, ``snr-noise``, ...), looked up when needed."""
 
@@ -58,15 +65,6 @@ class ThreatChoices:
 
         physical = [k for k in attack_kinds(ensemble=False) if ATTACKS[k].unit and ATTACKS[k].gradient]
         return ("pgd", *physical)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names())
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names()
-
-    def __len__(self) -> int:
-        return len(self._names())
 
 
 def _method_help() -> str:
