@@ -64,6 +64,8 @@ class AttackSettings:
             members of ``imaseg evaluate``'s default ensemble, so ``worst-l2`` means the same everywhere).
         step_size: absolute step of fixed-step kinds (PGD family); ``None``: ``2.5 * eps / steps``. The
             steps check sets it so that twice the steps walk with the same step, and can only do better.
+        spacing: mm per voxel along each spatial axis of the attacked samples, for kinds whose budget is in
+            mm (``affine-mm``); ``None``: 1 mm per voxel. The evaluation sets it per case from its grid.
     """
 
     steps: int = 20
@@ -76,6 +78,7 @@ class AttackSettings:
     noise_draws: int = 1
     members: tuple[str, ...] = ENSEMBLE_MEMBERS
     step_size: float | None = None
+    spacing: tuple[float, ...] | None = None
 
     def base_arguments(self, eps: Any) -> dict[str, Any]:
         """What every attack's constructor takes from these settings: ``eps``, ``clip_range``, ``seed``,

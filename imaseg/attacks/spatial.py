@@ -217,7 +217,7 @@ class AffineMisregistration(ParametricAttack):
 
 _DESCRIPTION = (
     "the image is rotated and shifted under its fixed contours (a misregistration or breath-hold shift) so that "
-    "no voxel moves by more than eps mm (at 1 mm per voxel unless the voxel spacing is given)"
+    "no voxel moves by more than eps mm (of the model input's grid; imaseg evaluate passes each case's spacing)"
 )
 _UNITS: dict = {
     "norms": ("mm",),
@@ -237,7 +237,11 @@ _UNITS: dict = {
 def build_affine(model, *, eps, norm: str, settings: AttackSettings) -> AffineMisregistration:
     """PGD on a rigid misregistration (``settings.step_size``, in model-input units, does not apply)."""
     return AffineMisregistration(
-        model, steps=settings.steps, restarts=settings.restarts, **settings.base_arguments(eps)
+        model,
+        steps=settings.steps,
+        restarts=settings.restarts,
+        spacing=settings.spacing or 1.0,
+        **settings.base_arguments(eps),
     )
 
 
@@ -250,4 +254,10 @@ def build_affine(model, *, eps, norm: str, settings: AttackSettings) -> AffineMi
 )
 def build_random_affine(model, *, eps, norm: str, settings: AttackSettings) -> AffineMisregistration:
     """Random rigid misregistrations at the full budget, ``settings.noise_draws`` draws (worst kept)."""
-    return AffineMisregistration(model, optimise=False, draws=settings.noise_draws, **settings.base_arguments(eps))
+    return AffineMisregistration(
+        model,
+        optimise=False,
+        draws=settings.noise_draws,
+        spacing=settings.spacing or 1.0,
+        **settings.base_arguments(eps),
+    )

@@ -106,6 +106,13 @@ def _case_samples(case: CachedCase, slice_axis: int | None) -> tuple[torch.Tenso
     return to_samples(torch.from_numpy(case.image), slice_axis), to_samples(label[None], slice_axis)[:, 0]
 
 
+def sample_spacing(case: CachedCase, slice_axis: int | None) -> tuple[float, ...]:
+    """mm per voxel along each spatial axis of the case's samples (its grid's, without the slice axis)."""
+    dims = case.image.ndim - 1
+    spacing = [float(v) for v in np.linalg.norm(np.asarray(case.affine)[:dims, :dims], axis=0)]
+    return tuple(v for axis, v in enumerate(spacing) if axis != slice_axis)
+
+
 def _predict_clean(forward, x: torch.Tensor, y: torch.Tensor):
     pred, num_classes = predict_batch(forward, x)
     return pred, sample_dice(pred, y, num_classes), torch.zeros_like(x), None, torch.zeros(x.shape[0])
@@ -140,7 +147,12 @@ def attack_case(
     slice_axis = layout.slice_axis
     images, labels = _case_samples(case, slice_axis)
     forward = case_forward(network, case.image.shape[1:], layout)
-    attack_settings = replace(settings.attack, steps=steps or settings.attack.steps, record_flips=record_flips)
+    attack_settings = replace(
+        settings.attack,
+        steps=steps or settings.attack.steps,
+        record_flips=record_flips,
+        spacing=sample_spacing(case, slice_axis),
+    )
     predictions, deltas, norms, dices, flips = [], [], [], [], []
     for start, batch in sample_batches(images, layout):
         x, y = images[batch].to(device), labels[batch].to(device)
