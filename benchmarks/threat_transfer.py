@@ -8,7 +8,8 @@ evenly spaced slices of fold 1's test patients. Per model and threat kind, at ea
 optimised worst case (20 steps, as the evaluation runs it), and at the kind's headline budget also 100 random
 draws of the same budget (each slice keeps its worst draw). Threat kinds: the default L2 ensemble (``worst-l2``)
 and the physical kinds a cardiac MR meets: bias field (``rel``), noise at an SNR (``nsr``), k-space artefact
-(``asr``), misregistration (``mm``).
+(``asr``), misregistration (``mm``; here in voxels of the 96 x 96 model input: ACDC's spacing is unknown,
+its files say 1 mm).
 
 Writes ``benchmarks/results/threat_transfer.json`` (per cell the per-slice ``[tp, fp, fn]``, seconds, and the
 slices' patients) after every (model, kind) cell (resumable), and ``benchmarks/results/threat_transfer.md``:
