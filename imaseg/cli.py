@@ -9,6 +9,7 @@ imaseg predict RUN --input PATH --output DIR  segment new images (source geometr
 imaseg export RUN --bundle OUT               a MONAI bundle with the run's robustness card
 imaseg report RUN [RUN ...]                  HTML + Markdown robustness report
 imaseg study run|report STUDY.yaml           a declared study: its cells resumably, or its report
+imaseg nnunet train DATASET CONFIG FOLD      robust training inside nnU-Net v2 (score: evaluate --nnunet)
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SUBCOMMANDS = {
     "export": "imaseg.commands.export",
     "report": "imaseg.commands.report",
     "study": "imaseg.commands.study",
+    "nnunet": "imaseg.commands.nnunet",
 }
 
 

@@ -125,6 +125,41 @@ class IMALoss(nn.Module):
             autocast_dtype=self.autocast_dtype,
         )
 
+    def margin_search(
+        self,
+        network: nn.Module,
+        image: torch.Tensor,
+        label: torch.Tensor,
+        index: torch.Tensor,
+        generator: torch.Generator,
+    ) -> MarginResult:
+        """The inner attack at each sample's margin (``label``: ``(B, *spatial)`` class indices)."""
+        margins = self.bank.lookup(index).to(image.device)
+        result = cast(MarginResult, self.search(network, generator).run(image, label, eps=margins))
+        if result.failed is None or result.boundary is None:  # the margin search always sets both
+            raise RuntimeError("the margin search returned no `failed` / `boundary`")
+        return result
+
+    def adversarial_term(
+        self, adv_logits: torch.Tensor, label: torch.Tensor, clean_logits: torch.Tensor, result: MarginResult
+    ) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """``(per-sample adversarial loss (B,), vulnerable-voxel fraction)``: voxel mode's weighted loss (and its
+        statistics), or sample mode's soft Dice + CE (fraction NaN: not a sample-mode quantity)."""
+        if self.margin != "voxel":
+            return dice_ce_per_sample(adv_logits, label), float("nan")
+        if result.flip_radius is None:  # recorded in voxel mode
+            raise RuntimeError("the margin search recorded no flip radii")
+        clean_pred = predict_classes(clean_logits.detach())
+        adv = self.voxel_loss(adv_logits, label, clean_prediction=clean_pred, flip_radius=result.flip_radius)
+        self.voxel_stats.update(label, clean_pred, result.flip_radius)
+        return adv, self.voxel_loss.vulnerable(label, clean_pred, result.flip_radius).float().mean()
+
+    def record(self, index: torch.Tensor, result: MarginResult) -> None:
+        """One visit per sample for the margin update: the boundary norm found and whether it survived."""
+        if result.failed is None or result.boundary is None:
+            raise RuntimeError("the margin search returned no `failed` / `boundary`")
+        self.bank.record(index, result.boundary, ~result.failed)
+
     def forward(
         self,
         model: nn.Module,
@@ -151,33 +186,21 @@ class IMALoss(nn.Module):
             joint_forward: forward clean and adversarial batches as one (safe with instance norm).
         """
         label = as_class_labels(label, image)  # MONAI conventions: (B, 1, ...) float or MetaTensor
-        margins = self.bank.lookup(index).to(image.device)
-        result = cast(MarginResult, self.search(network or model, generator).run(image, label, eps=margins))
-        if result.failed is None or result.boundary is None:  # the margin search always sets both
-            raise RuntimeError("the margin search returned no `failed` / `boundary`")
+        result = self.margin_search(network or model, image, label, index, generator)
         adversarial = result.adversarial
         if joint_forward:
             clean_logits, adv_logits = model(torch.cat([image, adversarial])).float().chunk(2)
         else:
             clean_logits, adv_logits = model(image).float(), model(adversarial).float()
         clean = dice_ce_per_sample(clean_logits, label)
-        vulnerable_fraction: torch.Tensor | float = float("nan")  # not a sample-mode quantity
-        if self.margin == "voxel":
-            if result.flip_radius is None:  # recorded in voxel mode
-                raise RuntimeError("the margin search recorded no flip radii")
-            clean_pred = predict_classes(clean_logits.detach())
-            adv = self.voxel_loss(adv_logits, label, clean_prediction=clean_pred, flip_radius=result.flip_radius)
-            self.voxel_stats.update(label, clean_pred, result.flip_radius)
-            vulnerable_fraction = self.voxel_loss.vulnerable(label, clean_pred, result.flip_radius).float().mean()
-        else:
-            adv = dice_ce_per_sample(adv_logits, label)
-        self.bank.record(index, result.boundary, ~result.failed)
+        adv, vulnerable_fraction = self.adversarial_term(adv_logits, label, clean_logits, result)
+        self.record(index, result)
         beta = self.settings.beta
         loss = (1 - beta) * clean.mean() + beta * adv.mean()
         logs = {
             "loss_clean": clean.detach().mean(),
             "loss_adv": adv.detach().mean(),
-            "inner_failed": result.failed.float().mean(),
+            "inner_failed": cast(torch.Tensor, result.failed).float().mean(),
             "adv_norm": result.norm.detach().mean(),
             "vulnerable_voxels": vulnerable_fraction,
         }
