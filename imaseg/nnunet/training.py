@@ -36,6 +36,7 @@ __all__ = [
     "default_trainer_name",
     "external_trainer_folder",
     "install_trainers",
+    "nnunet_paths",
     "train_nnunet",
 ]
 
@@ -76,10 +77,11 @@ def install_trainers() -> Path:
 
 
 @contextmanager
-def _nnunet_paths(preprocessed: Path, results: Path) -> Iterator[None]:
+def nnunet_paths(preprocessed: Path, results: Path, raw: Path | None = None) -> Iterator[None]:
     """nnU-Net reads its folders from environment variables at each use: set them for the duration only."""
-    saved = {k: os.environ.get(k) for k in ("nnUNet_preprocessed", "nnUNet_results")}
-    os.environ["nnUNet_preprocessed"], os.environ["nnUNet_results"] = str(preprocessed), str(results)
+    folders = {"nnUNet_preprocessed": preprocessed, "nnUNet_results": results, "nnUNet_raw": raw}
+    saved = {k: os.environ.get(k) for k in folders}
+    os.environ.update({k: str(v) for k, v in folders.items() if v is not None})
     try:
         yield
     finally:
@@ -152,7 +154,7 @@ def train_nnunet(
     from imaseg.nnunet.trainer import nnUNetTrainerRobust
 
     preprocessed, results = Path(preprocessed).resolve(), Path(results).resolve()
-    with _nnunet_paths(preprocessed, results):
+    with nnunet_paths(preprocessed, results):
         folder = _dataset_folder(preprocessed, str(dataset))
         plans_file = folder / f"{plans}.json"
         if not plans_file.is_file():

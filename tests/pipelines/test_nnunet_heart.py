@@ -1,0 +1,126 @@
+"""``pipelines/nnunet_heart.py``: ACDC through nnU-Net with imaseg's trainers. The pieces run everywhere; the
+whole pipeline (real ACDC patients, planned, trained and scored by nnU-Net) needs nnunetv2 and ../shared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+from helpers import real_data
+from pipeline_tools import PIPELINES, load_pipeline
+
+SPLIT = {"val": ["patient002"], "test": ["patient003"]}
+
+
+def _acdc_like(folder: Path, patients: list[str]) -> Path:
+    for patient in patients:
+        for frame in ("frame01", "frame09"):
+            for sub in ("imagesTr", "labelsTr"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+                nib.save(
+                    nib.Nifti1Image(np.zeros((4, 4, 2), np.float32), np.eye(4)),
+                    folder / sub / f"{patient}_{frame}.nii.gz",
+                )
+    return folder
+
+
+def test_the_raw_dataset_splits_by_patient_and_holds_the_test_patients_out(tmp_path):
+    pipeline = load_pipeline("nnunet_heart")
+    data = _acdc_like(tmp_path / "acdc", ["patient001", "patient002", "patient003", "patient004"])
+    parts = pipeline.write_raw(data, tmp_path / "raw", "Dataset227_X", SPLIT)
+    assert parts["test"] == ["patient003_frame01", "patient003_frame09"]
+    assert parts["val"] == ["patient002_frame01", "patient002_frame09"] and len(parts["train"]) == 4
+    root = tmp_path / "raw" / "Dataset227_X"
+    assert sorted(p.name for p in (root / "imagesTs").iterdir()) == [
+        "patient003_frame01_0000.nii.gz",
+        "patient003_frame09_0000.nii.gz",
+    ]
+    assert json.loads((root / "dataset.json").read_text())["numTraining"] == 6
+    held_out = pipeline.held_out_folder(root, tmp_path / "test")
+    assert sorted(p.name for p in (held_out / "labelsTr").iterdir()) == [
+        "patient003_frame01.nii.gz",
+        "patient003_frame09.nii.gz",
+    ]
+
+
+def test_a_case_name_that_is_not_acdcs_is_refused():
+    with pytest.raises(ValueError, match="not an ACDC case name"):
+        load_pipeline("nnunet_heart")._patient("heart_01")
+
+
+def test_the_cpu_configuration_is_nnunets_2d_made_smaller(tmp_path):
+    pipeline = load_pipeline("nnunet_heart")
+    arch = {
+        "n_stages": 7,
+        "features_per_stage": [32] * 7,
+        "kernel_sizes": [],
+        "strides": [],
+        "n_conv_per_stage": [],
+        "n_conv_per_stage_decoder": [],
+    }
+    two_d = {
+        "data_identifier": "nnUNetPlans_2d",
+        "spacing": [1.0, 1.0],
+        "patch_size": [256, 224],
+        "batch_size": 24,
+        "architecture": {"arch_kwargs": arch},
+    }
+    plans = tmp_path / "plans.json"
+    plans.write_text(json.dumps({"plans_name": "nnUNetPlans", "configurations": {"2d": two_d}}))
+    settings = yaml.safe_load((PIPELINES / "configs" / "nnunet_heart.yaml").read_text())["cpu_configuration"]
+    pipeline.add_cpu_configuration(plans, "2d_cpu", settings)
+    written = json.loads(plans.read_text())["configurations"]
+    cpu = written["2d_cpu"]
+    assert (
+        cpu["data_identifier"] == "nnUNetPlans_2d_cpu"
+        and cpu["spacing"] == [2.0, 2.0]
+        and cpu["patch_size"] == [128, 128]
+    )
+    assert cpu["architecture"]["arch_kwargs"]["features_per_stage"] == [16, 32, 64, 128, 128]
+    assert cpu["architecture"]["arch_kwargs"]["strides"] == [[1, 1]] + [[2, 2]] * 4
+    assert written["2d"]["patch_size"] == [256, 224]  # nnU-Net's own configuration is left alone
+
+
+def test_the_table_shows_each_model_tta_and_budget_with_its_interval():
+    table = load_pipeline("nnunet_heart").summary_table(
+        {
+            "eps": [0, 5],
+            "rows": [
+                {"model": "std", "tta": "no", "agreement": 0.9999, "dice": [[0.9, 0.88, 0.92], [0.1, 0.05, 0.15]]}
+            ],
+        }
+    )
+    assert "| std | no | 0.9999 | 0.900 [0.880, 0.920] | 0.100 [0.050, 0.150] |" in table
+
+
+def test_the_quick_pipeline_trains_and_scores_acdc_through_nnunet(tmp_path):
+    pytest.importorskip("nnunetv2", reason="nnunetv2 not installed (README, 'nnU-Net')")
+    acdc = real_data("acdc_heart")
+    data = tmp_path / "acdc"
+    for sub in ("imagesTr", "labelsTr"):
+        (data / sub).mkdir(parents=True)
+        for file in sorted((acdc / sub).glob("patient00[1-6]_*.nii.gz")):
+            (data / sub / file.name).symlink_to(file)
+    config = yaml.safe_load((PIPELINES / "configs" / "nnunet_heart.yaml").read_text())
+    config.update(
+        split={"val": ["patient005"], "test": ["patient006"]}, methods={"pgd-at": config["methods"]["pgd-at"]}
+    )
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    out = tmp_path / "out"
+    assert (
+        load_pipeline("nnunet_heart").main(
+            ["--quick", "--config", str(config_file), "--data", str(data), "--out", str(out)]
+        )
+        == 0
+    )
+    table = (out / "nnunet_heart.md").read_text()
+    assert "| pgd-at | no |" in table
+    agreement = float(table.splitlines()[2].split("|")[3])
+    assert agreement >= 0.999  # imaseg's clean masks are nnU-Net's predictor's
+    checkpoint = next((out / "nnunet_results").rglob("checkpoint_final.pth"))
+    assert checkpoint.parent.parent.name == "nnUNetTrainerImaseg_pgdat__nnUNetPlans__2d_cpu"
