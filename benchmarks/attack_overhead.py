@@ -1,10 +1,16 @@
 """Attack speed and memory against their floors, on the same model and batch in the same run.
 
     python benchmarks/attack_overhead.py [--batch 16] [--size 128] [--steps 10] [--repeats 3]
+    python benchmarks/attack_overhead.py --network nnunet     # through nnU-Net's network and sliding window
+
+``--network nnunet`` (needs nnunetv2): nnU-Net's ``PlainConvUNet`` as the ACDC pipeline's ``2d_cpu``
+configuration builds it (5 stages, 16..128 features, instance norm, leaky ReLU), called through imaseg's
+differentiable nnU-Net sliding window (one tile at ``--size``, no mirroring); the floor runs through the same
+window, and ``floor_bare_network`` through the network alone shows what the window costs.
 
 Rows (median wall time of ``--repeats`` runs of a ``--steps``-step attack):
 - floor: a bare loop of k x (forward + input-gradient backward), frozen weights, Linf sign step;
-- imaseg PGD, ``select="last"`` (what training uses) and ``select="best"`` (evaluation default:
+- imaseg PGD, ``select="last"`` (what training uses) and ``select="worst"`` (evaluation default:
   per-iterate Dice, worst iterate kept) -- target ratio to the floor <= 1.05;
 - research style: fp32, weights requiring grad, ``loss.backward()`` filling weight ``.grad`` each step
   (as the official IMA code does) -- reported as a speed ratio;
@@ -34,9 +40,29 @@ from imaseg.networks import build_network
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def nnunet_network(size: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """``(sliding window, bare network)`` of an nnU-Net 2D network as the ACDC pipeline's ``2d_cpu`` plans build it."""
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
+    from imaseg.nnunet.window import NnUNetSlidingWindow
+
+    stages = 5
+    network = PlainConvUNet(
+        1, stages, [min(128, 16 * 2**i) for i in range(stages)], torch.nn.Conv2d, [[3, 3]] * stages,
+        [[1, 1]] + [[2, 2]] * (stages - 1), [2] * stages, 4, [2] * (stages - 1), conv_bias=True,
+        norm_op=torch.nn.InstanceNorm2d, norm_op_kwargs={"eps": 1e-5, "affine": True},
+        nonlin=torch.nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=False,
+    )  # fmt: skip
+    return NnUNetSlidingWindow(network, (size, size)), network
+
+
 def setup(args):
     torch.manual_seed(0)
-    model = build_network("unet", 2, 1, 4, channels=(16, 32, 64, 128, 256), num_res_units=2).to(args.device).eval()
+    if args.network == "nnunet":
+        model, _ = nnunet_network(args.size)
+    else:
+        model = build_network("unet", 2, 1, 4, channels=(16, 32, 64, 128, 256), num_res_units=2)
+    model = model.to(args.device).eval()
     x = torch.rand(args.batch, 1, args.size, args.size, device=args.device)
     y = torch.randint(0, 4, (args.batch, args.size, args.size), device=args.device)
     return model, x, y
@@ -132,6 +158,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--network", choices=("unet", "nnunet"), default="unet", help="imaseg's UNet or nnU-Net's")
     parser.add_argument("--memory-probe", choices=("attack", "train"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_probe:
@@ -142,10 +169,13 @@ def main() -> None:
     floor_loop(model, x, y, 1)  # warm-up
     rows = {}
     rows["floor"] = timed(lambda: floor_loop(model, x, y, args.steps), args.repeats, sync)
-    for select in ("last", "best"):
+    for select in ("last", "worst"):
         attack = PGD(model, eps=0.03, norm="linf", steps=args.steps, random_start=False, select=select)
         rows[f"imaseg_pgd_{select}"] = timed(lambda a=attack: a(x, y), args.repeats, sync)
     rows["research"] = timed(lambda: research_loop(model, x, y, args.steps), args.repeats, sync)
+    if args.network == "nnunet":
+        bare = model.network
+        rows["floor_bare_network"] = timed(lambda: floor_loop(bare, x, y, args.steps), args.repeats, sync)
     floor = rows["floor"][0]
     memory = {}
     if args.device == "cpu":
@@ -159,6 +189,8 @@ def main() -> None:
                 str(args.batch),
                 "--size",
                 str(args.size),
+                "--network",
+                args.network,
             ]
             memory[kind] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)[
                 "peak_growth_mib"
@@ -171,7 +203,8 @@ def main() -> None:
         "peak_memory_mib": memory,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "attack_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "attack_overhead.json" if args.network == "unet" else f"attack_overhead_{args.network}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'variant':<22}{'seconds':>10}{'x floor':>10}")
     for key, (seconds, _) in rows.items():
         print(f"{key:<22}{seconds:>10.3f}{seconds / floor:>10.3f}")
