@@ -48,7 +48,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from imaseg.attacks.base import Attack
 from imaseg.attacks.margin_search import DicePredicate, MarginResult, MarginSearch
+from imaseg.attacks.physical_margin import PhysicalMarginSearch
 from imaseg.functional import as_class_labels, dice_ce_per_sample
 from imaseg.losses.adversarial import VoxelWeightedLoss
 from imaseg.losses.ima_config import MARGIN_MODES, IMAConfig
@@ -107,9 +109,21 @@ class IMALoss(nn.Module):
         """``"voxel"`` or ``"sample"``."""
         return self.settings.margin
 
-    def search(self, network: nn.Module, generator: torch.Generator) -> MarginSearch:
-        """The inner attack for this mode (model frozen and in eval mode while it runs)."""
+    def search(self, network: nn.Module, generator: torch.Generator) -> Attack:
+        """The inner attack for this mode (model frozen and in eval mode while it runs): the L2 margin search, or
+        for a physical ``threat`` that kind's optimised attack inside the margins."""
         s, voxel = self.settings, self.margin == "voxel"
+        if s.threat != "pgd":
+            return PhysicalMarginSearch(
+                network,
+                threat=s.threat,
+                steps=s.steps,
+                predicate=self.predicate,
+                bisection_steps=s.bisection_steps,
+                clip_range=self.clip_range,
+                generator=generator,
+                autocast_dtype=self.autocast_dtype,
+            )
         return MarginSearch(
             network,
             delta=self.bank.delta,

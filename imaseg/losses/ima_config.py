@@ -64,6 +64,12 @@ class IMAConfig:
     robust_weight: float = setting(0.1, "voxel mode: loss weight of voxels robust beyond the margin")
     voxel_start: float = setting(0.05, "voxel mode: random-start radius as a fraction of the margin")
     voxel_alpha_factor: float = setting(2.5, "voxel mode: inner step as a multiple of margin / steps")
+    threat: str = setting(
+        "pgd",
+        "what the margins measure: pgd (an L2 ball; delta, eps_min and eps_max in model-input units) or a physical "
+        "kind (sample mode only), e.g. bias-field (margins in max relative intensity change: eps_max 0.3 is +/-30 %) "
+        "or snr-noise (noise-to-signal ratio); the inner attack is that kind's optimised attack",
+    )
 
     def __post_init__(self) -> None:
         checked: dict[str, Any] = {
@@ -82,6 +88,15 @@ class IMAConfig:
             "voxel_start": check_probability("voxel_start", self.voxel_start),
             "voxel_alpha_factor": check_non_negative("voxel_alpha_factor", self.voxel_alpha_factor),
         }
+        if self.threat != "pgd":
+            from imaseg.attacks.physical_margin import physical_kinds
+
+            checked["threat"] = check_choice("threat", self.threat, ("pgd", *physical_kinds()))
+            if checked["margin"] != "sample":
+                raise ValueError(
+                    f"`threat` {self.threat} needs margin sample (voxel mode's flip record follows an L2 path); "
+                    "use margin sample, or threat pgd"
+                )
         if self.dice_reduction is not None:
             checked["dice_reduction"] = check_choice("dice_reduction", self.dice_reduction, DICE_REDUCTIONS)
         if checked["delta"] > checked["eps_max"]:

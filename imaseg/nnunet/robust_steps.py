@@ -113,9 +113,11 @@ class RobustSettings:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, robust_step_names())
-        if self.adversarial.threat != "pgd":
+        for name, threat in (("adversarial", self.adversarial.threat), ("ima", self.ima.threat)):
+            if threat == "pgd":
+                continue
             raise ValueError(
-                f"`adversarial.threat` {self.adversarial.threat} is not available in nnU-Net trainers (physical threats "
+                f"`{name}.threat` {threat} is not available in nnU-Net trainers (physical threats "
                 "need intensities in [0, 1] and the voxel spacing); use threat pgd"
             )
 

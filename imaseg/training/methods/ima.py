@@ -49,12 +49,14 @@ class IMAMethod(Method):
     @classmethod
     def label(cls, config: TrainConfig) -> str:
         floor = f", margins >= {config.ima.eps_min:g}" if config.ima.eps_min else ""
-        return f"IMA ({config.ima.margin}{floor})"
+        threat = "" if config.ima.threat == "pgd" else f", {config.ima.threat}"
+        return f"IMA ({config.ima.margin}{threat}{floor})"
 
     @classmethod
     def settings_text(cls, config: TrainConfig) -> str:
         floor = f", eps_min {config.ima.eps_min}" if config.ima.eps_min else ""
-        return f"delta {config.ima.delta}, eps_max {config.ima.eps_max}{floor}, tau {config.ima.tau}, {config.ima.steps} steps"
+        threat = "" if config.ima.threat == "pgd" else f"{config.ima.threat} margins, "
+        return f"{threat}delta {config.ima.delta}, eps_max {config.ima.eps_max}{floor}, tau {config.ima.tau}, {config.ima.steps} steps"
 
     def loss(
         self,
@@ -94,6 +96,7 @@ class IMAMethod(Method):
                 "delta": ima.bank.delta,
                 "eps_max": ima.bank.eps_max,
                 "eps_min": ima.bank.eps_min,
+                "threat": ima.settings.threat,
                 "epochs": self.history,
             },
         )
