@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _TINY = 1e-12
+DEFAULT_HU_PER_UNIT = 1400.0  # imaseg preprocess's CT window -1000..400 HU onto [0, 1]
 
 
 def intensity_rank(x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +77,7 @@ class CTIntensity(ParametricAttack):
     step_norm = "linf"
 
     def __init__(
-        self, model, *, eps: float | torch.Tensor, hu_per_unit: float = 1400.0, scan: int = 10, **options
+        self, model, *, eps: float | torch.Tensor, hu_per_unit: float = DEFAULT_HU_PER_UNIT, scan: int = 10, **options
     ) -> None:
         super().__init__(model, eps=eps, scan=scan, **options)
         if not float(hu_per_unit) > 0 or float(hu_per_unit) == float("inf"):
@@ -105,7 +106,7 @@ class CTIntensity(ParametricAttack):
 
 _DESCRIPTION = (
     "every voxel's CT number changes by at most eps HU, through a global offset and a contrast (window width) "
-    "change (model inputs 0..1 standing for a 1400 HU window)"
+    "change (HU per model-input unit from the preprocessing window; 1400, the window -1000..400 HU, when unknown)"
 )
 _UNITS: dict = {
     "norms": ("hu",),
@@ -124,7 +125,13 @@ _UNITS: dict = {
 )
 def build_ct_intensity(model, *, eps, norm: str, settings: AttackSettings) -> CTIntensity:
     """PGD on a HU offset and contrast change (``settings.step_size``, in model-input units, does not apply)."""
-    return CTIntensity(model, steps=settings.steps, restarts=settings.restarts, **settings.base_arguments(eps))
+    return CTIntensity(
+        model,
+        steps=settings.steps,
+        restarts=settings.restarts,
+        hu_per_unit=_hu_scale(settings),
+        **settings.base_arguments(eps),
+    )
 
 
 @register_attack(
@@ -136,4 +143,15 @@ def build_ct_intensity(model, *, eps, norm: str, settings: AttackSettings) -> CT
 )
 def build_random_ct_intensity(model, *, eps, norm: str, settings: AttackSettings) -> CTIntensity:
     """Random HU offsets and contrast changes at the full budget, ``settings.noise_draws`` draws (worst kept)."""
-    return CTIntensity(model, optimise=False, draws=settings.noise_draws, **settings.base_arguments(eps))
+    return CTIntensity(
+        model,
+        optimise=False,
+        draws=settings.noise_draws,
+        hu_per_unit=_hu_scale(settings),
+        **settings.base_arguments(eps),
+    )
+
+
+def _hu_scale(settings: AttackSettings) -> float:
+    """HU per input unit where the settings know it (the evaluation: from the cache's window), else 1400."""
+    return DEFAULT_HU_PER_UNIT if settings.hu_per_unit is None else float(settings.hu_per_unit)

@@ -66,6 +66,9 @@ class AttackSettings:
             steps check sets it so that twice the steps walk with the same step, and can only do better.
         spacing: mm per voxel along each spatial axis of the attacked samples, for kinds whose budget is in
             mm (``affine-mm``); ``None``: 1 mm per voxel. The evaluation sets it per case from its grid.
+        hu_per_unit: Hounsfield units per model-input unit, for kinds whose budget is in HU (``ct-intensity-hu``);
+            ``None``: 1400 (``imaseg preprocess``'s CT window -1000..400 onto [0, 1]). The evaluation sets it from
+            the cache's preprocessing window.
     """
 
     steps: int = 20
@@ -79,6 +82,7 @@ class AttackSettings:
     members: tuple[str, ...] = ENSEMBLE_MEMBERS
     step_size: float | None = None
     spacing: tuple[float, ...] | None = None
+    hu_per_unit: float | None = None
 
     def base_arguments(self, eps: Any) -> dict[str, Any]:
         """What every attack's constructor takes from these settings: ``eps``, ``clip_range``, ``seed``,

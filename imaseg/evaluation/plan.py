@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 
 import torch
 
@@ -59,11 +60,15 @@ def attack_settings(config: EvalConfig) -> AttackSettings:
     )
 
 
-def case_settings(config: EvalConfig, spatial_dims: int, spatial_size) -> CaseSettings:
-    """:class:`CaseSettings` with the 3D window from the config or the training size."""
+def case_settings(
+    config: EvalConfig, spatial_dims: int, spatial_size, hu_per_unit: float | None = None
+) -> CaseSettings:
+    """:class:`CaseSettings` with the 3D window from the config or the training size, and the HU scale of CT
+    inputs (``ct-intensity-hu`` budgets)."""
     size = config.roi_size or spatial_size
     roi = tuple(int(s) for s in size) if (size and spatial_dims == 3) else None
-    return CaseSettings(attack_settings(config), config.batch_size, roi, config.eps_unit, config.postprocess)
+    attack = replace(attack_settings(config), hu_per_unit=hu_per_unit)
+    return CaseSettings(attack, config.batch_size, roi, config.eps_unit, config.postprocess)
 
 
 def fingerprint(config: EvalConfig, checkpoint: os.PathLike[str] | str, cases: list[str]) -> str:

@@ -25,6 +25,7 @@ from imaseg.evaluation.plan import case_settings, fingerprint, plan_cells
 from imaseg.networks import resolve_device
 from imaseg.postprocess import check_postprocess
 from imaseg.run import EvalDir, RunDir
+from imaseg.transforms.chain import hu_per_input_unit
 
 __all__ = ["EvaluationSession", "open_session"]
 
@@ -87,7 +88,7 @@ def open_session(
         loaded,
         cases,
         plan_cells(config),
-        case_settings(config, loaded.store.spatial_dims, window),
+        case_settings(config, loaded.store.spatial_dims, window, _hu_per_unit(loaded.store)),
         store,
         device,
         functools.cache(loaded.store.load_case),
@@ -128,3 +129,9 @@ def _save_settings(
             "fingerprint": key,
         },
     )
+
+
+def _hu_per_unit(store) -> float | None:
+    """HU per model-input unit of a CT cache (its window), for budgets in HU; ``None`` for other caches."""
+    manifest = store.manifest
+    return hu_per_input_unit(manifest.config, manifest.modality) if isinstance(manifest.config, dict) else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from monai.transforms import Compose, CropForegroundd, Orientationd, Spacingd
 
@@ -15,6 +17,7 @@ __all__ = [
     "MODALITIES",
     "PreprocessConfig",
     "build_preprocessing",
+    "hu_per_input_unit",
     "preprocessing_for_record",
     "resolve_intensity",
     "resolve_modality",
@@ -80,6 +83,25 @@ def resolve_modality(config: PreprocessConfig, declared: str) -> str:
     if config.modality != "auto":
         return config.modality
     return _MODALITY_ALIASES.get(declared.strip().lower(), "other")
+
+
+def hu_per_input_unit(config: Mapping[str, Any], modality: str) -> float | None:
+    """Hounsfield units per model-input unit of a cache made with preprocessing ``config`` (a manifest's
+    ``config``), or ``None`` where the inputs are not linear in HU (no CT window).
+
+    >>> hu_per_input_unit({"intensity": "auto", "window": [-100.0, 400.0], "target_range": [0.0, 1.0]}, "ct")
+    500.0
+    >>> hu_per_input_unit({"intensity": "zscore"}, "mri") is None
+    True
+    """
+    mode = config.get("intensity", "auto")
+    if mode == "auto":
+        mode = "window" if modality == "ct" else "other"
+    if mode != "window":
+        return None
+    low, high = (float(v) for v in config.get("window") or (-1000.0, 400.0))
+    target_low, target_high = (float(v) for v in config.get("target_range") or (0.0, 1.0))
+    return (high - low) / (target_high - target_low)
 
 
 def resolve_intensity(config: PreprocessConfig, modality: str) -> dict:

@@ -97,3 +97,28 @@ def test_registry_names_resolve_and_build():
     assert isinstance(attack, CTIntensity) and (attack.optimise, attack.draws, attack.norm) == (False, 4, "hu")
     with pytest.raises(ValueError, match="unknown attack 'ct-intensity-linf'"):
         parse_attack_name("ct-intensity-linf")
+
+
+def test_the_hu_scale_comes_from_the_settings_and_defaults_to_imasegs_ct_window():
+    from imaseg.attacks import AttackSettings, create_attack
+
+    net = torch.nn.Conv2d(1, 2, 1)
+    assert (
+        create_attack("ct-intensity-hu", net, eps=10.0, settings=AttackSettings(hu_per_unit=500.0)).hu_per_unit == 500.0
+    )
+    assert create_attack("ct-intensity-random-hu", net, eps=10.0, settings=AttackSettings()).hu_per_unit == 1400.0
+
+
+def test_the_evaluation_takes_the_hu_scale_from_the_caches_window():
+    from types import SimpleNamespace
+
+    from imaseg.evaluation.config import EvalConfig
+    from imaseg.evaluation.plan import case_settings
+    from imaseg.evaluation.session import _hu_per_unit
+
+    ct = SimpleNamespace(
+        manifest=SimpleNamespace(modality="ct", config={"intensity": "window", "window": [-160.0, 240.0]})
+    )
+    mr = SimpleNamespace(manifest=SimpleNamespace(modality="mri", config={"intensity": "auto"}))
+    assert _hu_per_unit(ct) == 400.0 and _hu_per_unit(mr) is None
+    assert case_settings(EvalConfig(), 2, None, _hu_per_unit(ct)).attack.hu_per_unit == 400.0
