@@ -15,7 +15,8 @@ the reference) is computed afterwards without attacking again:
 
 - ``default/*``: the members of imaseg's default ensemble at 20 steps (APGD-Dice, APGD-DLR, CosPGD, SegPGD,
   noise); ``previous/pgd``: the default before issue 12 (PGD on CE and on soft Dice, 2 x 20 steps), the cost
-  baseline;
+  baseline; ``candidate/*``: APGD at 20 steps on the class-balanced CE, the masked CE and Jensen-Shannon,
+  possible members of a new default (added to cells written before they joined the suite);
 - ``reference/apgd-*``: APGD at 100 steps on six losses (soft Dice, DLR, CE, class-balanced CE, masked CE,
   Jensen-Shannon: the losses of SEA's segmentation ensemble and more), 7.5x the default's gradient steps;
 - ``public/*``: SegPGD and CosPGD as the ``cospgd`` package runs them and DLR-loss PGD (``adv-lib``), where
@@ -63,6 +64,7 @@ BATCH = 16
 STEPS = 20
 REFERENCE_STEPS = 100
 REFERENCE_LOSSES = ("dice", "dlr", "ce", "balanced-ce", "masked-ce", "js")
+CANDIDATE_KINDS = ("apgd-balanced-ce", "apgd-masked-ce", "apgd-js")  # possible members of a new default, 20 steps
 SQUARE_STEPS = 100  # x 5 queries per step: 500 forward passes
 TRANSFER = ("apgd-dice", "apgd-dlr")
 
@@ -104,6 +106,7 @@ def attack_suite() -> dict[str, tuple[Craft, int]]:
         f"default/{kind}": (_registered(kind), 0 if kind == "noise" else STEPS) for kind in ENSEMBLE_MEMBERS
     }
     suite["previous/pgd"] = (_registered("pgd"), 2 * STEPS)
+    suite.update({f"candidate/{kind}": (_registered(kind), STEPS) for kind in CANDIDATE_KINDS})
     suite.update({f"reference/apgd-{loss}": (_apgd(loss), REFERENCE_STEPS) for loss in REFERENCE_LOSSES})
     suite.update(_public())
     suite["gradient-free/square"] = (_registered("square", steps=SQUARE_STEPS), 0)
@@ -127,17 +130,20 @@ def _run(craft: Craft, surrogate, target, x, y, norm: str, eps: float, classes: 
     return np.concatenate(parts), time.perf_counter() - started
 
 
-def attack_cell(models: dict, label: str, x, y, norm: str, eps: float, suite: dict) -> dict:
-    """Every attack of ``suite`` (and the transfer attacks from STD) on one model at one budget."""
+def attack_cell(models: dict, label: str, x, y, norm: str, eps: float, suite: dict, done: dict | None = None) -> dict:
+    """Every attack of ``suite`` (and the transfer attacks from STD) on one model at one budget; the attacks
+    already in ``done`` (a cell written before an attack joined the suite) are kept, not run again."""
     model, classes = models[label], 4
-    attacks = {}
+    attacks = dict(done or {})
     for name, (craft, steps) in suite.items():
-        counts, seconds = _run(craft, model, model, x, y, norm, eps, classes)
-        attacks[name] = {"counts": counts.tolist(), "seconds": round(seconds, 3), "steps": steps}
+        if name not in attacks:
+            counts, seconds = _run(craft, model, model, x, y, norm, eps, classes)
+            attacks[name] = {"counts": counts.tolist(), "seconds": round(seconds, 3), "steps": steps}
     if label != "STD":
         for kind in TRANSFER:
-            counts, seconds = _run(_registered(kind), models["STD"], model, x, y, norm, eps, classes)
-            attacks[f"transfer/{kind}"] = {"counts": counts.tolist(), "seconds": round(seconds, 3), "steps": 0}
+            if f"transfer/{kind}" not in attacks:
+                counts, seconds = _run(_registered(kind), models["STD"], model, x, y, norm, eps, classes)
+                attacks[f"transfer/{kind}"] = {"counts": counts.tolist(), "seconds": round(seconds, 3), "steps": 0}
     return {"model": label, "norm": norm, "eps": eps, "attacks": attacks}
 
 
@@ -169,12 +175,13 @@ def main() -> None:
     for label in MODELS:
         for norm, eps in BUDGETS:
             key = f"{label} {norm} {eps:.6g}"
-            if key in cell_results:
+            done = cell_results.get(key, {}).get("attacks", {})
+            if key in cell_results and set(suite) <= set(done):
                 continue
             if (time.monotonic() - started) / 60 > args.max_minutes:
                 print("time is up; rerun to continue")
                 return
-            cell_results[key] = attack_cell(models, label, x, y, norm, eps, suite)
+            cell_results[key] = attack_cell(models, label, x, y, norm, eps, suite, done)
             atomic_write_json(out, results, indent=None)
             dice = {
                 n: float(mean_global_dice(np.asarray(a["counts"]).sum(0)))

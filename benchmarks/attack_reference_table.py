@@ -67,7 +67,13 @@ def gap_interval(a: np.ndarray, b: np.ndarray | None, cases: list[str], seed: in
 
 
 def _members(cell: dict) -> list[str]:
+    """The default ensemble's members as the benchmark ran them."""
     return [n for n in cell["attacks"] if n.startswith("default/")]
+
+
+def _pool(cell: dict) -> list[str]:
+    """What a cheaper default may be made of: the default's members and the candidate members."""
+    return [n for n in cell["attacks"] if n.startswith(("default/", "candidate/"))]
 
 
 def _seconds(cells: list[dict], names: list[str]) -> float:
@@ -95,9 +101,10 @@ def early_stopped(cell: dict, names: list[str]) -> tuple[float, float, np.ndarra
 
 
 def candidates(cells: list[dict]) -> list[dict]:
-    """Every non-empty subset of the default's members, run in full or with finished slices skipping the later
-    members (:func:`early_stopped`), with its largest gap to the reference and its cost."""
-    members = _members(cells[0])
+    """Every non-empty subset of the default's and the candidate members (where every cell has them), run in full
+    or with finished slices skipping the later members (:func:`early_stopped`), with its largest gap to the
+    reference and its cost."""
+    members = [n for n in _pool(cells[0]) if all(n in c["attacks"] for c in cells)]
     previous = _seconds(cells, ["previous/pgd", "default/noise"])
     references = [worst(c, list(c["attacks"]))[0] for c in cells]
     rows = []
@@ -111,7 +118,7 @@ def candidates(cells: list[dict]) -> list[dict]:
                     dice, seconds = [worst(c, list(subset))[0] for c in cells], _seconds(cells, list(subset))
                 rows.append(
                     {
-                        "members": [m.removeprefix("default/") for m in subset],
+                        "members": [m.split("/", 1)[1] for m in subset],
                         "skip_finished_slices": skip,
                         "largest_gap": max(d - ref for d, ref in zip(dice, references)),
                         "cost_over_previous": seconds / previous,
@@ -133,7 +140,8 @@ def cell_rows(data: dict, members: list[str] | None = None, skip: bool = False) 
     rows = []
     for key, cell in data["cells"].items():
         names = list(cell["attacks"])
-        chosen_members = [f"default/{m}" for m in members] if members else _members(cell)
+        pool = {n.split("/", 1)[1]: n for n in _pool(cell)}
+        chosen_members = [pool[m] for m in members] if members else _members(cell)
         reference, reference_counts = worst(cell, names)
         if skip:
             default, _, default_counts = early_stopped(cell, chosen_members)

@@ -27,7 +27,15 @@ from imaseg.attacks.tracking import IterateTracker
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_positive_int, check_probability
 
-__all__ = ["APGD", "apgd_checkpoints", "build_apgd_dice", "build_apgd_dlr"]
+__all__ = [
+    "APGD",
+    "apgd_checkpoints",
+    "build_apgd_balanced_ce",
+    "build_apgd_dice",
+    "build_apgd_dlr",
+    "build_apgd_js",
+    "build_apgd_masked_ce",
+]
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -216,3 +224,38 @@ def build_apgd_dlr(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
 def build_apgd_dice(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
     """APGD on the per-sample soft Dice."""
     return _apgd(model, eps, norm, settings, "dice")
+
+
+@register_attack(
+    "apgd-balanced-ce",
+    "{steps}-step APGD (adaptive step, momentum), loss class-balanced cross entropy, {restarts} restart(s)",
+    records_flips=True,
+    citation="APGD: Croce & Hein, ICML 2020; balanced CE as in SEA (Croce et al., 2024)",
+)
+def build_apgd_balanced_ce(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
+    """APGD on the cross entropy weighted per class by the inverse of its ground-truth voxel share."""
+    return _apgd(model, eps, norm, settings, "balanced-ce")
+
+
+@register_attack(
+    "apgd-masked-ce",
+    "{steps}-step APGD (adaptive step, momentum), loss cross entropy over the voxels still correct, "
+    "{restarts} restart(s)",
+    records_flips=True,
+    citation="APGD: Croce & Hein, ICML 2020; masked CE as in SEA (Croce et al., 2024)",
+)
+def build_apgd_masked_ce(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
+    """APGD on the cross entropy of the voxels the model still gets right."""
+    return _apgd(model, eps, norm, settings, "masked-ce")
+
+
+@register_attack(
+    "apgd-js",
+    "{steps}-step APGD (adaptive step, momentum), loss Jensen-Shannon divergence to the ground truth, "
+    "{restarts} restart(s)",
+    records_flips=True,
+    citation="APGD: Croce & Hein, ICML 2020; Jensen-Shannon loss as in SEA (Croce et al., 2024)",
+)
+def build_apgd_js(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
+    """APGD on the Jensen-Shannon divergence between the prediction and the one-hot ground truth."""
+    return _apgd(model, eps, norm, settings, "js")

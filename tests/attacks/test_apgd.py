@@ -101,3 +101,19 @@ def test_dlr_with_two_classes_has_a_gradient():
 def test_bad_arguments_raise_clear_errors(trained_model, kwargs, message):
     with pytest.raises(ValueError, match=message):
         APGD(trained_model, eps=1.0, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kind", "loss"), [("apgd-balanced-ce", "balanced-ce"), ("apgd-masked-ce", "masked-ce"), ("apgd-js", "js")]
+)
+def test_the_sea_losses_are_registered_apgd_kinds_that_lower_dice(trained_model, kind, loss):
+    from imaseg.attacks import AttackSettings, create_attack
+    from imaseg.metrics.prediction import predict_classes
+
+    images, labels = disc_batch(4, seed=7)
+    attack = create_attack(f"{kind}-l2", trained_model, eps=2.0, settings=AttackSettings(steps=5))
+    assert type(attack.loss_fn) is type(build_attack_loss(loss))
+    result = attack.run(images, labels)
+    with torch.no_grad():
+        clean = sample_dice(predict_classes(trained_model(images)), labels, 3)
+    assert result.dice.mean() < clean.mean() - 0.05
