@@ -27,15 +27,7 @@ from imaseg.attacks.tracking import IterateTracker
 from imaseg.metrics.prediction import predict_classes
 from imaseg.utils.checks import check_positive_int, check_probability
 
-__all__ = [
-    "APGD",
-    "apgd_checkpoints",
-    "build_apgd_balanced_ce",
-    "build_apgd_dice",
-    "build_apgd_dlr",
-    "build_apgd_js",
-    "build_apgd_masked_ce",
-]
+__all__ = ["APGD", "apgd_checkpoints", "build_apgd_dice", "build_apgd_dlr"]
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -226,36 +218,25 @@ def build_apgd_dice(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
     return _apgd(model, eps, norm, settings, "dice")
 
 
-@register_attack(
-    "apgd-balanced-ce",
-    "{steps}-step APGD (adaptive step, momentum), loss class-balanced cross entropy, {restarts} restart(s)",
-    records_flips=True,
-    citation="APGD: Croce & Hein, ICML 2020; balanced CE as in SEA (Croce et al., 2024)",
-)
-def build_apgd_balanced_ce(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
-    """APGD on the cross entropy weighted per class by the inverse of its ground-truth voxel share."""
-    return _apgd(model, eps, norm, settings, "balanced-ce")
+_SEA_LOSSES = {  # kind -> (loss, what it optimises), the losses of SEA's segmentation ensemble (Croce et al., 2024)
+    "apgd-balanced-ce": ("balanced-ce", "class-balanced cross entropy"),
+    "apgd-masked-ce": ("masked-ce", "cross entropy over the voxels still correct"),
+    "apgd-js": ("js", "Jensen-Shannon divergence to the ground truth"),
+}
 
 
-@register_attack(
-    "apgd-masked-ce",
-    "{steps}-step APGD (adaptive step, momentum), loss cross entropy over the voxels still correct, "
-    "{restarts} restart(s)",
-    records_flips=True,
-    citation="APGD: Croce & Hein, ICML 2020; masked CE as in SEA (Croce et al., 2024)",
-)
-def build_apgd_masked_ce(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
-    """APGD on the cross entropy of the voxels the model still gets right."""
-    return _apgd(model, eps, norm, settings, "masked-ce")
+def _apgd_builder(loss: str):
+    def build(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
+        return _apgd(model, eps, norm, settings, loss)
+
+    build.__doc__ = f"APGD on the {loss} attack loss."
+    return build
 
 
-@register_attack(
-    "apgd-js",
-    "{steps}-step APGD (adaptive step, momentum), loss Jensen-Shannon divergence to the ground truth, "
-    "{restarts} restart(s)",
-    records_flips=True,
-    citation="APGD: Croce & Hein, ICML 2020; Jensen-Shannon loss as in SEA (Croce et al., 2024)",
-)
-def build_apgd_js(model, *, eps, norm: str, settings: AttackSettings) -> APGD:
-    """APGD on the Jensen-Shannon divergence between the prediction and the one-hot ground truth."""
-    return _apgd(model, eps, norm, settings, "js")
+for _kind, (_loss, _what) in _SEA_LOSSES.items():
+    register_attack(
+        _kind,
+        f"{{steps}}-step APGD (adaptive step, momentum), loss {_what}, {{restarts}} restart(s)",
+        records_flips=True,
+        citation="APGD: Croce & Hein, ICML 2020; the loss as in SEA (Croce et al., 2024)",
+    )(_apgd_builder(_loss))
