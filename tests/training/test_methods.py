@@ -211,3 +211,16 @@ def test_physical_threats_are_refused_where_they_cannot_work():
         build_method(tiny_train_config(method="trades", adversarial_threat="bias-field"), network(), IDS, 3)
     with pytest.raises(ValueError, match="threat"):
         tiny_train_config(method="pgd-at", adversarial_threat="square")  # gradient-free: not a training threat
+
+
+def test_ima_trains_against_a_physical_threat_with_margins_in_its_unit():
+    config = tiny_train_config(
+        method="ima", ima_margin="sample", ima_threat="bias-field", ima_delta=0.05, ima_eps_max=0.3, ima_steps=2
+    )
+    method = build_method(config, network(), IDS, 3)
+    net = network()
+    images, labels, index = batch()
+    loss, logs = method.loss(net, net, images, labels, index, generator())
+    assert torch.isfinite(loss) and float(logs["adv_norm"]) <= 0.05 + 1e-4  # inside the first margin, +/-5 %
+    assert IMAMethod.label(config) == "IMA (sample, bias-field)"
+    assert IMAMethod.settings_text(config).startswith("bias-field margins, delta 0.05")
