@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -65,8 +66,13 @@ def write_raw(data: Path, raw: Path, dataset: str, split: dict[str, list[str]]) 
         ):
             (root / folder).mkdir(parents=True, exist_ok=True)
             link = root / folder / name
-            if not link.exists():
-                link.symlink_to(source.resolve())
+            if link.is_symlink() or link.exists():  # a link left by an earlier run (perhaps to other data)
+                link.unlink()
+            link.symlink_to(source.resolve())
+    if not parts["test"] or not parts["train"]:
+        raise ValueError(
+            f"{data}: the split leaves no {'test' if not parts['test'] else 'training'} case; check split.test"
+        )
     meta = {
         "channel_names": {"0": "cineMRI"},
         "labels": LABELS,
@@ -83,8 +89,9 @@ def held_out_folder(raw_dataset: Path, out: Path) -> Path:
         (out / target).mkdir(parents=True, exist_ok=True)
         for file in sorted((raw_dataset / source).iterdir()):
             link = out / target / file.name
-            if not link.exists():
-                link.symlink_to(file.resolve())
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(file.resolve())
     meta = json.loads((raw_dataset / "dataset.json").read_text())
     meta["numTraining"] = len(list((out / "labelsTr").iterdir()))
     atomic_write_text(out / "dataset.json", json.dumps(meta, indent=1))
@@ -174,6 +181,14 @@ def score_model(results: Path, data: Path, run: Path, tta: bool, evaluation: dic
     return {"dice": dice, "agreement": float(reference["agreement"]), "attack": attack}
 
 
+def _trainer_name(method: str, settings: Any) -> str:
+    """``nnUNetTrainerImaseg_pgdat_1a2b3c``: the method and a digest of its settings (another setting, another folder)."""
+    from imaseg.config import to_dict
+
+    digest = hashlib.sha256(json.dumps(to_dict(settings), sort_keys=True).encode()).hexdigest()[:6]
+    return f"nnUNetTrainerImaseg_{method.replace('-', '')}_{digest}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(HERE / "configs" / "nnunet_heart.yaml"), help="pipeline YAML")
@@ -207,7 +222,9 @@ def run_pipeline(config: dict[str, Any], data: Path, out: Path, stages: StageRun
     configuration = config["configuration"]
     os.environ["nnUNet_n_proc_DA"] = "1"  # planning sets torch's threads to it: 0 would crash
     with nnunet_paths(preprocessed, results, raw):
-        parts = stages.run("raw", config["split"], lambda _: write_raw(data, raw, dataset, config["split"]))
+        parts = stages.run(
+            "raw", [config["split"], str(data.resolve())], lambda _: write_raw(data, raw, dataset, config["split"])
+        )
         stages.run(
             "plan",
             [config.get("cpu_configuration"), configuration],
@@ -233,7 +250,7 @@ def run_pipeline(config: dict[str, Any], data: Path, out: Path, stages: StageRun
                             s,
                             preprocessed=preprocessed,
                             results=results,
-                            trainer_name=f"nnUNetTrainerImaseg_{n.replace('-', '')}",
+                            trainer_name=_trainer_name(n, s),
                             resume=resume,
                             **schedule,
                         )

@@ -34,7 +34,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     train.add_argument("--results", required=True, help="nnU-Net's results folder (what nnUNet_results names)")
     train.add_argument(
-        "--trainer-name", help="name of the results folder's trainer (default: by method, e.g. nnUNetTrainerPGDAT)"
+        "--trainer-name",
+        help="name of the results folder's trainer (default: by method, e.g. nnUNetTrainerPGDAT). nnUNetv2_predict and "
+        "nnUNetv2_train -c find only the named classes (after install-trainers); a folder of another name is scored by "
+        "imaseg evaluate --nnunet and continued by imaseg nnunet train --resume",
     )
     train.add_argument("--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
     train.add_argument("--epochs", type=int, help="epochs (default: nnU-Net's 1000)")
@@ -42,6 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--val-iterations", type=int, help="validation iterations per epoch (default: nnU-Net's 50)")
     train.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     train.add_argument("--resume", action="store_true", help="continue from the fold's latest checkpoint")
+    train.add_argument(
+        "--no-validation", action="store_true", help="skip nnU-Net's final validation of the fold's validation cases"
+    )
     add_config_arguments(train, RobustSettings, title="robust training options")
     install = actions.add_parser(
         "install-trainers", help="make imaseg's trainers visible to nnU-Net", description=_INSTALL
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         val_iterations=args.val_iterations,
         device=args.device,
         resume=args.resume,
+        validate=not args.no_validation,
     )
     print(
         f"trained: {output}; score it with: imaseg evaluate --nnunet {output} --fold {args.fold} --data DIR --run OUT"

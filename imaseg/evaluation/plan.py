@@ -10,6 +10,7 @@ from dataclasses import replace
 import torch
 
 from imaseg.attacks import AttackSettings, parse_attack_name
+from imaseg.attacks.hu_shift import DEFAULT_HU_PER_UNIT
 from imaseg.config import to_dict
 from imaseg.evaluation.cells import CLEAN, CaseSettings, Cell
 from imaseg.evaluation.config import EvalConfig
@@ -71,9 +72,14 @@ def case_settings(
     return CaseSettings(attack, config.batch_size, roi, config.eps_unit, config.postprocess)
 
 
-def fingerprint(config: EvalConfig, checkpoint: os.PathLike[str] | str, cases: list[str]) -> str:
-    """Identifies stored cells: the fingerprinted settings, the checkpoint file (path, size, time), the cases."""
+def fingerprint(
+    config: EvalConfig, checkpoint: os.PathLike[str] | str, cases: list[str], hu_per_unit: float | None = None
+) -> str:
+    """Identifies stored cells: the fingerprinted settings, the checkpoint file (path, size, time), the cases, and
+    the HU scale of budgets in HU where it is not the default one (cells stored before it existed used 1400)."""
     relevant = {k: v for k, v in to_dict(config).items() if k in FINGERPRINTED}
+    if hu_per_unit is not None and hu_per_unit != DEFAULT_HU_PER_UNIT:
+        relevant["hu_per_unit"] = hu_per_unit
     if config.eps_unit != "l2":  # cells stored before eps_unit existed stay valid for L2 budgets
         relevant["eps_unit"] = config.eps_unit
     if config.postprocess != "none":  # likewise for raw predictions: cells stored before it existed stay valid

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from imaseg.attacks import attack_spec
 from imaseg.cache.reader import CachedCase
 from imaseg.config import save_config
 from imaseg.evaluation.cell_store import CellStore
@@ -78,7 +79,8 @@ def open_session(
         _refuse_training_cases(run, cases, cache)
     if config.clip_range is None and loaded.clip_range:
         config = replace(config, clip_range=loaded.clip_range)
-    store = CellStore(evaluation.path, fingerprint(config, loaded.checkpoint, cases))
+    hu_per_unit = _hu_per_unit(loaded.store, config.attacks)
+    store = CellStore(evaluation.path, fingerprint(config, loaded.checkpoint, cases, hu_per_unit))
     _save_settings(evaluation, run, config, loaded, cases, store.fingerprint)
     window = loaded.patch_size or loaded.store.manifest.config.get("spatial_size")  # patch runs: their patch
     return EvaluationSession(
@@ -88,7 +90,7 @@ def open_session(
         loaded,
         cases,
         plan_cells(config),
-        case_settings(config, loaded.store.spatial_dims, window, _hu_per_unit(loaded.store)),
+        case_settings(config, loaded.store.spatial_dims, window, hu_per_unit),
         store,
         device,
         functools.cache(loaded.store.load_case),
@@ -131,7 +133,17 @@ def _save_settings(
     )
 
 
-def _hu_per_unit(store) -> float | None:
-    """HU per model-input unit of a CT cache (its window), for budgets in HU; ``None`` for other caches."""
+def _hu_per_unit(store, attacks) -> float | None:
+    """HU per model-input unit of the cache (its CT window), for budgets in HU; ``None`` for caches of other
+    intensities. Raises where an attack with a budget in HU is asked for and the scale is unknown."""
     manifest = store.manifest
-    return hu_per_input_unit(manifest.config, manifest.modality) if isinstance(manifest.config, dict) else None
+    config = manifest.config if isinstance(manifest.config, dict) else {}
+    scale = hu_per_input_unit(config, manifest.modality)
+    in_hu = [a for a in attacks if "hu" in attack_spec(a).norms]
+    if in_hu and scale is None:
+        raise ValueError(
+            f"{', '.join(in_hu)}: budgets in HU need inputs linear in HU, but the cache's intensity is "
+            f"{config.get('intensity', 'unknown')!r} ({manifest.modality}); preprocess the CT with imaseg's window, range or "
+            "none intensity (imaseg preprocess --intensity window)"
+        )
+    return scale

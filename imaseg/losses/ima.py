@@ -97,7 +97,9 @@ class IMALoss(nn.Module):
         settings = settings if settings is not None else IMAConfig()
         self.settings = settings.replace(**changes) if changes else settings
         s = self.settings
-        self.bank = MarginBank(sample_ids, delta=s.delta, eps_max=s.eps_max, eps_min=s.eps_min)
+        self.bank = MarginBank(
+            sample_ids, delta=s.delta, eps_max=s.eps_max, eps_min=s.eps_min, survival_share=s.survival_share
+        )
         self.predicate = DicePredicate(s.tau, s.reduction, s.empty_tolerance, s.empty_policy, relative=s.relative_tau)
         self.clip_range = clip_range
         self.autocast_dtype = autocast_dtype

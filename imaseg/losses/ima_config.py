@@ -64,6 +64,11 @@ class IMAConfig:
     robust_weight: float = setting(0.1, "voxel mode: loss weight of voxels robust beyond the margin")
     voxel_start: float = setting(0.05, "voxel mode: random-start radius as a fraction of the margin")
     voxel_alpha_factor: float = setting(2.5, "voxel mode: inner step as a multiple of margin / steps")
+    survival_share: float = setting(
+        0.0,
+        "a margin grows only when more than this share of the epoch's visits of its sample survived (0: any visit, "
+        "the published rule, where a sample is visited once per epoch; nnU-Net visits a case many times)",
+    )
     threat: str = setting(
         "pgd",
         "what the margins measure: pgd (an L2 ball; delta, eps_min and eps_max in model-input units) or a physical "
@@ -87,6 +92,7 @@ class IMAConfig:
             "robust_weight": check_probability("robust_weight", self.robust_weight),
             "voxel_start": check_probability("voxel_start", self.voxel_start),
             "voxel_alpha_factor": check_non_negative("voxel_alpha_factor", self.voxel_alpha_factor),
+            "survival_share": check_probability("survival_share", self.survival_share),
         }
         if self.threat != "pgd":
             from imaseg.attacks.physical_margin import physical_kinds

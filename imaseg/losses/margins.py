@@ -8,6 +8,9 @@ within ``E_i``). At the end of the epoch (the official rule, Ma & Liang):
 - a sample that survived on some visit grows: ``E_i += delta``;
 - a sample visited but never surviving takes the running boundary estimate, which starts the epoch at
   ``E_i`` and is averaged with each visit's norm: ``est <- (est + ||x_adv - x||) / 2``;
+- with ``survival_share`` s > 0 (for samplers that visit a sample many times per epoch, as nnU-Net's does with
+  a case's slices and patches): a sample grows only when more than a share s of its visits survived, and takes
+  its boundary estimate otherwise; "some visit" alone would let almost every sample grow every epoch;
 - samples not visited keep ``E_i``; all margins are clamped to ``[eps_min, eps_max]``.
 
 ``eps_min`` (default 0, the published rule) is a floor: with ``eps_min`` at a fixed-budget baseline's eps,
@@ -25,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from imaseg.utils.checks import check_non_negative
+from imaseg.utils.checks import check_non_negative, check_probability
 
 __all__ = ["MarginBank"]
 
@@ -38,6 +41,7 @@ class MarginBank(nn.Module):
         delta: initial margin and per-epoch increment (L2, model-input units).
         eps_max: upper clamp of the margins.
         eps_min: lower clamp of the margins (also their start when above ``delta``).
+        survival_share: grow only samples more than this share of whose visits survived (0: any visit).
     """
 
     margins: torch.Tensor
@@ -46,8 +50,17 @@ class MarginBank(nn.Module):
     survived: torch.Tensor
     epochs: torch.Tensor
 
-    def __init__(self, sample_ids: Sequence[str], *, delta: float, eps_max: float, eps_min: float = 0.0) -> None:
+    def __init__(
+        self,
+        sample_ids: Sequence[str],
+        *,
+        delta: float,
+        eps_max: float,
+        eps_min: float = 0.0,
+        survival_share: float = 0.0,
+    ) -> None:
         super().__init__()
+        self.survival_share = check_probability("survival_share", survival_share)
         self.delta = check_non_negative("delta", delta)
         self.eps_max = check_non_negative("eps_max", eps_max)
         self.eps_min = check_non_negative("eps_min", eps_min)
@@ -105,8 +118,8 @@ class MarginBank(nn.Module):
                 dist.all_reduce(tensor)
             estimate = torch.where(ranks_visiting > 0, contribution / ranks_visiting.clamp_min(1), self.margins)
         visited = visits > 0
-        grow = visited & (survived > 0)
-        shrink = visited & (survived == 0)
+        grow = visited & (survived > self.survival_share * visits)
+        shrink = visited & ~grow
         margins = torch.where(grow, self.margins + self.delta, self.margins)
         margins = torch.where(shrink, estimate, margins).clamp(self.eps_min, self.eps_max)
         moved = _movement(self.margins, margins)

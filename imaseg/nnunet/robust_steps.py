@@ -20,6 +20,7 @@ Steps are registered by imaseg's method names (:data:`ROBUST_STEPS`): ``std``, `
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
@@ -154,6 +155,20 @@ class RobustStep(nn.Module):
         self.settings = settings
         self.case_ids = list(case_ids)
         self.positions = {case: i for i, case in enumerate(self.case_ids)}
+        self.precision: Callable[[], AbstractContextManager] = nullcontext
+        """The training forward's precision (the trainer's CUDA autocast); the inner attacks run in float32 outside
+        it, since their input gradients of voxel-averaged losses underflow in float16 without loss scaling."""
+
+    def training_forward(self, network: nn.Module, data: torch.Tensor) -> Outputs:
+        """The network's training forward under :attr:`precision`."""
+        with self.precision():
+            return network(data)
+
+    def forward_pair(
+        self, network: nn.Module, clean: torch.Tensor, adversarial: torch.Tensor
+    ) -> tuple[Outputs, Outputs]:
+        """Outputs of the clean and the adversarial batch, one forward (nnU-Net's instance norm allows it)."""
+        return _halves(self.training_forward(network, torch.cat([clean, adversarial])))
 
     def index(self, keys: Sequence[str]) -> torch.Tensor:
         """Positions of a batch's case identifiers among the training cases."""
@@ -215,7 +230,7 @@ class StandardStep(RobustStep):
     adversarial = False
 
     def loss(self, network, data, target, keys, epoch, generator, ds_loss):
-        loss = ds_loss(network(data), target)
+        loss = ds_loss(self.training_forward(network, data), target)
         return loss, {"loss_clean": float(loss.detach())}
 
 
@@ -242,7 +257,7 @@ class PGDATStep(RobustStep):
             TopOutput(network), loss="dice-ce", select="last", record_flips=record, generator=generator, **arguments
         )
         result = attack.run(data, labels)
-        clean_out, adv_out = _halves(network(torch.cat([data, result.adversarial])))
+        clean_out, adv_out = self.forward_pair(network, data, result.adversarial)
         clean = ds_loss(clean_out, target)
         if self.adv_loss is None:
             adv = ds_loss(adv_out, target)
@@ -262,7 +277,7 @@ class TradesStep(RobustStep):
     def loss(self, network, data, target, keys, epoch, generator, ds_loss):
         arguments = self.settings.adversarial.attack_arguments(epoch)
         adversarial = TradesAttack(TopOutput(network), generator=generator, **arguments)(data, _labels(target, data))
-        clean_out, adv_out = _halves(network(torch.cat([data, adversarial])))
+        clean_out, adv_out = self.forward_pair(network, data, adversarial)
         clean = ds_loss(clean_out, target)
         clean_probs = top_output(clean_out).float().softmax(1)
         kl = kl_per_sample(top_output(adv_out).float(), clean_probs).mean()
@@ -282,7 +297,7 @@ class IMAStep(RobustStep):
         labels = _labels(target, data)
         index = self.index(keys)
         result = self.ima.margin_search(TopOutput(network), data, labels, index, generator)
-        clean_out, adv_out = _halves(network(torch.cat([data, result.adversarial])))
+        clean_out, adv_out = self.forward_pair(network, data, result.adversarial)
         clean = ds_loss(clean_out, target)
         if self.ima.margin == "voxel":
             per_sample, _ = self.ima.adversarial_term(

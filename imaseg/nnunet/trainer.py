@@ -30,6 +30,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from torch import autocast
 
+from imaseg.config import to_dict
 from imaseg.nnunet.robust_steps import RobustSettings, RobustStep, build_robust_step
 from imaseg.utils.atomic import atomic_write_json
 
@@ -50,8 +51,8 @@ _CUDA = torch.device("cuda")  # nnU-Net's default device
 
 
 class nnUNetTrainerRobust(nnUNetTrainer):  # noqa: N801 -- nnU-Net's naming
-    """Base of imaseg's nnU-Net trainers; ``robust_settings`` says what it trains (class attribute, or set on the
-    instance before training starts, as ``imaseg nnunet train`` does)."""
+    """Base of imaseg's nnU-Net trainers; the class attribute ``robust_settings`` says what it trains (a subclass
+    changes it; ``imaseg nnunet train`` makes such a subclass from its flags)."""
 
     robust_settings: ClassVar[RobustSettings] = RobustSettings(method="std")
 
@@ -76,7 +77,10 @@ class nnUNetTrainerRobust(nnUNetTrainer):  # noqa: N801 -- nnU-Net's naming
             self._check_labels()
             train_cases, _ = self.do_split()
             heads = self.label_manager.num_segmentation_heads
-            self.robust_step = build_robust_step(self.imaseg_settings, sorted(train_cases), heads).to(self.device)
+            step = build_robust_step(self.imaseg_settings, sorted(train_cases), heads).to(self.device)
+            if self.device.type == "cuda":  # nnU-Net's mixed precision, for the training forward only
+                step.precision = lambda: autocast("cuda", enabled=True)
+            self.robust_step = step
             self.print_to_log_file(f"imaseg robust training: {self.imaseg_settings}")
         return self.robust_step
 
@@ -98,10 +102,12 @@ class nnUNetTrainerRobust(nnUNetTrainer):  # noqa: N801 -- nnU-Net's naming
             step = self._ensure_step()
             checkpoint[STATE_KEY] = {
                 "method": step.name,
+                "settings": to_dict(self.imaseg_settings),
                 "case_ids": step.case_ids,
                 "state": {k: v.cpu() for k, v in step.state_dict().items() if isinstance(v, torch.Tensor)},
             }
             torch.save(checkpoint, temporary)
+            os.chmod(temporary, 0o644)  # mkstemp's 0600 would differ from nnU-Net's own checkpoints
             os.replace(temporary, filename)
         finally:
             if os.path.exists(temporary):
@@ -118,10 +124,11 @@ class nnUNetTrainerRobust(nnUNetTrainer):  # noqa: N801 -- nnU-Net's naming
         if saved is None:
             logger.warning("the checkpoint holds no imaseg state (an nnUNetTrainer checkpoint?): margins start afresh")
             return
-        if saved["method"] != step.name or list(saved["case_ids"]) != step.case_ids:
+        settings = to_dict(self.imaseg_settings)
+        if saved.get("settings", settings) != settings or list(saved["case_ids"]) != step.case_ids:
             raise ValueError(
-                f"the checkpoint was trained by {saved['method']} on other cases; continue it with the trainer that wrote it "
-                "and the same splits_final.json"
+                f"the checkpoint was trained with other settings ({saved.get('settings', saved['method'])}) or on other "
+                "cases; continue it with the trainer and settings that wrote it and the same splits_final.json"
             )
         step.load_state_dict(saved["state"], strict=False)
 
@@ -136,14 +143,11 @@ class nnUNetTrainerRobust(nnUNetTrainer):  # noqa: N801 -- nnU-Net's naming
             else target.to(self.device)
         )
         keys = [str(k) for k in batch["keys"]]
-        generator = torch.Generator(device=self.device).manual_seed(
-            self.imaseg_settings.seed * 1_000_003 + self.iteration
-        )
+        seed = (self.imaseg_settings.seed * 1_000_003 + self.iteration) * 64 + self.local_rank  # ranks differ
+        generator = torch.Generator(device=self.device).manual_seed(seed)
         self.iteration += 1
         self.optimizer.zero_grad(set_to_none=True)
-        cuda = self.device.type == "cuda"
-        with autocast(self.device.type, enabled=cuda):
-            loss, logs = step.loss(self.network, data, target, keys, self.current_epoch, generator, self.loss)
+        loss, logs = step.loss(self.network, data, target, keys, self.current_epoch, generator, self.loss)
         if self.grad_scaler is not None:
             self.grad_scaler.scale(loss).backward()
             self.grad_scaler.unscale_(self.optimizer)
@@ -195,16 +199,18 @@ class nnUNetTrainerTRADES(nnUNetTrainerRobust):  # noqa: N801
 
 
 class nnUNetTrainerIMA(nnUNetTrainerRobust):  # noqa: N801
-    """IMA, sample mode (the published algorithm): margins up to L2 8, delta 1, one per case."""
+    """IMA, sample mode (the published algorithm): margins up to L2 8, delta 1, one per case, grown when more than
+    half of the epoch's visits of the case survived (nnU-Net draws each case many times per epoch)."""
 
     robust_settings = RobustSettings.from_mapping(
-        {"method": "ima", "ima": {"margin": "sample", "eps_max": 8.0, "delta": 1.0}}
+        {"method": "ima", "ima": {"margin": "sample", "eps_max": 8.0, "delta": 1.0, "survival_share": 0.5}}
     )
 
 
 class nnUNetTrainerIMAVoxel(nnUNetTrainerRobust):  # noqa: N801
-    """IMA, voxel mode (imaseg's): margins up to L2 8, delta 1, one per case."""
+    """IMA, voxel mode (imaseg's): margins up to L2 8, delta 1, one per case, grown when more than half of the
+    epoch's visits of the case survived."""
 
     robust_settings = RobustSettings.from_mapping(
-        {"method": "ima", "ima": {"margin": "voxel", "eps_max": 8.0, "delta": 1.0}}
+        {"method": "ima", "ima": {"margin": "voxel", "eps_max": 8.0, "delta": 1.0, "survival_share": 0.5}}
     )

@@ -137,11 +137,14 @@ def train_nnunet(
     val_iterations: int | None = None,
     device: str | None = None,
     resume: bool = False,
+    validate: bool = True,
 ) -> Path:
     """Train one fold robustly inside nnU-Net; returns the results folder (``.../TRAINER__PLANS__CONFIG``).
 
-    ``epochs`` / ``iterations`` / ``val_iterations`` replace nnU-Net's 1000 / 250 / 50 (a reduced schedule);
-    ``resume`` continues from the fold's latest checkpoint (with the same settings).
+    ``epochs`` / ``iterations`` / ``val_iterations`` replace nnU-Net's 1000 / 250 / 50 (a reduced schedule; a
+    checkpoint every twentieth of it, at least every 50 epochs as nnU-Net does); ``resume`` continues from the
+    fold's latest checkpoint (with the same settings); ``validate``: nnU-Net's final validation on the fold's
+    validation cases (``fold_F/validation``), as ``nnUNetv2_train`` runs it.
 
     Raises:
         DataError: the dataset is not preprocessed, or the plans lack the configuration.
@@ -150,6 +153,11 @@ def train_nnunet(
     """
     require_nnunet()
     from nnunetv2.run.run_training import maybe_load_checkpoint
+
+    fold = _check_fold(fold)
+    for name, value in (("epochs", epochs), ("iterations", iterations), ("val_iterations", val_iterations)):
+        if value is not None and int(value) < 1:
+            raise ValueError(f"`{name}` must be >= 1, got {value}")
 
     from imaseg.nnunet.trainer import nnUNetTrainerRobust
 
@@ -168,10 +176,9 @@ def train_nnunet(
         plans_data["continue_training"] = resume
         name = trainer_name or default_trainer_name(settings)
         trainer_class = type(name, (nnUNetTrainerRobust,), {"robust_settings": settings, "__module__": __name__})
-        fold_value: int | str = fold if fold == "all" else int(fold)
         device_value = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         trainer = trainer_class(
-            plans_data, configuration, fold_value, json.loads((folder / "dataset.json").read_text()), device_value
+            plans_data, configuration, fold, json.loads((folder / "dataset.json").read_text()), device_value
         )
         for attribute, value in (
             ("num_epochs", epochs),
@@ -183,6 +190,26 @@ def train_nnunet(
         output = Path(trainer.output_folder_base)
         _check_settings(output, settings)
         logger.info("nnU-Net %s fold %s, %s: %s", configuration, fold, name, settings.describe())
+        trainer.save_every = max(1, min(50, trainer.num_epochs // 20))
         maybe_load_checkpoint(trainer, resume, False, None)
         trainer.run_training()
+        if validate:
+            trainer.perform_actual_validation(False)
     return output
+
+
+def _check_fold(fold: int | str) -> int | str:
+    """``"all"`` or a non-negative integer (nnU-Net's folds).
+
+    >>> _check_fold("2"), _check_fold("all")
+    (2, 'all')
+    """
+    if fold == "all":
+        return fold
+    try:
+        value = int(fold)
+    except (TypeError, ValueError):
+        raise ValueError(f"`fold` must be an integer (0-4 for nnU-Net's splits) or all, got {fold!r}") from None
+    if value < 0:
+        raise ValueError(f"`fold` must be >= 0 or all, got {fold!r}")
+    return value

@@ -86,18 +86,20 @@ def resolve_modality(config: PreprocessConfig, declared: str) -> str:
 
 
 def hu_per_input_unit(config: Mapping[str, Any], modality: str) -> float | None:
-    """Hounsfield units per model-input unit of a cache made with preprocessing ``config`` (a manifest's
-    ``config``), or ``None`` where the inputs are not linear in HU (no CT window).
+    """Hounsfield units per model-input unit of a CT cache made with preprocessing ``config`` (a manifest's
+    ``config``), or ``None`` where the inputs are not CT numbers mapped linearly (other modalities, z-scores).
 
     >>> hu_per_input_unit({"intensity": "auto", "window": [-100.0, 400.0], "target_range": [0.0, 1.0]}, "ct")
     500.0
-    >>> hu_per_input_unit({"intensity": "zscore"}, "mri") is None
-    True
+    >>> hu_per_input_unit({"intensity": "none"}, "ct"), hu_per_input_unit({"intensity": "zscore"}, "mri")
+    (1.0, None)
     """
+    if modality != "ct":
+        return None
     mode = config.get("intensity", "auto")
-    if mode == "auto":
-        mode = "window" if modality == "ct" else "other"
-    if mode != "window":
+    if mode == "none":
+        return 1.0  # the inputs are the CT numbers
+    if mode not in ("auto", "window", "range"):
         return None
     low, high = (float(v) for v in config.get("window") or (-1000.0, 400.0))
     target_low, target_high = (float(v) for v in config.get("target_range") or (0.0, 1.0))

@@ -120,5 +120,22 @@ def test_the_evaluation_takes_the_hu_scale_from_the_caches_window():
         manifest=SimpleNamespace(modality="ct", config={"intensity": "window", "window": [-160.0, 240.0]})
     )
     mr = SimpleNamespace(manifest=SimpleNamespace(modality="mri", config={"intensity": "auto"}))
-    assert _hu_per_unit(ct) == 400.0 and _hu_per_unit(mr) is None
-    assert case_settings(EvalConfig(), 2, None, _hu_per_unit(ct)).attack.hu_per_unit == 400.0
+    z_ct = SimpleNamespace(manifest=SimpleNamespace(modality="ct", config={"intensity": "zscore"}))
+    attacks = ["ct-intensity-hu", "pgd-l2"]
+    assert _hu_per_unit(ct, attacks) == 400.0 and _hu_per_unit(mr, ["pgd-l2"]) is None
+    assert case_settings(EvalConfig(), 2, None, _hu_per_unit(ct, attacks)).attack.hu_per_unit == 400.0
+    with pytest.raises(
+        ValueError, match="budgets in HU need inputs linear in HU, but the cache's intensity is 'zscore'"
+    ):
+        _hu_per_unit(z_ct, attacks)
+
+
+def test_stored_cells_are_told_apart_by_a_non_default_hu_scale(tmp_path):
+    from imaseg.evaluation.config import EvalConfig
+    from imaseg.evaluation.plan import fingerprint
+
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"x")
+    config = EvalConfig()
+    assert fingerprint(config, checkpoint, ["a"], 1400.0) == fingerprint(config, checkpoint, ["a"])
+    assert fingerprint(config, checkpoint, ["a"], 400.0) != fingerprint(config, checkpoint, ["a"])

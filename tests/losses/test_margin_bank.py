@@ -182,3 +182,18 @@ def test_bad_arguments_raise_with_a_message(kwargs, match):
     ids = kwargs.pop("ids", IDS)
     with pytest.raises(ValueError, match=match):
         MarginBank(ids, **kwargs)
+
+
+@pytest.mark.parametrize(("share", "grows"), [(0.0, True), (0.5, False), (0.4, True)])
+def test_with_many_visits_a_margin_grows_only_when_enough_of_them_survived(share, grows):
+    bank = MarginBank(["a"], delta=0.5, eps_max=4.0, survival_share=share)
+    index = torch.tensor([0])
+    bank.record(index, torch.tensor([0.2]), torch.tensor([True]))  # one visit survives ...
+    bank.record(index, torch.tensor([0.2]), torch.tensor([False]))  # ... the other fails
+    bank.end_epoch()
+    assert bank.margins[0].item() == pytest.approx(1.0 if grows else 0.275)  # grown, or the boundary estimate
+
+
+def test_survival_share_is_a_probability():
+    with pytest.raises(ValueError, match="survival_share"):
+        MarginBank(["a"], delta=0.5, eps_max=4.0, survival_share=1.5)

@@ -138,3 +138,29 @@ def test_the_attack_sees_the_full_resolution_output_only():
     outputs = network(data)
     assert torch.equal(top_output(outputs), outputs[0]) and torch.equal(top_output(outputs[0]), outputs[0])
     assert TopOutput(network)(data).shape == (2, 3, 16, 16)
+
+
+def test_the_attack_runs_outside_the_training_forwards_precision():
+    import contextlib
+
+    state = {"inside": False}
+    seen: list[bool] = []
+
+    @contextlib.contextmanager
+    def precision():
+        state["inside"] = True
+        try:
+            yield
+        finally:
+            state["inside"] = False
+
+    class Recording(TinyDeepSupervised):
+        def forward(self, x):
+            seen.append(state["inside"])
+            return super().forward(x)
+
+    step = build_robust_step(settings("pgd-at", adversarial={"eps": 2.0, "steps": 3}), CASES, 3)
+    step.precision = precision
+    data, targets = batch()
+    step.loss(Recording(), data, targets, CASES[:2], 0, torch.Generator().manual_seed(0), ds_loss)
+    assert seen[-1] is True and not any(seen[:-1])  # 3 attack steps in float32, then the training forward

@@ -138,3 +138,21 @@ def test_the_command_names_the_missing_preprocessing(tmp_path, capsys):
     )
     assert code == 1
     assert "nnUNetv2_plan_and_preprocess -d 777" in capsys.readouterr().err
+
+
+def test_a_checkpoint_refuses_to_continue_under_other_settings(folders):
+    from imaseg.nnunet.trainer import nnUNetTrainerRobust
+    from imaseg.nnunet.training import nnunet_paths
+
+    work = folders["work"]
+    other = RobustSettings.from_mapping(
+        {"method": "ima", "ima": {"margin": "sample", "steps": 2, "delta": 1.0, "eps_max": 2.0}}
+    )
+    folder = work / "preprocessed" / tiny_nnunet.DATASET
+    plans = json.loads((folder / "nnUNetPlans.json").read_text())
+    plans["continue_training"] = True
+    with nnunet_paths(work / "preprocessed", work / "results"):
+        trainer_class = type("nnUNetTrainerIMA", (nnUNetTrainerRobust,), {"robust_settings": other})
+        trainer = trainer_class(plans, "2d", 0, json.loads((folder / "dataset.json").read_text()), torch.device("cpu"))
+        with pytest.raises(ValueError, match="trained with other settings"):
+            trainer.load_checkpoint(str(folders["results"] / "fold_0" / "checkpoint_final.pth"))

@@ -123,4 +123,6 @@ def test_the_quick_pipeline_trains_and_scores_acdc_through_nnunet(tmp_path):
     agreement = float(table.splitlines()[2].split("|")[3])
     assert agreement >= 0.999  # imaseg's clean masks are nnU-Net's predictor's
     checkpoint = next((out / "nnunet_results").rglob("checkpoint_final.pth"))
-    assert checkpoint.parent.parent.name == "nnUNetTrainerImaseg_pgdat__nnUNetPlans__2d_cpu"
+    assert checkpoint.parent.parent.name.startswith("nnUNetTrainerImaseg_pgdat_")
+    assert checkpoint.parent.parent.name.endswith("__nnUNetPlans__2d_cpu")
+    assert (checkpoint.parent / "validation" / "summary.json").is_file()  # nnU-Net's own final validation ran
