@@ -13,7 +13,9 @@ imaseg's PGD-AT, TRADES or IMA inside nnU-Net's own trainer: its plans, data aug
 schedule, validation and checkpoints (which also carry IMA's margins, one per case). The result is an ordinary
 nnU-Net results folder, RESULTS/DatasetXXX/TRAINER__PLANS__CONFIG/fold_F, that nnUNetv2_predict runs and
 `imaseg evaluate --nnunet` scores under attack. Budgets are in nnU-Net's normalised input units (z-scores for
-MR). nnU-Net's default schedule (1000 epochs x 250 iterations) needs a GPU; --epochs and --iterations reduce it."""
+MR). nnU-Net draws each case many times per epoch, so IMA's margins (one per case) grow only when more than half
+of the case's visits survived (--ima-survival-share 0.5 here; 0 is the published one-visit rule). nnU-Net's
+default schedule (1000 epochs x 250 iterations) needs a GPU; --epochs and --iterations reduce it."""
 
 _INSTALL = """nnUNetv2_train -tr NAME and nnUNetv2_predict find trainer classes only inside nnU-Net's package or in the
 folders named by the nnUNet_extTrainer environment variable. This writes a one-line module importing imaseg's
@@ -57,13 +59,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from imaseg.config import resolve_config
-    from imaseg.nnunet.robust_steps import RobustSettings
+    from imaseg.nnunet.robust_steps import NNUNET_DEFAULTS, RobustSettings
     from imaseg.nnunet.training import external_trainer_folder, install_trainers, train_nnunet
 
     if args.nnunet_command == "install-trainers":
         print(external_trainer_folder() if args.print_folder else f"wrote {install_trainers()}")
         return 0
-    settings = resolve_config(RobustSettings, {}, args)
+    settings = resolve_config(RobustSettings, NNUNET_DEFAULTS, args)
     output = train_nnunet(
         args.dataset,
         args.configuration,

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from imaseg.attacks import PGD, TradesAttack
-from imaseg.config import config_from_dict, section, setting
+from imaseg.config import config_from_dict, merge_mappings, section, setting
 from imaseg.functional import as_class_labels, kl_per_sample
 from imaseg.losses import IMALoss
 from imaseg.losses.adversarial import build_adversarial_loss
@@ -38,6 +38,7 @@ from imaseg.training.config import AdversarialConfig
 from imaseg.utils.checks import check_choice, check_probability
 
 __all__ = [
+    "NNUNET_DEFAULTS",
     "ROBUST_STEPS",
     "DeepSupervisionLoss",
     "RobustSettings",
@@ -53,6 +54,10 @@ DeepSupervisionLoss: TypeAlias = Callable[[Any, Any], torch.Tensor]
 """nnU-Net's ``self.loss(outputs, targets)``: a scalar over the batch (lists with deep supervision)."""
 
 ROBUST_STEPS: dict[str, type[RobustStep]] = {}
+
+NNUNET_DEFAULTS: dict[str, Any] = {"ima": {"survival_share": 0.5}}
+"""Where nnU-Net's training differs from imaseg's: it draws a case many times per epoch, so a margin grows only
+when more than half of its visits survived (the published rule's "any visit" would grow almost every margin)."""
 
 
 def top_output(output: Outputs) -> torch.Tensor:
@@ -124,8 +129,14 @@ class RobustSettings:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any] | None = None) -> RobustSettings:
-        """Settings from plain values (``{"method": ..., "adversarial": {...}, "ima": {...}}``); unknown keys raise."""
-        return config_from_dict(cls, dict(values or {}), source="nnU-Net robust training")
+        """Settings from plain values (``{"method": ..., "adversarial": {...}, "ima": {...}}``) over
+        :data:`NNUNET_DEFAULTS`; unknown keys raise.
+
+        >>> RobustSettings.from_mapping({"method": "ima"}).ima.survival_share
+        0.5
+        """
+        merged = merge_mappings(NNUNET_DEFAULTS, dict(values or {}))
+        return config_from_dict(cls, merged, source="nnU-Net robust training")
 
     def describe(self) -> str:
         """The method and its own settings in a few words (logs and the results folder's settings file)."""

@@ -203,7 +203,7 @@ class nnUNetTrainerIMA(nnUNetTrainerRobust):  # noqa: N801
     half of the epoch's visits of the case survived (nnU-Net draws each case many times per epoch)."""
 
     robust_settings = RobustSettings.from_mapping(
-        {"method": "ima", "ima": {"margin": "sample", "eps_max": 8.0, "delta": 1.0, "survival_share": 0.5}}
+        {"method": "ima", "ima": {"margin": "sample", "eps_max": 8.0, "delta": 1.0}}
     )
 
 
@@ -212,5 +212,5 @@ class nnUNetTrainerIMAVoxel(nnUNetTrainerRobust):  # noqa: N801
     epoch's visits of the case survived."""
 
     robust_settings = RobustSettings.from_mapping(
-        {"method": "ima", "ima": {"margin": "voxel", "eps_max": 8.0, "delta": 1.0, "survival_share": 0.5}}
+        {"method": "ima", "ima": {"margin": "voxel", "eps_max": 8.0, "delta": 1.0}}
     )
