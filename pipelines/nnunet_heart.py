@@ -2,12 +2,12 @@
 (imaseg's trainers) -> Dice under attack with and without mirroring TTA -> table and report.
 
     pip install "imaseg[nnunet]" && pip install --no-deps nnunetv2==2.8.1 dynamic-network-architectures==0.4.4
-    python pipelines/nnunet_heart.py [--config pipelines/configs/nnunet_heart.yaml] [--out runs/nnunet_heart]
+    python pipelines/nnunet_heart.py [--config pipelines/configs/nnunet/heart.yaml] [--out runs/nnunet_heart]
                                      [--data ../shared/data/acdc_heart] [--quick] [--force]
 
-``configs/nnunet_heart.yaml`` is a reduced schedule for a CPU (about an hour per robust model on 2 cores): a
+``configs/nnunet/heart.yaml`` is a reduced schedule for a CPU (about an hour per robust model on 2 cores): a
 configuration ``2d_cpu`` added to nnU-Net's plans (in-plane spacing 2 mm, 128 x 128 patches, a 5-stage network up
-to 128 features) and 40 epochs of 50 iterations. ``configs/nnunet_heart_gpu.yaml`` is nnU-Net's own ``2d``
+to 128 features) and 40 epochs of 50 iterations. ``configs/nnunet/heart_gpu.yaml`` is nnU-Net's own ``2d``
 configuration at its full schedule (1000 x 250). The split is the IMA study's fold 0 (by patient): 20 training
 patients, 4 validation patients (nnU-Net's fold 0 validation, written to ``splits_final.json``) and 6 test
 patients held out as ``imagesTs``, never seen by training. Every stage is resumable (``OUT/stages.json``).
@@ -191,7 +191,7 @@ def _trainer_name(method: str, settings: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(HERE / "configs" / "nnunet_heart.yaml"), help="pipeline YAML")
+    parser.add_argument("--config", default=str(HERE / "configs" / "nnunet" / "heart.yaml"), help="pipeline YAML")
     parser.add_argument("--out", default="runs/nnunet_heart", help="output folder (resumable)")
     parser.add_argument("--data", help="ACDC in MSD layout (default: the config's data.path)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 epoch of 2 iterations, 2 steps")

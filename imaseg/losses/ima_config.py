@@ -72,7 +72,7 @@ class IMAConfig:
     threat: str = setting(
         "pgd",
         "what the margins measure: pgd (an L2 ball; delta, eps_min and eps_max in model-input units) or a physical "
-        "kind (sample mode only), e.g. bias-field (margins in max relative intensity change: eps_max 0.3 is +/-30 %) "
+        "kind (sample mode only), e.g. bias-field (margins in max relative intensity change: eps_max 0.3 is up to 30 percent) "
         "or snr-noise (noise-to-signal ratio); the inner attack is that kind's optimised attack",
     )
 

@@ -71,7 +71,7 @@ def test_the_cpu_configuration_is_nnunets_2d_made_smaller(tmp_path):
     }
     plans = tmp_path / "plans.json"
     plans.write_text(json.dumps({"plans_name": "nnUNetPlans", "configurations": {"2d": two_d}}))
-    settings = yaml.safe_load((PIPELINES / "configs" / "nnunet_heart.yaml").read_text())["cpu_configuration"]
+    settings = yaml.safe_load((PIPELINES / "configs" / "nnunet" / "heart.yaml").read_text())["cpu_configuration"]
     pipeline.add_cpu_configuration(plans, "2d_cpu", settings)
     written = json.loads(plans.read_text())["configurations"]
     cpu = written["2d_cpu"]
@@ -105,7 +105,7 @@ def test_the_quick_pipeline_trains_and_scores_acdc_through_nnunet(tmp_path):
         (data / sub).mkdir(parents=True)
         for file in sorted((acdc / sub).glob("patient00[1-6]_*.nii.gz")):
             (data / sub / file.name).symlink_to(file)
-    config = yaml.safe_load((PIPELINES / "configs" / "nnunet_heart.yaml").read_text())
+    config = yaml.safe_load((PIPELINES / "configs" / "nnunet" / "heart.yaml").read_text())
     config.update(
         split={"val": ["patient005"], "test": ["patient006"]}, methods={"pgd-at": config["methods"]["pgd-at"]}
     )
