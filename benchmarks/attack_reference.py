@@ -15,8 +15,9 @@ the reference) is computed afterwards without attacking again:
 
 - ``default/*``: the members of imaseg's default ensemble at 20 steps (APGD-Dice, APGD-DLR, CosPGD, SegPGD,
   noise); ``previous/pgd``: the default before issue 12 (PGD on CE and on soft Dice, 2 x 20 steps), the cost
-  baseline; ``candidate/*``: APGD at 20 steps on the class-balanced CE, the masked CE and Jensen-Shannon,
-  possible members of a new default (added to cells written before they joined the suite);
+  baseline; ``candidate/*``: APGD at 20 steps on the class-balanced CE, the masked CE and Jensen-Shannon, and
+  APGD on soft Dice, DLR and balanced CE at 40 steps (``@40``), possible members of a new default (added to cells
+  written before they joined the suite);
 - ``reference/apgd-*``: APGD at 100 steps on six losses (soft Dice, DLR, CE, class-balanced CE, masked CE,
   Jensen-Shannon: the losses of SEA's segmentation ensemble and more), 7.5x the default's gradient steps;
 - ``public/*``: SegPGD and CosPGD as the ``cospgd`` package runs them and DLR-loss PGD (``adv-lib``), where
@@ -65,6 +66,8 @@ STEPS = 20
 REFERENCE_STEPS = 100
 REFERENCE_LOSSES = ("dice", "dlr", "ce", "balanced-ce", "masked-ce", "js")
 CANDIDATE_KINDS = ("apgd-balanced-ce", "apgd-masked-ce", "apgd-js")  # possible members of a new default, 20 steps
+LONGER_KINDS = ("apgd-dice", "apgd-dlr", "apgd-balanced-ce")  # the same at 40 steps: fewer members, more steps each
+LONGER_STEPS = 40
 SQUARE_STEPS = 100  # x 5 queries per step: 500 forward passes
 TRANSFER = ("apgd-dice", "apgd-dlr")
 
@@ -107,6 +110,9 @@ def attack_suite() -> dict[str, tuple[Craft, int]]:
     }
     suite["previous/pgd"] = (_registered("pgd"), 2 * STEPS)
     suite.update({f"candidate/{kind}": (_registered(kind), STEPS) for kind in CANDIDATE_KINDS})
+    suite.update(
+        {f"candidate/{kind}@{LONGER_STEPS}": (_registered(kind, LONGER_STEPS), LONGER_STEPS) for kind in LONGER_KINDS}
+    )
     suite.update({f"reference/apgd-{loss}": (_apgd(loss), REFERENCE_STEPS) for loss in REFERENCE_LOSSES})
     suite.update(_public())
     suite["gradient-free/square"] = (_registered("square", steps=SQUARE_STEPS), 0)
