@@ -17,7 +17,8 @@ the reference) is computed afterwards without attacking again:
   noise); ``previous/pgd``: the default before issue 12 (PGD on CE and on soft Dice, 2 x 20 steps), the cost
   baseline; ``candidate/*``: APGD at 20 steps on the class-balanced CE, the masked CE and Jensen-Shannon, and
   APGD on soft Dice, DLR and balanced CE at 40 steps (``@40``), possible members of a new default (added to cells
-  written before they joined the suite);
+  written before they joined the suite); ``chosen/apgd-cascade``: the candidate chosen on the validation slices, as
+  imaseg implements it (at most 20 + 40 + 40 steps per slice);
 - ``reference/apgd-*``: APGD at 100 steps on six losses (soft Dice, DLR, CE, class-balanced CE, masked CE,
   Jensen-Shannon: the losses of SEA's segmentation ensemble and more), 7.5x the default's gradient steps;
 - ``public/*``: SegPGD and CosPGD as the ``cospgd`` package runs them and DLR-loss PGD (``adv-lib``), where
@@ -113,6 +114,7 @@ def attack_suite() -> dict[str, tuple[Craft, int]]:
     suite.update(
         {f"candidate/{kind}@{LONGER_STEPS}": (_registered(kind, LONGER_STEPS), LONGER_STEPS) for kind in LONGER_KINDS}
     )
+    suite["chosen/apgd-cascade"] = (_registered("apgd-cascade"), 5 * STEPS)  # the choice, as imaseg runs it
     suite.update({f"reference/apgd-{loss}": (_apgd(loss), REFERENCE_STEPS) for loss in REFERENCE_LOSSES})
     suite.update(_public())
     suite["gradient-free/square"] = (_registered("square", steps=SQUARE_STEPS), 0)
