@@ -15,6 +15,7 @@ change is clipped to ``clip_range``; the inputs are never modified.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -41,9 +42,9 @@ class ParametricAttack(Attack):
         loss: attack loss name or :class:`~imaseg.attacks.losses.AttackLoss`.
         random_start: without a scan, start from random parameters using a budget uniform in ``[0, eps]``.
         restarts: independent random starts; the per-sample worst is kept.
-        scan: random draws at the full budget tried before the steps (forward passes only): each sample starts
-            from its draw of highest loss, and the draws count as iterates (0: a random start inside the
-            budget). Low-dimensional artefacts have several local optima, which a scan finds and steps miss.
+        scan: parameter sets at the full budget tried before the steps (forward passes only; random draws unless
+            the kind spreads them, see ``_scan_draws``): each sample starts from its draw of highest loss, and the
+            draws count as iterates (0: a random start inside the budget). Low-dimensional artefacts have several local optima, which a scan finds and steps miss.
         draws: random draws, the per-sample worst kept (``optimise=False``).
         Others: see :class:`~imaseg.attacks.Attack`.
     """
@@ -104,6 +105,13 @@ class ParametricAttack(Attack):
         """The budget the clipped change ``delta`` used, ``(B,)`` (default: that of the parameters)."""
         return self._amount(params, context)
 
+    def _scan_draws(
+        self, x: torch.Tensor, eps: torch.Tensor, context: Any, generator: torch.Generator
+    ) -> Iterator[torch.Tensor]:
+        """The ``scan`` parameter sets tried before the steps (default: random draws at the full budget)."""
+        for _ in range(self.scan):
+            yield self._draw(x, eps, context, generator)
+
     # ---- the shared attack -------------------------------------------------------------------------------
     def attacked(self, x: torch.Tensor, params: torch.Tensor, context: Any) -> torch.Tensor:
         """``x`` changed by ``params``, clipped to ``clip_range``."""
@@ -133,8 +141,7 @@ class ParametricAttack(Attack):
             fraction = torch.rand(x.shape[0], generator=generator, device=generator.device).to(x.device)
             return self._draw(x, fraction * eps if self.random_start else torch.zeros_like(eps), context, generator)
         best, best_loss = None, None
-        for _ in range(self.scan):
-            params = self._draw(x, eps, context, generator)
+        for params in self._scan_draws(x, eps, context, generator):
             logits = self.logits_of(self.attacked(x, params, context))
             loss = self.loss_fn(logits, y, step=0, steps=self.steps, targeted=False)
             tracker(0, params, predict_classes(logits), logits.shape[1])

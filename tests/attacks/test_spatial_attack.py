@@ -14,6 +14,7 @@ from imaseg.attacks.spatial import (
     field_of_view,
     max_displacement,
     project_onto_budget,
+    shift_directions,
     warp,
 )
 
@@ -145,7 +146,31 @@ def test_registry_names_resolve_and_build():
     random = attack_spec("affine-random-mm")
     assert (random.gradient, random.uses_steps, random.unit) == (False, False, spec.unit)
     assert "no voxel moves by more than eps mm" in spec.describe(AttackSettings(steps=7))
-    attack = create_attack("affine-mm", torch.nn.Conv2d(1, 3, 1), eps=1.0, steps=4, restarts=2)
-    assert isinstance(attack, AffineMisregistration) and (attack.steps, attack.restarts, attack.norm) == (4, 2, "mm")
+    attack = create_attack("affine-mm", torch.nn.Conv2d(1, 3, 1), eps=1.0, steps=10, restarts=2)
+    assert isinstance(attack, AffineMisregistration)
+    assert (attack.scan, attack.steps, attack.restarts, attack.norm) == (16, 4, 2, "mm")  # 16 shifts, 2/5 of the steps
     with pytest.raises(ValueError, match="unknown attack 'affine-l2'"):
         parse_attack_name("affine-l2")
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_the_scan_tries_pure_shifts_by_the_full_budget_in_directions_spread_evenly(dims):
+    x = torch.rand(2, 1, *([9] * dims))
+    attack = AffineMisregistration(torch.nn.Identity(), eps=1.0, scan=8)
+    eps = torch.tensor([1.0, 2.5])
+    draws = list(attack._scan_draws(x, eps, attack._prepare(x, eps), torch.Generator().manual_seed(0)))
+    assert len(draws) == 8
+    rotations = 1 if dims == 2 else 3
+    for params in draws:
+        assert torch.equal(params[:, :rotations], torch.zeros(2, rotations))
+        assert torch.allclose(params[:, rotations:].norm(dim=1), eps)
+    shifts = torch.stack([p[0, rotations:] for p in draws]) / eps[0]
+    cosines = shifts @ shifts.T - 2 * torch.eye(8)
+    assert cosines.max() < (0.8 if dims == 3 else math.cos(2 * math.pi / 8) + 1e-5)  # no two directions close
+
+
+def test_shift_directions_turn_at_random_per_sample_and_follow_the_seed():
+    first = shift_directions(6, 3, 2, torch.Generator().manual_seed(1))
+    again = shift_directions(6, 3, 2, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again) and not torch.allclose(first[:, 0], first[:, 1])
+    assert torch.allclose(first.norm(dim=-1), torch.ones(6, 2), atol=1e-6)
