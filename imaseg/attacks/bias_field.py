@@ -204,13 +204,17 @@ class BiasFieldPGD(_BiasFieldAttack):
         basis = self._basis(x, eps)
         return worst_over_restarts(self.restarts, lambda: self._path(x, y, eps, basis, generator))
 
+    def _start(self, x, eps, basis, generator) -> torch.Tensor:
+        """The first coefficients: a random field of relative change uniform in ``[0, eps]``, or none."""
+        batch = x.shape[0]
+        if not self.random_start:
+            return torch.zeros(batch, basis.shape[0], device=x.device)
+        radius = torch.rand(batch, generator=generator, device=generator.device).to(x.device) * eps
+        return _random_coefficients(batch, basis, radius, generator)
+
     def _path(self, x, y, eps, basis, generator) -> AttackResult:
-        steps, batch = self.steps, x.shape[0]
-        if self.random_start:
-            radius = torch.rand(batch, generator=generator, device=generator.device).to(x.device) * eps
-            coefficients = _random_coefficients(batch, basis, radius, generator)
-        else:
-            coefficients = torch.zeros(batch, basis.shape[0], device=x.device)
+        steps = self.steps
+        coefficients = self._start(x, eps, basis, generator)
         alpha = (self.alpha_factor * eps / max(steps, 1))[:, None]
         tracker = IterateTracker(y, lambda c: field_amplitude(c, basis), track=True, record=False, start=coefficients)
         for k in range(steps):
