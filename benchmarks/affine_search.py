@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from attack_reference import CLIP, _counts, _slices
-from threat_transfer import ORGANS
+from threat_transfer import ORGANS, print_search_summary
 
 from imaseg.attacks import AttackSettings, create_attack
 from imaseg.attacks.parametric import ParametricAttack
@@ -125,12 +125,8 @@ def main() -> None:
             row[v.name] = {"dice": float(mean_global_dice(counts.sum(0))), "seconds": seconds}
         atomic_write_json(OUT, results)
         print(label, {k: round(r["dice"], 4) for k, r in row.items()}, flush=True)
-    for v in ["random 100", *[v.name for v in VARIANTS]]:
-        rows = results["models"].values()
-        wins = sum(r[v]["dice"] <= r["random 100"]["dice"] for r in rows)
-        worst_gap = max(r[v]["dice"] - r["random 100"]["dice"] for r in rows)
-        cost = max(r[v]["seconds"] / r["pgd-l2 1"]["seconds"] for r in rows)
-        print(f"{v:32s} beats random on {wins}/6, largest gap {worst_gap:+.4f}, cost <= {cost:.2f}x")
+    names = ["random 100", *[v.name for v in VARIANTS]]
+    print_search_summary(list(results["models"].values()), names, "random 100", "pgd-l2 1")
 
 
 if __name__ == "__main__":

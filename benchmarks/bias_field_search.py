@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from attack_reference import CLIP, _counts
-from threat_transfer import ORGANS
+from threat_transfer import ORGANS, print_search_summary
 
 from imaseg.attacks import AttackSettings, create_attack
 from imaseg.attacks.bias_field import BiasFieldPGD, _random_coefficients
@@ -105,12 +105,7 @@ def main() -> None:
                 row[key] = {"dice": dice, "seconds": seconds}
             atomic_write_json(OUT, results)
             print(organ_name, label, {k: round(r["dice"], 4) for k, r in row.items()}, flush=True)
-    rows = results["models"].values()
-    for v in ["random 100", *VARIANTS]:
-        wins = sum(r[v]["dice"] <= r["random 100"]["dice"] for r in rows)
-        gap = max(r[v]["dice"] - r["random 100"]["dice"] for r in rows)
-        cost = max(r[v]["seconds"] / r["pgd-l2"]["seconds"] for r in rows)
-        print(f"{v:40s} beats random on {wins}/{len(rows)}, largest gap {gap:+.4f}, cost <= {cost:.2f}x")
+    print_search_summary(list(results["models"].values()), ["random 100", *VARIANTS], "random 100", "pgd-l2")
 
 
 if __name__ == "__main__":

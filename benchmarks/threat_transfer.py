@@ -137,6 +137,16 @@ def _dice(counts) -> float:
     return float(mean_global_dice(np.asarray(counts, dtype=float).sum(0)))
 
 
+def print_search_summary(rows: list[dict], names: list[str], random: str, l2: str) -> None:
+    """Per optimiser variant (a key of every row: ``{"dice", "seconds"}``): on how many models (rows) it is at least as
+    damaging as the random baseline ``random``, its largest gap to it, and its largest cost over the L2 PGD ``l2``."""
+    for name in names:
+        wins = sum(r[name]["dice"] <= r[random]["dice"] for r in rows)
+        gap = max(r[name]["dice"] - r[random]["dice"] for r in rows)
+        cost = max(r[name]["seconds"] / r[l2]["seconds"] for r in rows)
+        print(f"{name:40s} beats random on {wins}/{len(rows)}, largest gap {gap:+.4f}, cost <= {cost:.2f}x")
+
+
 def table(results: dict, organ: Organ) -> str:
     """Markdown: global Dice per model (rows) and threat at its headline budget (columns), with intervals."""
     cases, threats = results["cases"], organ.threats
