@@ -21,14 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from attack_reference import CLIP, _counts
-from threat_transfer import ORGANS, print_search_summary
+from threat_transfer import ORGANS, print_search_summary, split_slices
 
 from imaseg.attacks import AttackSettings, create_attack
 from imaseg.attacks.bias_field import BiasFieldPGD, _random_coefficients
-from imaseg.cache.reader import CaseStore
 from imaseg.metrics.worst import mean_global_dice
 from imaseg.run_model import load_run_model
-from imaseg.study.cells import cache_folder, expand_cells
+from imaseg.study.cells import expand_cells
 from imaseg.study.declaration import load_study
 from imaseg.utils.atomic import atomic_write_json
 from imaseg.utils.logs import setup_logging
@@ -76,12 +75,6 @@ def _run(make, model, x, y, classes: int) -> tuple[float, float]:
     return float(mean_global_dice(np.concatenate(parts).sum(0))), time.perf_counter() - started
 
 
-def _slices(study, split: str, count: int):
-    samples = CaseStore(cache_folder(study.work)).samples(split, study.folds[0])
-    index = np.unique(np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int))
-    return samples.images[index].float(), samples.labels[index, 0].long()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.parse_args()
@@ -93,7 +86,7 @@ def main() -> None:
         organ = ORGANS[organ_name]
         study = load_study(organ.study)
         cells = {c.name: c for c in expand_cells(study)}
-        x, y = _slices(study, split, count)
+        x, y, _ = split_slices(study, split, count)
         for label, name in organ.models.items():
             model = load_run_model(cells[name].folder(study.work)).network.eval()
             row = results["models"][f"{organ_name} {label}"] = {}

@@ -126,9 +126,9 @@ def threat_cell(model, x, y, organ: Organ, threat: str) -> dict:
     return cell
 
 
-def _test_slices(study, count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``count`` evenly spaced test slices of the study's (first) fold, with their cases."""
-    samples = CaseStore(cache_folder(study.work)).samples("test", study.folds[0])
+def split_slices(study, split: str, count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``count`` evenly spaced slices of ``split`` (train / val / test) of the study's (first) fold, with their cases."""
+    samples = CaseStore(cache_folder(study.work)).samples(split, study.folds[0])
     index = np.unique(np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int))
     return samples.images[index].float(), samples.labels[index, 0].long(), [samples.cases[i] for i in index]
 
@@ -167,9 +167,8 @@ def table(results: dict, organ: Organ) -> str:
             row.append(f"{_dice(attacked):.3f} ({low:.3f}..{high:.3f})")
             random = _dice(cells[threat]["random"]["counts"])
             seconds = cells[threat]["seconds"][f"{headline:g}"]
-            l2 = cells[threat].get(
-                "l2 seconds", cells.get("pgd-l2 seconds", float("nan"))
-            )  # this cell's, else the row's
+            row_l2 = cells.get("pgd-l2 seconds", float("nan"))
+            l2 = cells[threat].get("l2 seconds", row_l2)  # timed with the cell where it was, else once per model
             checks.append((label, threat, _dice(attacked), random, seconds / l2))
         lines.append("| " + " | ".join(row) + " |")
     lines += [
@@ -200,7 +199,7 @@ def main() -> None:
     study = load_study(organ.study)
     run_study(study, only=list(organ.models.values()), rerun_missing=True)
     cells = {c.name: c for c in expand_cells(study)}
-    x, y, cases = _test_slices(study, args.slices)
+    x, y, cases = split_slices(study, "test", args.slices)
     suffix = "" if args.organ == "acdc" else f"_{args.organ}"
     out = RESULTS / f"threat_transfer{suffix}.json"
     results = json.loads(out.read_text()) if out.is_file() else {}

@@ -44,7 +44,8 @@ class ParametricAttack(Attack):
         restarts: independent random starts; the per-sample worst is kept.
         scan: parameter sets at the full budget tried before the steps (forward passes only; random draws unless
             the kind spreads them, see ``_scan_draws``): each sample starts from its draw of highest loss, and the
-            draws count as iterates (0: a random start inside the budget). Low-dimensional artefacts have several local optima, which a scan finds and steps miss.
+            draws count as iterates (0: a random start inside the budget). Low-dimensional artefacts have several
+            local optima, which a scan finds and steps miss.
         draws: random draws, the per-sample worst kept (``optimise=False``).
         Others: see :class:`~imaseg.attacks.Attack`.
     """

@@ -240,11 +240,10 @@ class AffineMisregistration(ParametricAttack):
 
     def _scan_draws(self, x, eps, context, generator) -> Iterator[torch.Tensor]:
         """Pure shifts by the full budget in ``scan`` directions spread evenly, turned at random per sample."""
-        rotations = 1 if x.dim() == 4 else 3
+        no_rotation = x.new_zeros(x.shape[0], 1 if x.dim() == 4 else 3)
+        amount = eps[:, None].to(x)
         for direction in shift_directions(self.scan, x.dim() - 2, x.shape[0], generator).to(x):
-            yield torch.cat([torch.zeros(x.shape[0], rotations, dtype=x.dtype, device=x.device), direction], 1) * eps[
-                :, None
-            ].to(x)
+            yield torch.cat([no_rotation, direction * amount], dim=1)
 
     def _realised(self, x, delta, params, context) -> torch.Tensor:
         return max_displacement(params, context)
