@@ -181,6 +181,15 @@ def score_model(results: Path, data: Path, run: Path, tta: bool, evaluation: dic
     return {"dice": dice, "agreement": float(reference["agreement"]), "attack": attack}
 
 
+def write_report(out: Path, runs: list[Path]) -> None:
+    """``OUT/report.html`` (and ``.md``): every scored model side by side, with and without TTA."""
+    from imaseg.cli import main as imaseg_main
+
+    title = "ACDC heart MRI through nnU-Net v2: STD and robust training, scored with and without mirroring TTA"
+    if imaseg_main(["report", *map(str, runs), "--out", str(out / "report"), "--title", title]) != 0:
+        raise RuntimeError(f"imaseg report {' '.join(map(str, runs))} failed")
+
+
 def _trainer_name(method: str, settings: Any) -> str:
     """``nnUNetTrainerImaseg_pgdat_1a2b3c``: the method and a digest of its settings (another setting, another folder)."""
     from imaseg.config import to_dict
@@ -272,6 +281,7 @@ def run_pipeline(config: dict[str, Any], data: Path, out: Path, stages: StageRun
             rows.append({"model": name, "tta": "yes" if tta else "no", **result})
     table = summary_table({"eps": evaluation["eps"], "rows": rows})
     atomic_write_text(out / "nnunet_heart.md", table)
+    write_report(out, [out / "runs" / f"{r['model']}-{'tta' if r['tta'] == 'yes' else 'notta'}" for r in rows])
     print(table)
     return 0
 

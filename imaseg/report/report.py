@@ -60,7 +60,8 @@ def _describe_attack(summary: Summary, attack: str) -> str:
     """The attack in words, as the evaluation described it (from the attack registry) in its summary."""
     s = summary.settings
     how = summary.facts.attack_descriptions.get(attack, "")
-    return f"{attack}: {how + ', ' if how else ''}seed {s.seed}, clip range {s.clip_range or 'none'}"
+    clip = f"clip range {s.clip_range}" if s.clip_range else "not clipped"
+    return f"{attack}: {how + ', ' if how else ''}seed {s.seed}, {clip}"
 
 
 def build_report(
@@ -142,7 +143,8 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
         t = r.config.get("train", {})
         settings = r.method_settings
         seconds = np.nansum([row.get("seconds", np.nan) for row in r.log]) if r.log else float("nan")
-        rows.append([r.name, r.method, settings, len(r.log), f"{seconds / 60:.1f}", t.get("seed", "")])
+        epochs, minutes = (len(r.log), f"{seconds / 60:.1f}") if r.log else ("-", "-")  # trained outside imaseg
+        rows.append([r.name, r.method, settings, epochs, minutes, t.get("seed", "")])
     doc.table(["run", "method", "settings", "epochs", "train minutes", "seed"], rows)
 
 

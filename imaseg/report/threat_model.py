@@ -30,8 +30,9 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
     clip = settings.clip_range
     doc.paragraph(
         f"White-box attacker with full access to the weights and gradients, per-sample budget, "
-        f"{settings.steps} steps, {settings.restarts} restart(s), seed {settings.seed}, inputs clipped to "
-        f"{clip or 'none'}. Attacks: {members or ', '.join(summary.attacks)}."
+        f"{settings.steps} steps, {settings.restarts} restart(s), seed {settings.seed}, "
+        f"{f'inputs clipped to {clip}' if clip else 'inputs not clipped (the model declares no input range)'}. "
+        f"Attacks: {members or ', '.join(summary.attacks)}."
     )
     over = "each 2D slice (the model's input)" if (facts.spatial_dims or 2) == 2 else "the whole 3D volume"
     size = facts.spatial_size
@@ -76,6 +77,8 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
 
 def training_history(run: RunData) -> str:
     """``trained N epochs (M min)``, and for a fine-tuned run the run it started from, with the totals."""
+    if not run.log and not (run.config.get("train") or {}).get("init"):
+        return f"{run.method}: trained outside imaseg (no training log in its run folder)."
     own_minutes = sum(float(row.get("seconds") or 0) for row in run.log) / 60
     text = f"{run.method} trained {len(run.log)} epoch(s) ({own_minutes:.1f} CPU/GPU min)"
     init = (run.config.get("train") or {}).get("init")
