@@ -178,8 +178,7 @@ def cell_rows(data: dict, members: list[str] | None = None, skip: bool = False) 
 
 def reference_subsets(cells: list[dict]) -> list[dict]:
     """For each size, the subset of the reference's own 100-step APGD attacks with the smallest largest gap to
-    the reference, and, for comparison, the worst over every attack that is not a reference, public, gradient-free
-    or transfer attack: how much of the reference long APGD alone reaches, at what cost."""
+    the reference: how much of the reference long APGD alone reaches, at what cost."""
     references = [worst(c, list(c["attacks"]))[0] for c in cells]
     names = [n for n in cells[0]["attacks"] if n.startswith("reference/")]
     rows = []

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from attack_reference import _counts
 from scipy.stats import kendalltau
+from threat_transfer import split_slices
 
 from imaseg.attacks import APGD, AttackSettings, create_attack
 from imaseg.attacks.registry import ENSEMBLE_MEMBERS
-from imaseg.cache.reader import CaseStore
-from imaseg.metrics.dice import confusion_counts
 from imaseg.metrics.worst import choose_worst, mean_global_dice
 from imaseg.run_model import load_run_model
-from imaseg.study.cells import cache_folder, expand_cells
-from imaseg.study.declaration import Study, load_study
+from imaseg.study.cells import expand_cells
+from imaseg.study.declaration import load_study
 from imaseg.utils.atomic import atomic_write_json, atomic_write_text
 from imaseg.utils.logs import setup_logging
 
@@ -47,14 +47,6 @@ STRONG = "strong/apgd-dice@100x3"
 BATCH = 16
 TIE = 0.005
 IMA_METHOD = "ima"
-
-
-def _counts(model, adversarial: torch.Tensor, y: torch.Tensor, classes: int) -> np.ndarray:
-    """``(S, C-1, 3)`` per sample and foreground class ``[tp, fp, fn]``."""
-    with torch.no_grad():
-        prediction = model(adversarial).argmax(1)
-    tp, fp, fn = confusion_counts(prediction, y, classes)
-    return torch.stack([tp[:, 1:], fp[:, 1:], fn[:, 1:]], -1).numpy().astype(np.int64)
 
 
 def _crafts(clip: tuple[float, float] | None) -> dict:
@@ -94,15 +86,8 @@ def attack_model(model, x: torch.Tensor, y: torch.Tensor, eps: float, classes: i
             xb, yb = x[start : start + BATCH], y[start : start + BATCH]
             parts.append(_counts(model, craft(model, xb, yb, eps, start), yb, classes))
         attacks[name] = {"counts": np.concatenate(parts).tolist(), "seconds": round(time.perf_counter() - started, 2)}
-    with torch.no_grad():
-        attacks["clean"] = {"counts": _counts(model, x, y, classes).tolist(), "seconds": 0.0}
+    attacks["clean"] = {"counts": _counts(model, x, y, classes).tolist(), "seconds": 0.0}
     return attacks
-
-
-def _samples(study: Study, fold: int, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
-    samples = CaseStore(cache_folder(study.work)).samples("test", fold)
-    index = np.unique(np.linspace(0, len(samples) - 1, min(limit, len(samples))).round().astype(int))
-    return samples.images[index].float(), samples.labels[index, 0].long()
 
 
 def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> Path:
@@ -112,7 +97,7 @@ def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> P
     data.update(study=str(study_path.resolve().relative_to(ROOT)), budgets=list(BUDGETS[study.name]))
     cells_done = set(json.loads(study.records_path.read_text())["cells"]) if study.records_path.is_file() else set()
     results = data.setdefault("cells", {})
-    started = time.monotonic()
+    started, samples = time.monotonic(), {}
     for cell in expand_cells(study, seeds=seeds):
         if cell.key not in cells_done:
             logging.warning("%s: not finished by `imaseg study run`; skipped", cell.key)
@@ -120,7 +105,9 @@ def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> P
         todo = [eps for eps in BUDGETS[study.name] if f"{cell.key} l2 {eps:g}" not in results]
         if not todo:
             continue
-        x, y = _samples(study, cell.fold, limit)
+        if cell.fold not in samples:  # read once per fold, not once per model
+            samples[cell.fold] = split_slices(study, "test", limit, cell.fold)[:2]
+        x, y = samples[cell.fold]
         run_model = load_run_model(cell.folder(study.work))
         model, crafts = run_model.network.eval(), _crafts(run_model.clip_range)
         classes = run_model.record.data_shape.num_classes if run_model.record else int(y.max()) + 1

@@ -126,9 +126,12 @@ def threat_cell(model, x, y, organ: Organ, threat: str) -> dict:
     return cell
 
 
-def split_slices(study, split: str, count: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``count`` evenly spaced slices of ``split`` (train / val / test) of the study's (first) fold, with their cases."""
-    samples = CaseStore(cache_folder(study.work)).samples(split, study.folds[0])
+def split_slices(
+    study, split: str, count: int, fold: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``count`` evenly spaced slices of ``split`` (train / val / test) of ``fold`` (default: the study's first), with
+    their cases."""
+    samples = CaseStore(cache_folder(study.work)).samples(split, study.folds[0] if fold is None else fold)
     index = np.unique(np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int))
     return samples.images[index].float(), samples.labels[index, 0].long(), [samples.cases[i] for i in index]
 

@@ -142,8 +142,9 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
     for r in runs:
         t = r.config.get("train", {})
         settings = r.method_settings
-        seconds = np.nansum([row.get("seconds", np.nan) for row in r.log]) if r.log else float("nan")
-        epochs, minutes = (len(r.log), f"{seconds / 60:.1f}") if r.log else ("-", "-")  # trained outside imaseg
+        epochs, minutes = "-", "-"  # trained outside imaseg: no log
+        if r.log:
+            epochs, minutes = str(len(r.log)), f"{np.nansum([row.get('seconds', np.nan) for row in r.log]) / 60:.1f}"
         rows.append([r.name, r.method, settings, epochs, minutes, t.get("seed", "")])
     doc.table(["run", "method", "settings", "epochs", "train minutes", "seed"], rows)
 

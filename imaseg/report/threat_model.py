@@ -77,11 +77,11 @@ def threat_model_box(doc: Document, runs: list[RunData]) -> None:
 
 def training_history(run: RunData) -> str:
     """``trained N epochs (M min)``, and for a fine-tuned run the run it started from, with the totals."""
-    if not run.log and not (run.config.get("train") or {}).get("init"):
+    init = (run.config.get("train") or {}).get("init")
+    if not run.log and not init:
         return f"{run.method}: trained outside imaseg (no training log in its run folder)."
     own_minutes = sum(float(row.get("seconds") or 0) for row in run.log) / 60
     text = f"{run.method} trained {len(run.log)} epoch(s) ({own_minutes:.1f} CPU/GPU min)"
-    init = (run.config.get("train") or {}).get("init")
     if not init:
         return text + " from scratch."
     source = RunDir.of_checkpoint(init)
