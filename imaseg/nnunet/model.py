@@ -14,6 +14,8 @@ nnU-Net resolves those names with ``pydoc.locate``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import pickle
@@ -80,15 +82,18 @@ class NnUNetModel:
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
         device = next(self.network.parameters()).device
-        predictor = nnUNetPredictor(
-            tile_step_size=step,
-            use_gaussian=True,
-            use_mirroring=tta,
-            perform_everything_on_device=device.type == "cuda",
-            device=device,
-            verbose=False,
-            allow_tqdm=False,
-        )
+        # nnU-Net prints "perform_everything_on_device=True is only supported for cuda devices!" on every CPU
+        # construction, whatever the flag says; it says nothing here, so it is kept off the user's terminal.
+        with contextlib.redirect_stdout(io.StringIO()):
+            predictor = nnUNetPredictor(
+                tile_step_size=step,
+                use_gaussian=True,
+                use_mirroring=tta,
+                perform_everything_on_device=device.type == "cuda",
+                device=device,
+                verbose=False,
+                allow_tqdm=False,
+            )
         predictor.manual_initialization(
             self.network,
             self.plans_manager,

@@ -142,7 +142,7 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
     for r in runs:
         t = r.config.get("train", {})
         settings = r.method_settings
-        epochs, minutes = "-", "-"  # trained outside imaseg: no log
+        epochs, minutes = "-", "-"  # trained outside imaseg's training command: no log
         if r.log:
             epochs, minutes = str(len(r.log)), f"{np.nansum([row.get('seconds', np.nan) for row in r.log]) / 60:.1f}"
         rows.append([r.name, r.method, settings, epochs, minutes, t.get("seed", "")])

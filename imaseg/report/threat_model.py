@@ -79,7 +79,7 @@ def training_history(run: RunData) -> str:
     """``trained N epochs (M min)``, and for a fine-tuned run the run it started from, with the totals."""
     init = (run.config.get("train") or {}).get("init")
     if not run.log and not init:
-        return f"{run.method}: trained outside imaseg (no training log in its run folder)."
+        return f"{run.method}: trained outside imaseg's training command (no training log in its run folder)."
     own_minutes = sum(float(row.get("seconds") or 0) for row in run.log) / 60
     text = f"{run.method} trained {len(run.log)} epoch(s) ({own_minutes:.1f} CPU/GPU min)"
     if not init:

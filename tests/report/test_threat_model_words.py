@@ -10,7 +10,10 @@ from imaseg.report.threat_model import training_history
 
 def test_a_run_without_a_training_log_says_it_was_trained_elsewhere():
     run = RunData(Path("x"), "nnunet-std", {"method": {"label": "nnU-Net 2d"}, "train": {"method": "external"}})
-    assert training_history(run) == "nnU-Net 2d: trained outside imaseg (no training log in its run folder)."
+    assert (
+        training_history(run)
+        == "nnU-Net 2d: trained outside imaseg's training command (no training log in its run folder)."
+    )
 
 
 def test_a_run_with_a_training_log_counts_its_epochs():
