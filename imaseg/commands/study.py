@@ -1,4 +1,5 @@
-"""``imaseg study run|report STUDY.yaml``: a declared study's cells, run resumably, and its report."""
+"""``imaseg study run|status|report STUDY.yaml``: a declared study's cells, run resumably, its progress and its
+report."""
 
 from __future__ import annotations
 
@@ -8,12 +9,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from imaseg.study.declaration import Study
 
-HELP = "run a declared study (configurations x folds x seeds, resumable, in chunks) or report it from its records"
+HELP = (
+    "run a declared study (configurations x folds x seeds, resumable, in chunks), show how far it got, or report it"
+    " from its records"
+)
 
 _RUN = """Run the study's cells that are not done: each is a normal `imaseg train` + `imaseg evaluate` run folder
 under the study's `work` folder. A cell whose records entry was made with the same settings is skipped; a
 changed setting reruns only the cells (and inside them only the stages) it touches; an interrupted cell
 resumes. Every finished cell is appended at once to RESULTS/NAME_records.json (commit it after every chunk)."""
+
+_STATUS = """Per configuration the cells done (in the records with today's settings), stale (in the records with
+other settings: the next run reruns them) and left, and the CPU minutes left, estimated from the cells done
+(their recorded `cpu_minutes`: process time summed over threads, so on 2 busy cores about twice the wall
+time). Reads the declaration and the records only: no torch, no data, no run folder."""
 
 _REPORT = """Pool the records (95% bootstrap intervals over patients, paired differences, the comparison at
 matched clean Dice), write NAME.json, NAME.md and NAME.png, and print the tables. Needs no torch, no data and
@@ -31,23 +40,31 @@ def _numbers(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
-    run = actions.add_parser("run", help="run the cells that are not done", description=_RUN)
-    run.add_argument("study", help="study declaration (YAML; e.g. benchmarks/studies/frontier_acdc.yaml)")
-    run.add_argument(
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--only",
         type=_names,
         help="comma-separated configuration names (default: all); the configurations they fine-tune are added",
     )
-    run.add_argument("--folds", type=_numbers, help="comma-separated folds instead of the study's, e.g. 0,1")
-    run.add_argument("--seeds", type=_numbers, help="comma-separated seeds instead of the study's")
+    parser.add_argument("--folds", type=_numbers, help="comma-separated folds instead of the study's, e.g. 0,1")
+    parser.add_argument("--seeds", type=_numbers, help="comma-separated seeds instead of the study's")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run the cells that are not done", description=_RUN)
+    run.add_argument("study", help="study declaration (YAML; e.g. benchmarks/studies/frontier_acdc.yaml)")
+    _add_selection(run)
     run.add_argument(
         "--max-minutes",
         type=float,
         help="start no cell after this many wall minutes (default: the study's max_minutes); rerun to continue",
     )
     run.add_argument("--work", help="folder of the run folders and cache (default: the study's `work`)")
+    status = actions.add_parser("status", help="cells done, stale and left, and the CPU time left", description=_STATUS)
+    status.add_argument("study", help="study declaration (YAML)")
+    _add_selection(status)
+    status.add_argument("--records", help="another records file of this study (default: RESULTS/NAME_records.json)")
     report = actions.add_parser("report", help="tables, intervals and the plot from the records", description=_REPORT)
     report.add_argument("study", help="study declaration (YAML)")
     report.add_argument("--records", help="another records file of this study (default: RESULTS/NAME_records.json)")
@@ -60,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(args.study)
     if args.study_command == "report":
         return _report(study, args)
+    if args.study_command == "status":
+        return _status(study, args)
     return _run(study, args)
 
 
@@ -69,6 +88,17 @@ def _report(study: Study, args: argparse.Namespace) -> int:
 
     records = StudyRecords.load(args.records or study.records_path)
     print(write_report(records, study.report, args.out or study.output_prefix))
+    return 0
+
+
+def _status(study: Study, args: argparse.Namespace) -> int:
+    from imaseg.study.cells import expand_cells
+    from imaseg.study.progress import format_progress, study_progress
+    from imaseg.study.records import StudyRecords
+
+    records = StudyRecords.load(args.records or study.records_path)
+    cells = expand_cells(study, only=args.only, folds=args.folds, seeds=args.seeds)
+    print(format_progress(study_progress(study, records, cells)))
     return 0
 
 

@@ -6,10 +6,11 @@ declaration            ``load_study(path)`` -> :class:`Study` (frozen), its ``co
 cells                  ``expand_cells(study)``: configuration x folds x seeds, sources first
 runner                 ``imaseg.study.runner.run_study`` (imports torch: train and evaluate)
 records                :class:`StudyRecords`: finished cells, their per-case counts, case -> patient
+progress               ``study_progress(study, records, cells)``: cells done / stale / left, CPU time left
 report                 ``write_report(records, study.report, prefix)``: tables, intervals, plot
 =====================  ==========================================================================
 
-The command line is ``imaseg study run|report STUDY.yaml``. Only the runner imports torch, so reports render
+The command line is ``imaseg study run|status|report STUDY.yaml``. Only the runner imports torch, so reports render
 anywhere from the records file.
 """
 
