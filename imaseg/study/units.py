@@ -1,0 +1,110 @@
+"""A configuration's records as counts per (patient, training seed), and the curves a bootstrap draws from them.
+
+Patients and seeds are crossed: every seed's model scores every test patient of its fold. A replicate of the
+bootstrap over patients and seeds (:func:`crossed_draws`) draws patients and seeds independently with
+replacement and counts every drawn patient under every drawn seed, so its intervals hold the spread over
+patients and the spread over training runs. Two aggregations of Dice, mean over foreground classes:
+
+- ``global``: Dice of the counts summed over every case (of every unit) drawn;
+- ``case``: per class the mean over cases of the case's Dice (a case without the class in label and prediction
+  left out, as in ``summary.json``'s ``case``), then the mean over classes.
+
+No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AGGREGATIONS", "UnitCounts", "crossed_draws", "unit_counts"]
+
+AGGREGATIONS = ("global", "case")
+
+
+@dataclass(frozen=True)
+class UnitCounts:
+    """One configuration's counts by unit: ``keys`` are ``"clean"`` and the budgets as records spell them."""
+
+    patients: tuple[str, ...]
+    seeds: tuple[int, ...]
+    keys: tuple[str, ...]
+    totals: np.ndarray  # (P, S, K, C, 3) summed [tp, fp, fn]
+    case_dice: np.ndarray  # (P, S, K, C) sum over the unit's cases of the case's class Dice (defined ones)
+    case_defined: np.ndarray  # (P, S, K, C) how many of the unit's cases define that Dice
+
+    def curves(self, weights: np.ndarray, aggregation: str) -> np.ndarray:
+        """Dice per key for each replicate: ``weights`` ``(R, P, S)`` (how often each unit was drawn) ->
+        ``(R, K)``; NaN where nothing drawn defines a class."""
+        if aggregation == "global":
+            pooled = np.einsum("rps,pskcx->rkcx", weights, self.totals)
+            tp, fp, fn = pooled[..., 0], pooled[..., 1], pooled[..., 2]
+            denominator = 2 * tp + fp + fn
+            dice = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), np.nan)
+        elif aggregation == "case":
+            total = np.einsum("rps,pskc->rkc", weights, self.case_dice)
+            defined = np.einsum("rps,pskc->rkc", weights, self.case_defined)
+            dice = np.where(defined > 0, total / np.maximum(defined, 1e-12), np.nan)
+        else:
+            raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
+        present = ~np.isnan(dice)
+        count = present.sum(-1)
+        return np.where(count > 0, np.where(present, dice, 0).sum(-1) / np.maximum(count, 1), np.nan)
+
+
+def unit_counts(records: Sequence[Mapping[str, Any]], patients: Mapping[str, str]) -> UnitCounts:
+    """The records of one configuration (every fold and seed) by (patient, seed).
+
+    Raises:
+        ValueError: records with different keys (budgets), or a case without a patient.
+    """
+    if not records:
+        raise ValueError("no records to count")
+    keys = tuple(records[0]["counts"])
+    for record in records:
+        if tuple(record["counts"]) != keys:
+            raise ValueError(
+                f"cell {record['setting']} fold {record['fold']} seed {record['seed']} has budgets "
+                f"{list(record['counts'])}, others {list(keys)}: every cell needs the same evaluation"
+            )
+    missing = sorted({c for r in records for c in r["counts"]["clean"]} - set(patients))
+    if missing:
+        raise ValueError(f"cases {missing[:5]} (of {len(missing)}) have no patient")
+    patient_ids = tuple(sorted({patients[c] for r in records for c in r["counts"]["clean"]}))
+    seeds = tuple(sorted({int(r["seed"]) for r in records}))
+    classes = len(next(iter(records[0]["counts"]["clean"].values())))
+    shape = (len(patient_ids), len(seeds), len(keys), classes)
+    totals, dice_sum, defined = np.zeros((*shape, 3)), np.zeros(shape), np.zeros(shape)
+    p_index = {p: i for i, p in enumerate(patient_ids)}
+    for record in records:
+        s = seeds.index(int(record["seed"]))
+        for k, key in enumerate(keys):
+            for case, value in record["counts"][key].items():
+                counts = np.asarray(value, dtype=float)
+                p = p_index[patients[case]]
+                totals[p, s, k] += counts
+                denominator = 2 * counts[:, 0] + counts[:, 1] + counts[:, 2]
+                dice_sum[p, s, k] += np.where(denominator > 0, 2 * counts[:, 0] / np.maximum(denominator, 1e-12), 0)
+                defined[p, s, k] += denominator > 0
+    return UnitCounts(patient_ids, seeds, keys, totals, dice_sum, defined)
+
+
+def crossed_draws(patients: int, seeds: int, replicates: int = 2000, seed: int = 0) -> np.ndarray:
+    """Unit weights ``(replicates + 1, patients, seeds)``: row 0 all ones (the point estimate), then one row per
+    replicate, patients and seeds drawn independently with replacement (a weight is how often the unit was
+    drawn: patient multiplicity times seed multiplicity).
+
+    >>> w = crossed_draws(3, 2, replicates=4)
+    >>> w.shape, w[0].tolist(), bool((w[1:].sum((1, 2)) == 6).all())
+    ((5, 3, 2), [[1.0, 1.0], [1.0, 1.0], [1.0, 1.0]], True)
+    """
+    rng = np.random.default_rng(seed)
+    patient_draws = rng.integers(0, patients, size=(replicates, patients))
+    seed_draws = rng.integers(0, seeds, size=(replicates, seeds))
+    patient_weight = np.stack([np.bincount(d, minlength=patients) for d in patient_draws]).astype(float)
+    seed_weight = np.stack([np.bincount(d, minlength=seeds) for d in seed_draws]).astype(float)
+    weights = patient_weight[:, :, None] * seed_weight[:, None, :]
+    return np.concatenate([np.ones((1, patients, seeds)), weights])
