@@ -14,7 +14,7 @@ Written and committed before any confirmation result was read. Reads ``results/N
 - the mechanism target on each IMA cell's margins (``ima_choice.mechanism``);
 - the clean-Dice target: settings within 0.03 of STD's clean Dice with >= 0.45 global Dice at eps 1 (ACDC).
 
-Cells missing from the records are listed; the verdicts say "incomplete" until all are in.
+While a cell is missing or stale, only the missing cells are listed: no figure of a partial confirmation.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from ima_choice import CHANGED_SHARE, MOVED_DELTAS, mechanism
 
-from imaseg.study.cells import expand_cells, slug
+from imaseg.study.cells import cell_fingerprints, expand_cells, slug
 from imaseg.study.declaration import Study, load_study
-from imaseg.study.fronts import FrontComparison, compare_to_front, endpoint_values
+from imaseg.study.fronts import compare_to_front, endpoint_values
 from imaseg.study.records import StudyRecords
 from imaseg.study.units import AGGREGATIONS, UnitCounts, crossed_draws, unit_counts
 from imaseg.utils.atomic import atomic_write_json, atomic_write_text
@@ -68,66 +68,76 @@ def _estimate(counts: UnitCounts, weights, endpoint: str, aggregation: str) -> d
     return {"dice": float(values[0]), "ci": [low, high]}
 
 
-def _missing(study: Study, records: StudyRecords) -> list[str]:
-    return [c.key for c in expand_cells(study) if c.key not in records.cells]
+def _cells(study: Study, records: StudyRecords) -> tuple[dict[str, list], list[str]]:
+    """The declaration's cells recorded with today's settings, by setting, and the keys missing or stale."""
+    cells = expand_cells(study)
+    fingerprints = cell_fingerprints(study, cells)
+    by_setting: dict[str, list] = {}
+    missing = []
+    for cell in cells:
+        if records.is_done(cell.key, fingerprints[cell.key]):
+            by_setting.setdefault(cell.name, []).append(records.cells[cell.key])
+        else:
+            missing.append(cell.key)
+    return by_setting, missing
 
 
-def _mechanism(study: Study, setting: str, records: StudyRecords) -> dict:
-    cells = {}
-    for key, record in records.cells.items():
-        if record["setting"] != setting:
+def _mechanism(study: Study, setting: str) -> dict:
+    cells, missing = {}, []
+    for cell in expand_cells(study, only=[setting]):
+        if cell.name != setting:
             continue
-        path = study.margins_dir / f"{slug(key)}.json"
+        path = study.margins_dir / f"{slug(cell.key)}.json"
         if path.is_file():
-            cells[key] = mechanism(json.loads(path.read_text()))
-    met = bool(cells) and all(
+            cells[cell.key] = mechanism(json.loads(path.read_text()))
+        else:
+            missing.append(cell.key)
+    met = not missing and all(
         c["median_moved_deltas"] >= MOVED_DELTAS and c["changed_last_third"] >= CHANGED_SHARE for c in cells.values()
     )
-    return {"cells": cells, "met_in_every_cell": met}
+    return {
+        "cells": cells,
+        "missing_margins": missing,
+        "verdict": "incomplete" if missing else ("met" if met else "not met"),
+    }
 
 
 def judge(study: Study, records: StudyRecords) -> dict:
-    """Every figure of the module docstring for one confirmation study."""
+    """Every figure of the module docstring for one confirmation study; only the missing cells while any is."""
     protocol = PROTOCOL[study.name]
-    by_setting: dict[str, list] = {}
-    for record in records.records():
-        by_setting.setdefault(record["setting"], []).append(record)
+    named = [protocol["ima"], protocol["std"], *(s for f in protocol["fronts"].values() for s in f)]
+    unknown = [s for s in named if s not in study.names()]
+    if unknown:
+        raise ValueError(f"{study.source}: the protocol's settings {unknown} are not declared")
+    by_setting, missing = _cells(study, records)
+    result: dict = {"study": study.name, "cells": sum(map(len, by_setting.values())), "missing": missing}
+    if missing:  # no figure of a partial confirmation: nothing to read before the last cell
+        return {**result, "target_auc": "incomplete"}
     counts = {s: unit_counts(rs, records.patients) for s, rs in by_setting.items()}
-    first = next(iter(counts.values()))
+    first = counts[protocol["ima"]]
     weights = crossed_draws(len(first.patients), len(first.seeds), REPLICATES)
-    endpoints = ["clean", "auc", *protocol["secondary"]]
+    endpoints = ["clean", "auc", *protocol["secondary"], "auc_attacked"]
     table = {
         s: {a: {e: _estimate(c, weights, e, a) for e in endpoints} for a in AGGREGATIONS} for s, c in counts.items()
     }
-    comparisons: list[FrontComparison] = []
-    rows = []
-    ima = protocol["ima"]
+    rows, primary = [], []
     for front, settings in protocol["fronts"].items():
-        present = {s: counts[s] for s in settings if s in counts}
-        if ima not in counts or not present:
-            continue
         for aggregation in AGGREGATIONS:
             for endpoint in endpoints[1:]:
-                result = compare_to_front(
-                    counts[ima], present, name=front, endpoint=endpoint, aggregation=aggregation,
-                    weights=weights, clean_within=CLEAN_WITHIN,
+                result_row = compare_to_front(
+                    counts[protocol["ima"]], {s: counts[s] for s in settings}, name=front, endpoint=endpoint,
+                    aggregation=aggregation, weights=weights, clean_within=CLEAN_WITHIN,
                 )  # fmt: skip
-                rows.append({"aggregation": aggregation, "endpoint": endpoint, **asdict(result)})
+                rows.append({"aggregation": aggregation, "endpoint": endpoint, **asdict(result_row)})
                 if endpoint == "auc":
-                    comparisons.append(result)
-    missing = _missing(study, records)
-    verdict = (
-        "incomplete" if missing else ("met" if comparisons and all(c.meets(GAIN) for c in comparisons) else "not met")
-    )
+                    primary.append(result_row)
     return {
-        "study": study.name,
-        "cells": len(records.cells),
-        "missing": missing,
+        **result,
         "units": {"patients": len(first.patients), "seeds": list(first.seeds)},
         "table": table,
         "fronts": rows,
-        "target_auc": verdict,
-        "mechanism": _mechanism(study, ima, records),
+        "target_auc": "met" if all(c.meets(GAIN) for c in primary) else "not met",
+        "mechanism": _mechanism(study, protocol["ima"]),
         "clean_target": _clean_target(study.name, table, protocol["std"]),
     }
 
@@ -151,48 +161,52 @@ def _clean_target(name: str, table: dict, std: str) -> dict:
 
 def markdown(result: dict) -> str:
     lines = [f"# {result['study']}: the confirmation's targets", ""]
+    if result["missing"]:
+        lines.append(f"Incomplete: {len(result['missing'])} cell(s) missing or stale, so no figure is computed yet:")
+        return "\n".join([*lines, *(f"- {key}" for key in result["missing"])]) + "\n"
     lines.append(
-        f"{result['cells']} cells; {result['units']['patients']} patients x seeds {result['units']['seeds']}; "
-        f"missing: {', '.join(result['missing']) or 'none'}. Intervals: 95%, bootstrap over patients and seeds."
+        f"{result['cells']} cells; {result['units']['patients']} patients x seeds {result['units']['seeds']}. "
+        "Intervals: 95%, bootstrap drawing patients and seeds independently. auc: over eps 0..max, clean at 0 (the "
+        "primary endpoint); auc_attacked: over the attacked budgets only (the development's definition)."
     )
     for aggregation in AGGREGATIONS:
         lines += ["", f"## {aggregation} Dice", ""]
         endpoints = list(next(iter(result["table"].values()))[aggregation])
-        lines.append("| setting | " + " | ".join(endpoints) + " |")
-        lines.append("|---|" + "---|" * len(endpoints))
+        lines += ["| setting | " + " | ".join(endpoints) + " |", "|---|" + "---|" * len(endpoints)]
         for setting, row in result["table"].items():
-            cells = [
-                f"{row[aggregation][e]['dice']:.3f} ({row[aggregation][e]['ci'][0]:.3f}-{row[aggregation][e]['ci'][1]:.3f})"
-                for e in endpoints
-            ]
+            cells = [_ci(row[aggregation][e]["dice"], *row[aggregation][e]["ci"]) for e in endpoints]
             lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     lines += ["", "## IMA against each front at matched clean Dice", ""]
-    lines.append("| front | aggregation | endpoint | reference | clean gap | IMA minus front (95% CI) |")
-    lines.append("|---|---|---|---|---|---|")
+    lines.append("| front | aggregation | endpoint | reference | clean gap | IMA minus front (95% CI) | clipped |")
+    lines.append("|---|---|---|---|---|---|---|")
     for r in result["fronts"]:
-        value = f"{r['difference']:+.3f} ({r['low']:+.3f}..{r['high']:+.3f})" if r["compared"] else "not compared"
+        value = f"{r['difference']:+.3f} ({r['low']:+.3f}..{r['high']:+.3f})" if r["compared"] else "-"
         lines.append(
-            f"| {r['front']} | {r['aggregation']} | {r['endpoint']} | {r['reference']} | {r['clean_gap']:+.3f} | {value} |"
+            f"| {r['front']} | {r['aggregation']} | {r['endpoint']} | {r['reference']} | {r['clean_gap']:+.3f} | "
+            f"{value} | {r['clipped']:.0%} |"
         )
+    mech = result["mechanism"]
     lines += [
         "",
-        f"**AUC target** (>= +{GAIN} against every front, global and per case, interval above 0): {result['target_auc']}.",
+        f"**AUC target** (>= +{GAIN} against every front, global and per case, interval above 0): "
+        f"{result['target_auc']}.",
+        f"**Mechanism target** (median moved >= {MOVED_DELTAS} deltas and >= {CHANGED_SHARE:.0%} changed in the last "
+        f"third, in every IMA cell): {mech['verdict']}.",
     ]
-    mech = result["mechanism"]
-    lines.append(
-        f"**Mechanism target** (median moved >= {MOVED_DELTAS} deltas, >= {CHANGED_SHARE:.0%} changed in the last third, every cell): {'met' if mech['met_in_every_cell'] else 'not met'}."
-    )
-    for key, m in mech["cells"].items():
-        lines.append(
-            f"- {key}: median moved {m['median_moved_deltas']:.1f} deltas, changed {m['changed_last_third']:.2f}"
-        )
+    lines += [f"- {key}: median moved {m['median_moved_deltas']:.1f} deltas, changed {m['changed_last_third']:.2f}"
+              for key, m in mech["cells"].items()]  # fmt: skip
+    lines += [f"- {key}: no margins file" for key in mech["missing_margins"]]
     if result["clean_target"]:
         c = result["clean_target"]
         lines.append(
-            f"**Clean-Dice target** (within {c['rule']['within_std']} of STD's {c['std_clean']:.3f}, >= {c['rule']['dice']} "
-            f"global Dice at eps {c['rule']['budget']}): {', '.join(c['settings']) or 'no setting'}."
+            f"**Clean-Dice target** (within {c['rule']['within_std']} of STD's {c['std_clean']:.3f}, >= "
+            f"{c['rule']['dice']} global Dice at eps {c['rule']['budget']}): {', '.join(c['settings']) or 'no setting'}."
         )
     return "\n".join(lines) + "\n"
+
+
+def _ci(value: float, low: float, high: float) -> str:
+    return f"{value:.3f} ({low:.3f}-{high:.3f})"
 
 
 def main() -> None:

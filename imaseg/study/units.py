@@ -6,8 +6,12 @@ replacement and counts every drawn patient under every drawn seed, so its interv
 patients and the spread over training runs. Two aggregations of Dice, mean over foreground classes:
 
 - ``global``: Dice of the counts summed over every case (of every unit) drawn;
-- ``case``: per class the mean over cases of the case's Dice (a case without the class in label and prediction
-  left out, as in ``summary.json``'s ``case``), then the mean over classes.
+- ``case``: per class the mean over cases of the case's Dice, a case whose label lacks the class left out
+  (MONAI's ``ignore_empty``, as in ``summary.json``'s ``case``), then the mean over classes.
+
+Seed ``s`` names one training run per fold; drawing it draws that run on every fold (independent pairs, since
+each fold trains its own models). With three seeds the seed part of an interval is coarse: a replicate uses a
+single seed one time in nine.
 
 No torch here.
 """
@@ -35,6 +39,7 @@ class UnitCounts:
     totals: np.ndarray  # (P, S, K, C, 3) summed [tp, fp, fn]
     case_dice: np.ndarray  # (P, S, K, C) sum over the unit's cases of the case's class Dice (defined ones)
     case_defined: np.ndarray  # (P, S, K, C) how many of the unit's cases define that Dice
+    present: np.ndarray  # (P, S) bool: the unit has records (a missing cell leaves its units absent)
 
     def curves(self, weights: np.ndarray, aggregation: str) -> np.ndarray:
         """Dice per key for each replicate: ``weights`` ``(R, P, S)`` (how often each unit was drawn) ->
@@ -50,9 +55,9 @@ class UnitCounts:
             dice = np.where(defined > 0, total / np.maximum(defined, 1e-12), np.nan)
         else:
             raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
-        present = ~np.isnan(dice)
-        count = present.sum(-1)
-        return np.where(count > 0, np.where(present, dice, 0).sum(-1) / np.maximum(count, 1), np.nan)
+        has_class = ~np.isnan(dice)
+        count = has_class.sum(-1)
+        return np.where(count > 0, np.where(has_class, dice, 0).sum(-1) / np.maximum(count, 1), np.nan)
 
 
 def unit_counts(records: Sequence[Mapping[str, Any]], patients: Mapping[str, str]) -> UnitCounts:
@@ -78,6 +83,7 @@ def unit_counts(records: Sequence[Mapping[str, Any]], patients: Mapping[str, str
     classes = len(next(iter(records[0]["counts"]["clean"].values())))
     shape = (len(patient_ids), len(seeds), len(keys), classes)
     totals, dice_sum, defined = np.zeros((*shape, 3)), np.zeros(shape), np.zeros(shape)
+    present = np.zeros(shape[:2], dtype=bool)
     p_index = {p: i for i, p in enumerate(patient_ids)}
     for record in records:
         s = seeds.index(int(record["seed"]))
@@ -86,10 +92,12 @@ def unit_counts(records: Sequence[Mapping[str, Any]], patients: Mapping[str, str
                 counts = np.asarray(value, dtype=float)
                 p = p_index[patients[case]]
                 totals[p, s, k] += counts
-                denominator = 2 * counts[:, 0] + counts[:, 1] + counts[:, 2]
-                dice_sum[p, s, k] += np.where(denominator > 0, 2 * counts[:, 0] / np.maximum(denominator, 1e-12), 0)
-                defined[p, s, k] += denominator > 0
-    return UnitCounts(patient_ids, seeds, keys, totals, dice_sum, defined)
+                present[p, s] = True
+                in_label = counts[:, 0] + counts[:, 2] > 0  # tp + fn: the class is in the label
+                denominator = np.maximum(2 * counts[:, 0] + counts[:, 1] + counts[:, 2], 1e-12)
+                dice_sum[p, s, k] += np.where(in_label, 2 * counts[:, 0] / denominator, 0)
+                defined[p, s, k] += in_label
+    return UnitCounts(patient_ids, seeds, keys, totals, dice_sum, defined, present)
 
 
 def crossed_draws(patients: int, seeds: int, replicates: int = 2000, seed: int = 0) -> np.ndarray:
