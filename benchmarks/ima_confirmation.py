@@ -62,10 +62,15 @@ PROTOCOL = {
 }
 
 
-def _estimate(counts: UnitCounts, weights, endpoint: str, aggregation: str) -> dict:
-    values = endpoint_values(counts.curves(weights, aggregation), counts.keys, endpoint)
-    low, high = (float(v) for v in np.nanpercentile(values[1:], [2.5, 97.5]))
-    return {"dice": float(values[0]), "ci": [low, high]}
+def _estimates(counts: UnitCounts, weights, endpoints: list[str], aggregation: str) -> dict:
+    """Each endpoint's point estimate and 95% interval, from one set of replicate curves."""
+    curves = counts.curves(weights, aggregation)
+    out = {}
+    for endpoint in endpoints:
+        values = endpoint_values(curves, counts.keys, endpoint)
+        low, high = (float(v) for v in np.nanpercentile(values[1:], [2.5, 97.5]))
+        out[endpoint] = {"dice": float(values[0]), "ci": [low, high]}
+    return out
 
 
 def _cells(study: Study, records: StudyRecords) -> tuple[dict[str, list], list[str]]:
@@ -117,9 +122,7 @@ def judge(study: Study, records: StudyRecords) -> dict:
     first = counts[protocol["ima"]]
     weights = crossed_draws(len(first.patients), len(first.seeds), REPLICATES)
     endpoints = ["clean", "auc", *protocol["secondary"], "auc_attacked"]
-    table = {
-        s: {a: {e: _estimate(c, weights, e, a) for e in endpoints} for a in AGGREGATIONS} for s, c in counts.items()
-    }
+    table = {s: {a: _estimates(c, weights, endpoints, a) for a in AGGREGATIONS} for s, c in counts.items()}
     rows, primary = [], []
     for front, settings in protocol["fronts"].items():
         for aggregation in AGGREGATIONS:
