@@ -1,0 +1,112 @@
+"""``benchmarks/ima_confirmation.py``'s ``judge`` on synthetic records of the real X-ray declaration: the verdicts
+follow the counts, and a partial confirmation yields no figure. No real result is read: records and margins
+live in ``tmp_path``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from imaseg.study.cells import cell_fingerprints, expand_cells, slug
+from imaseg.study.declaration import load_study
+from imaseg.study.records import StudyRecords
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import ima_confirmation as confirmation  # noqa: E402  (benchmarks/ is not a package)
+
+PATIENTS = {f"CASE_{i:03d}": f"CASE_{i:03d}" for i in range(12)}
+BUDGETS = ("1", "2", "4", "6", "8")
+
+
+def _study(tmp_path: Path):
+    study = load_study(REPO / "benchmarks" / "studies" / "ima_confirm_cxr.yaml")
+    return dataclasses.replace(study, results=tmp_path)
+
+
+def _counts(clean: float, slope: float, seed: int) -> dict:
+    """Per case one class of 1000 label voxels; Dice ``clean`` at eps 0, falling by ``slope`` per eps unit,
+    jittered a little per case and seed so the bootstrap has spread."""
+    out = {}
+    for key in ("clean", *BUDGETS):
+        eps = 0.0 if key == "clean" else float(key)
+        per_case = {}
+        for i, case in enumerate(PATIENTS):
+            dice = min(max(clean - slope * eps + 0.004 * ((i + seed) % 3 - 1), 0.0), 1.0)
+            tp = round(1000 * dice)  # fp = fn = 1000 - tp gives Dice = tp / 1000
+            per_case[case] = [[tp, 1000 - tp, 1000 - tp]]
+        out[key] = per_case
+    return out
+
+
+def _records(study, curves: dict[str, tuple[float, float]], skip: str | None = None) -> StudyRecords:
+    records = StudyRecords()
+    cells = expand_cells(study)
+    fingerprints = cell_fingerprints(study, cells)
+    for cell in cells:
+        if cell.key == skip:
+            continue
+        clean, slope = curves.get(cell.name, (0.95, 0.1))
+        record = {"setting": cell.name, "method": "x", "fold": cell.fold, "seed": cell.seed}
+        records.add(cell.key, {**record, "counts": _counts(clean, slope, cell.seed)}, fingerprints[cell.key], PATIENTS)
+    return records
+
+
+def _margins(study, moved: float, changed: float) -> None:
+    study.margins_dir.mkdir(parents=True)
+    for cell in expand_cells(study):
+        if cell.name == "ima voxel eps_max 8":
+            epochs = [{"margin_median": 1.0, "margin_changed": 0.5}] * 6 + [
+                {"margin_median": 1.0 + moved, "margin_changed": changed}
+            ] * 3
+            data = {"delta": 1.0, "eps_min": 0.0, "epochs": epochs}
+            (study.margins_dir / f"{slug(cell.key)}.json").write_text(json.dumps(data))
+
+
+FRONTS = {  # every front member's clean Dice 0.93 and slope 0.08; STD clean and fragile
+    "std": (0.95, 0.11),
+    "pgd-at eps 3": (0.935, 0.08),
+    "pgd-at eps 4": (0.93, 0.08),
+    "pgd-at eps 6": (0.925, 0.08),
+    "pgd-at eps 4 voxel-weighted": (0.935, 0.08),
+    "pgd-at eps 6 voxel-weighted": (0.925, 0.08),
+    "ramp 1 to eps 8 voxel-weighted": (0.93, 0.08),
+}
+
+
+def test_ima_clearly_above_every_front_meets_the_auc_target(tmp_path):
+    study = _study(tmp_path)
+    _margins(study, moved=3.0, changed=0.4)
+    result = confirmation.judge(study, _records(study, {**FRONTS, "ima voxel eps_max 8": (0.93, 0.06)}))
+    assert result["missing"] == [] and result["cells"] == 48
+    assert result["units"] == {"patients": 12, "seeds": [0, 1, 2]}
+    primary = [r for r in result["fronts"] if r["endpoint"] == "auc"]
+    assert len(primary) == 6 and all(r["compared"] for r in primary)  # 3 fronts x 2 aggregations
+    # AUC = mean Dice over eps 0..8 (trapezoid rule): a slope 0.02 flatter gains 0.02 x mean eps 4 = 0.08
+    assert all(r["difference"] == pytest.approx(0.08, abs=0.005) and r["low"] > 0 for r in primary)
+    assert result["target_auc"] == "met"
+    assert result["mechanism"]["verdict"] == "met" and len(result["mechanism"]["cells"]) == 6
+    assert "**AUC target**" in confirmation.markdown(result)
+
+
+def test_ima_equal_to_a_front_does_not_meet_it_nor_a_stalled_margin_the_mechanism(tmp_path):
+    study = _study(tmp_path)
+    _margins(study, moved=1.0, changed=0.4)
+    result = confirmation.judge(study, _records(study, {**FRONTS, "ima voxel eps_max 8": (0.93, 0.08)}))
+    primary = [r for r in result["fronts"] if r["endpoint"] == "auc"]
+    assert all(abs(r["difference"]) < 0.01 for r in primary)
+    assert result["target_auc"] == "not met"
+    assert result["mechanism"]["verdict"] == "not met"  # median moved 1 delta of the 2 required
+
+
+def test_a_missing_cell_yields_only_the_list_of_missing_cells(tmp_path):
+    study = _study(tmp_path)
+    result = confirmation.judge(study, _records(study, FRONTS, skip="pgd-at eps 6 fold4 seed2"))
+    assert result["missing"] == ["pgd-at eps 6 fold4 seed2"] and result["target_auc"] == "incomplete"
+    assert "table" not in result and "fronts" not in result
+    text = confirmation.markdown(result)
+    assert "Incomplete: 1 cell(s)" in text and "pgd-at eps 6 fold4 seed2" in text
