@@ -31,7 +31,7 @@ from imaseg.nnunet.requirement import require_nnunet
 from imaseg.nnunet.results import NnUNetResults, open_results
 from imaseg.nnunet.window import NnUNetSlidingWindow
 
-__all__ = ["NnUNetModel", "load_model"]
+__all__ = ["NnUNetModel", "load_checkpoint", "load_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,13 @@ def _safe_globals() -> list[Any]:
     return [torch.device, np.dtype, scalar, (scalar, "numpy.core.multiarray.scalar"), *dtypes]
 
 
-def _load_checkpoint(path: os.PathLike[str], trust_code: bool) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike[str], trust_code: bool = False) -> dict[str, Any]:
+    """An nnU-Net v2 checkpoint's contents, read with the safe loader unless ``trust_code``.
+
+    Raises:
+        DataError: unreadable, not an nnU-Net checkpoint, or (without ``trust_code``) holding objects that can
+            run code when loaded.
+    """
     try:
         if trust_code:
             state = torch.load(path, map_location="cpu", weights_only=False)
@@ -186,7 +192,7 @@ def load_model(
 
     if not isinstance(results, NnUNetResults):
         results = open_results(results, fold, checkpoint)
-    state = _load_checkpoint(results.checkpoint, trust_code)
+    state = load_checkpoint(results.checkpoint, trust_code)
     plans_manager = PlansManager(results.plans)
     configuration = str(state["init_args"]["configuration"])
     cm = plans_manager.get_configuration(configuration)

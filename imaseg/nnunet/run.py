@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from imaseg.data.errors import DataError
+from imaseg.nnunet.history import write_nnunet_history
 from imaseg.nnunet.requirement import require_nnunet
 from imaseg.nnunet.results import checkpoint_name, open_results
 from imaseg.run import RunDir, parse_clip_range
@@ -98,6 +99,7 @@ def prepare_nnunet_run(
     }
     run.write_config(sections)
     run.write_preprocessing({"config": {NNUNET_KEY: settings}})
+    write_nnunet_history(run.path, checked.checkpoint)
     return run.path
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "overlay_figure",
     "plain_text",
     "training_curves",
+    "validation_series",
 ]
 
 P = ParamSpec("P")
@@ -128,16 +129,40 @@ def margin_histograms(run: RunData) -> bytes:
     return _png(figure)
 
 
+# log.csv column -> (legend, line style) of the validation panel
+_VALIDATION_SERIES = {
+    "val_dice": ("clean", "-"),
+    "val_robust_dice": ("attacked", "--"),
+    "val_pseudo_dice": ("nnU-Net pseudo Dice", ":"),
+}
+
+
+def validation_series(log: list[dict]) -> list[tuple[str, str, np.ndarray]]:
+    """``(legend, line style, values per epoch)`` of each validation series ``log`` holds (nnU-Net logs its
+    pseudo Dice only; a run trained without attacked validation has no attacked curve).
+
+    >>> [what for what, _, _ in validation_series([{"epoch": 1, "val_dice": 0.5, "val_robust_dice": float("nan")}])]
+    ['clean']
+    """
+    series = []
+    for key, (what, style) in _VALIDATION_SERIES.items():
+        values = np.array([row.get(key, np.nan) for row in log], dtype=float)
+        if np.isfinite(values).any():
+            series.append((what, style, values))
+    return series
+
+
 @plain_text
 def training_curves(runs: list[RunData]) -> bytes:
     figure, (left, right) = _subplots(1, 2, figsize=(10, 3.2))
-    for run in runs:
+    for i, run in enumerate(runs):
         if not run.log:
             continue
         epochs = [r["epoch"] for r in run.log]
-        left.plot(epochs, [r.get("loss", np.nan) for r in run.log], label=run.name)
-        right.plot(epochs, [r.get("val_dice", np.nan) for r in run.log], label=f"{run.name} clean")
-        right.plot(epochs, [r.get("val_robust_dice", np.nan) for r in run.log], "--", label=f"{run.name} attacked")
+        colour = f"C{i % 10}"  # one colour per run in both panels
+        left.plot(epochs, [r.get("loss", np.nan) for r in run.log], color=colour, label=run.name)
+        for what, style, values in validation_series(run.log):
+            right.plot(epochs, values, style, color=colour, label=f"{run.name} {what}")
     left.set_title("training loss")
     left.set_xlabel("epoch")
     right.set_title("validation Dice (global voxel)")

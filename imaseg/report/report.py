@@ -100,7 +100,8 @@ def build_report(
             "training",
             plots.training_curves(runs),
             "Training loss and validation Dice per epoch (validation "
-            "side of the split; the attacked curve uses the cheap per-epoch soft-Dice PGD).",
+            "side of the split; the attacked curve uses the cheap per-epoch soft-Dice PGD; an nnU-Net run shows the "
+            "pseudo Dice nnU-Net logs on its validation patches).",
         )
     for run in runs:
         if run.margins and run.margins.get("epochs"):

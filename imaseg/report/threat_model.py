@@ -81,6 +81,8 @@ def training_history(run: RunData) -> str:
     if not run.log and not init:
         return f"{run.method}: trained outside imaseg's training command (no training log in its run folder)."
     own_minutes = sum(float(row.get("seconds") or 0) for row in run.log) / 60
+    if (run.config.get("train") or {}).get("nnunet"):
+        return f"{run.method}: its nnU-Net checkpoint logs {len(run.log)} epoch(s) ({own_minutes:.1f} CPU/GPU min)."
     text = f"{run.method} trained {len(run.log)} epoch(s) ({own_minutes:.1f} CPU/GPU min)"
     if not init:
         return text + " from scratch."

@@ -37,6 +37,19 @@ class EpochLog:
 
     def append(self, row: dict) -> None:
         self.rows = [r for r in self.rows if int(r["epoch"]) != int(row["epoch"])] + [row]
+        self._write()
+        if self.writer is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and key != "epoch" and math.isfinite(value):
+                    self.writer.add_scalar(key, value, int(row["epoch"]))
+            self.writer.flush()
+
+    def replace(self, rows: list[dict]) -> None:
+        """Write ``rows`` as the whole log, at once (no TensorBoard scalars)."""
+        self.rows = list(rows)
+        self._write()
+
+    def _write(self) -> None:
         columns: list[str] = []
         for r in self.rows:
             columns += [k for k in r if k not in columns]
@@ -46,11 +59,6 @@ class EpochLog:
         for r in self.rows:
             writer.writerow({k: _fmt(v) for k, v in r.items()})
         atomic_write_text(self.path, buffer.getvalue())
-        if self.writer is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and key != "epoch" and math.isfinite(value):
-                    self.writer.add_scalar(key, value, int(row["epoch"]))
-            self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:

@@ -21,6 +21,7 @@ import tiny_nnunet  # noqa: E402  (after the skip: it builds nnU-Net trainers)
 
 from imaseg.cli import main  # noqa: E402
 from imaseg.data.errors import DataError  # noqa: E402
+from imaseg.run import RunDir  # noqa: E402
 
 FLAGS = ["--attacks", "pgd-l2", "--eps", "0,2", "--steps", "3", "--no-hd95", "--no-steps-check", "--overlays", "0"]
 
@@ -156,6 +157,9 @@ def test_evaluate_nnunet_matches_nnunet_predict_and_an_attack_lowers_dice(traine
     eps_source = float(rows[0].split(",")[6])
     assert eps_source == pytest.approx(2 * record["normalization"][rows[0].split(",")[0]][0]["source_per_unit"])
     assert main([*cli, "--no-tta", "--no-progress", *FLAGS]) == 1  # stored cells are of the model with TTA
+    log = RunDir(run).read_log()  # nnU-Net's own per-epoch log, from the checkpoint (2 epochs in `train`)
+    assert [int(r["epoch"]) for r in log] == [1, 2] and all(float(r["seconds"]) > 0 for r in log)
+    assert {"loss", "val_loss", "val_pseudo_dice", "lr"} <= set(log[0])
 
 
 def test_score_takes_a_results_folder(trained, tmp_path):

@@ -127,4 +127,4 @@ def test_the_quick_pipeline_trains_and_scores_acdc_through_nnunet(tmp_path):
     assert checkpoint.parent.parent.name.endswith("__nnUNetPlans__2d_cpu")
     assert (checkpoint.parent / "validation" / "summary.json").is_file()  # nnU-Net's own final validation ran
     report = (out / "report.html").read_text()
-    assert "pgd-at-notta" in report and "trained outside" in report
+    assert "pgd-at-notta" in report and "its nnU-Net checkpoint logs 1 epoch(s)" in report

@@ -20,3 +20,9 @@ def test_a_run_with_a_training_log_counts_its_epochs():
     log = [{"epoch": 1, "seconds": 60.0}, {"epoch": 2, "seconds": 60.0}]
     run = RunData(Path("x"), "std", {"method": {"label": "STD"}, "train": {}}, log=log)
     assert training_history(run) == "STD trained 2 epoch(s) (2.0 CPU/GPU min) from scratch."
+
+
+def test_an_nnunet_run_counts_the_epochs_its_checkpoint_logs():
+    config = {"method": {"label": "nnU-Net 2d"}, "train": {"method": "external", "nnunet": {"fold": "0"}}}
+    run = RunData(Path("x"), "nnunet-std", config, log=[{"epoch": 1, "seconds": 90.0}])
+    assert training_history(run) == "nnU-Net 2d: its nnU-Net checkpoint logs 1 epoch(s) (1.5 CPU/GPU min)."
