@@ -37,36 +37,43 @@ def nnunet_history(state: Mapping[str, Any]) -> list[dict[str, float | int]]:
     log = state.get("logging")
     if not isinstance(log, Mapping):
         return []
-    starts, ends = list(log.get("epoch_start_timestamps") or []), list(log.get("epoch_end_timestamps") or [])
+    starts, ends = _values(log, "epoch_start_timestamps"), _values(log, "epoch_end_timestamps")
     rows: list[dict[str, float | int]] = []
     for i in range(min(len(starts), len(ends))):  # an epoch whose end was never logged did not finish
         row: dict[str, float | int] = {"epoch": i + 1, "seconds": float(ends[i]) - float(starts[i])}
         for column, key in _COLUMNS.items():
-            values = log.get(key) or []
+            values = _values(log, key)
             if i < len(values):
                 row[column] = float(values[i])
         rows.append(row)
     return rows
 
 
-def write_nnunet_history(run_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> int:
-    """Write ``checkpoint``'s log to ``run_dir/log.csv`` (replacing it); returns the epochs written.
+def _values(log: Mapping[str, Any], key: str) -> list[Any]:
+    """``log[key]`` as a list (nnU-Net keeps lists; a NumPy array has no truth value to test)."""
+    value = log.get(key)
+    return [] if value is None else list(value)
 
-    The checkpoint is read with the safe loader (tensors, NumPy scalars, containers); one that needs more
-    leaves the run without a log (the report then says the model was trained outside imaseg), since its
-    weights load only with ``trust_code``.
+
+def write_nnunet_history(run_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str]) -> int:
+    """Write ``checkpoint``'s log to ``run_dir/log.csv`` (replacing any earlier one); returns the epochs written.
+
+    Rewritten on every call, so the log is always the named checkpoint's (one read of the checkpoint, small
+    beside an evaluation). The checkpoint is read with the safe loader (tensors, NumPy scalars, containers);
+    one that needs more leaves the run without a log, with a warning (the report then says the model was
+    trained outside imaseg's training command).
     """
     from imaseg.nnunet.model import load_checkpoint
     from imaseg.training.run_log import EpochLog
 
+    run = RunDir(run_dir)
+    run.log_path.unlink(missing_ok=True)  # never another checkpoint's log beside this one
     try:
         state = load_checkpoint(checkpoint, trust_code=False)
     except DataError as error:
-        logger.info("no training log from %s: %s", checkpoint, error)
+        logger.warning("no training log in the report for %s: %s", checkpoint, error)
         return 0
     rows = nnunet_history(state)
-    run = RunDir(run_dir)
-    run.log_path.unlink(missing_ok=True)
     if rows:
         EpochLog(run.path, tensorboard=False).replace(rows)
     return len(rows)
