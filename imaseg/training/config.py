@@ -115,7 +115,7 @@ class AdversarialConfig:
         "pgd-at / trades: a budget ramp, the same for every sample: eps grows by this much per epoch from `ramp` up to eps "
         "(IMA's margin growth without per-sample margins); 0: the fixed budget eps from the start. On the chest X-ray "
         "confirmation a ramp of 1 to eps 8 with the voxel-weighted loss did as well as IMA with eps_max 8 (area under "
-        "Dice-vs-eps: IMA minus ramp +0.001, 95% interval -0.001..+0.002, 3 seeds; benchmarks/README.md)",
+        "Dice-vs-eps: IMA minus ramp +0.001, 95 percent interval -0.001..+0.002, 3 seeds; benchmarks/README.md)",
     )
     threat: str = setting(
         "pgd",
