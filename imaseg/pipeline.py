@@ -58,13 +58,21 @@ class PipelineConfig:
 
 
 def pipeline_arguments(
-    parser: argparse.ArgumentParser, *, default_config: str, default_out: str, data: bool = True
+    parser: argparse.ArgumentParser,
+    *,
+    default_config: str,
+    default_out: str,
+    data: bool = True,
+    config_help: str | None = None,
 ) -> None:
-    """The flags every pipeline takes."""
+    """The flags every pipeline takes; ``config_help`` says what ``--config`` defaults to where
+    ``default_config`` is chosen later (e.g. by another flag)."""
     if data:
         parser.add_argument("--data", help="NIfTI folder (default: the config's data.path)")
     parser.add_argument("--out", default=default_out, help=f"output folder (default: {default_out})")
-    parser.add_argument("--config", default=default_config, help=f"pipeline YAML (default: {default_config})")
+    parser.add_argument(
+        "--config", default=default_config, help=f"pipeline YAML (default: {config_help or default_config})"
+    )
     parser.add_argument(
         "--methods", help="comma-separated methods to train and compare, e.g. std,ima,pgd-at (default: the config's)"
     )

@@ -26,7 +26,12 @@ TITLES = {"cxr": "Chest X-ray lungs: Dice under attack", "ct": "Chest CT lungs (
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    pipeline_arguments(parser, default_config="", default_out="runs/lung")
+    pipeline_arguments(
+        parser,
+        default_config="",
+        default_out="runs/lung",
+        config_help=f"configs/{CONFIGS['cxr']} or configs/{CONFIGS['ct']}, by --dataset",
+    )
     parser.add_argument(
         "--dataset", choices=("cxr", "ct", "both"), default="cxr", help="which lung data set (default: cxr)"
     )

@@ -25,6 +25,14 @@ def test_help_lists_the_common_flags(name, capsys):
         assert flag in text, flag
     if name != "demo":
         assert "--data" in text
+    assert "(default: )" not in text  # every default is named, also where --dataset picks the config
+
+
+def test_lung_help_names_the_config_each_dataset_uses(capsys):
+    with pytest.raises(SystemExit):
+        load_pipeline("lung").main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "configs/lung_cxr.yaml or configs/lung_ct.yaml, by --dataset" in text
 
 
 @pytest.mark.parametrize(
