@@ -6,9 +6,39 @@ from pathlib import Path
 
 from imaseg.study.report_config import SWEEP_MARKERS, ReportSettings
 
-__all__ = ["plot"]
+__all__ = ["plot", "point_colours"]
 
 OTHER_MARKERS = "XDph*P<>8H"  # configurations on no sweep and without a declared marker, in order
+SHADES = (-0.45, 0.45)  # darkest and lightest shade of a method's colour, as fractions towards black / white
+
+
+def _shade(colour: str, amount: float) -> tuple[float, float, float]:
+    """``colour`` moved ``amount`` of the way towards white (> 0) or black (< 0)."""
+    from matplotlib.colors import to_rgb
+
+    rgb = to_rgb(colour)
+    if amount >= 0:
+        return tuple(c + (1.0 - c) * amount for c in rgb)  # type: ignore[return-value]
+    return tuple(c * (1.0 + amount) for c in rgb)  # type: ignore[return-value]
+
+
+def point_colours(methods: dict, settings: ReportSettings) -> dict[str, str | tuple[float, float, float]]:
+    """Each configuration's colour: its own from ``settings.colours`` if declared, else its method's; where a
+    method has several configurations on no curve, those get shades of the method's colour, dark to light in
+    order, so that they can be told apart (a curve's points keep the colour of its line)."""
+    on_curve = {s for c in settings.curves for s in c.settings}
+    colours: dict[str, str | tuple[float, float, float]] = {}
+    loose: dict[str, list[str]] = {}
+    for setting, entry in methods.items():
+        colours[setting] = settings.colours.get(setting) or settings.colours.get(entry["method"], "grey")
+        if setting not in settings.colours and setting not in on_curve:
+            loose.setdefault(entry["method"], []).append(setting)
+    for group in loose.values():
+        if len(group) > 1:
+            low, high = SHADES
+            for i, setting in enumerate(group):
+                colours[setting] = _shade(str(colours[setting]), low + (high - low) * i / (len(group) - 1))
+    return colours
 
 
 def _label(setting: str, done: list[int], folds: list[int]) -> str:
@@ -30,6 +60,7 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path) -> None:
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     budget, methods = settings.budget_key, summary["methods"]
     figure = Figure(figsize=(9.5, 5.5))
@@ -40,17 +71,19 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path) -> None:
     for curve in settings.curves:
         xy = [points[s] for s in curve.settings if s in points]
         if len(xy) > 1:
-            colour = settings.colours.get(curve.method, "grey")
-            axis.plot(*zip(*xy, strict=True), color=colour, alpha=0.5, linewidth=1.5, zorder=1)
+            line_colour = settings.colours.get(curve.method, "grey")
+            axis.plot(*zip(*xy, strict=True), color=line_colour, alpha=0.5, linewidth=1.5, zorder=1)
     shapes = iter(OTHER_MARKERS)
     sweeps = [c.settings for c in settings.curves if c.sweep]
     on_curve = {s for c in settings.curves for s in c.settings}
     compared = settings.compare.method if settings.compare else None
+    colours, handles = point_colours(methods, settings), []
     for setting, (x, y) in points.items():
         entry = methods[setting]
         sweep = next((m for m in sweeps if setting in m), None)
         marker = SWEEP_MARKERS[sweep.index(setting)] if sweep else (settings.markers.get(setting) or next(shapes))
-        colour = settings.colours.get(entry["method"], "grey")
+        colour = colours[setting]
+        face = "white" if entry["method"] == compared and setting not in on_curve else colour
         axis.errorbar(
             x,
             y,
@@ -59,17 +92,21 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path) -> None:
             marker=marker,
             markersize=7,
             color=colour,
-            markerfacecolor="white" if entry["method"] == compared and setting not in on_curve else colour,
+            markerfacecolor=face,
             ecolor=colour,
             elinewidth=0.7,
             alpha=0.9,
             capsize=2,
-            label=_label(setting, sorted(set(entry["folds"])), folds),
             zorder=2,
         )
+        label = _label(setting, sorted(set(entry["folds"])), folds)
+        handles.append(Line2D([], [], linestyle="none", marker=marker, markersize=8, color=colour,
+                              markerfacecolor=face, label=label))  # fmt: skip
     axis.set_xlabel("clean global Dice (95% CI over patients)")
     axis.set_ylabel(settings.plot.ylabel or f"global Dice at eps {budget} (95% CI)")
     axis.set_title(f"{settings.plot.title}, test patients of folds {', '.join(map(str, folds))}")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=settings.plot.legend_title)
+    axis.legend(
+        handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=settings.plot.legend_title
+    )
     figure.savefig(path, dpi=130, bbox_inches="tight")

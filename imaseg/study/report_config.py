@@ -13,7 +13,8 @@
         clean_within: 0.01           # "matched": clean Dice within this of the front ...
         gain: 0.03                   # ... and at least this much higher at the budget, interval above 0
       plot: {title: ..., ylabel: ..., legend_title: ...}
-      colours: {std: black, ima: tab:red}
+      colours: {std: black, ima: tab:red}   # by method or by configuration (which wins); a method's several
+                                            # configurations on no curve are drawn in shades of its colour
       markers: {ima sample official: s}
       curves:                        # settings joined by a line, in order
         - {name: PGD-AT, method: pgd-at, sweep: true, settings: [pgd-at eps 0.5, pgd-at eps 1]}

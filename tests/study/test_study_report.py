@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from imaseg.study.plot import point_colours
 from imaseg.study.pooling import pooled
 from imaseg.study.records import StudyRecords
 from imaseg.study.report import write_report
@@ -120,6 +121,27 @@ def test_write_report(tmp_path):
     assert (tmp_path / "out" / "toy.png").read_bytes()[:4] == b"\x89PNG"
     assert write_report(StudyRecords(), SETTINGS, tmp_path / "empty") == "no finished cells yet"
     assert not (tmp_path / "empty.png").exists()
+
+
+def test_point_colours_shade_a_methods_loose_configurations_and_keep_curves_and_declared_ones():
+    methods = {name: {"method": method} for name, method in [
+        ("pgd a", "pgd-at"), ("pgd b", "pgd-at"), ("pgd c", "pgd-at"), ("pgd d", "pgd-at"), ("pgd e", "pgd-at"),
+        ("ima x", "ima"), ("std", "std"),
+    ]}  # fmt: skip
+    settings = ReportSettings(
+        colours={"pgd-at": "tab:blue", "ima": "tab:red", "pgd e": "green"},
+        curves=(Curve("PGD", "pgd-at", ("pgd a", "pgd b"), True),),
+    )
+    colours = point_colours(methods, settings)
+    assert colours["pgd a"] == colours["pgd b"] == "tab:blue"  # on the curve: the line's colour
+    assert colours["pgd e"] == "green" and colours["ima x"] == "tab:red" and colours["std"] == "grey"
+    dark, light = colours["pgd c"], colours["pgd d"]  # the two loose ones: shades, dark then light
+    assert isinstance(dark, tuple) and isinstance(light, tuple) and sum(dark) < sum(light)
+    from matplotlib.colors import to_rgb
+
+    blue = to_rgb("tab:blue")
+    assert dark == pytest.approx(tuple(c * 0.55 for c in blue))
+    assert light == pytest.approx(tuple(c + (1 - c) * 0.45 for c in blue))
 
 
 def test_declaration_records_and_report_import_without_torch():
