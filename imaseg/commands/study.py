@@ -87,7 +87,8 @@ def _report(study: Study, args: argparse.Namespace) -> int:
     from imaseg.study.report import write_report
 
     records = StudyRecords.load(args.records or study.records_path)
-    print(write_report(records, study.report, args.out or study.output_prefix))
+    split = str(study.evaluate.get("split", "test"))  # EvalConfig's default, not imported: reports need no torch
+    print(write_report(records, study.report, args.out or study.output_prefix, split=split))
     return 0
 
 

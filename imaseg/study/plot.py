@@ -6,9 +6,10 @@ from pathlib import Path
 
 from imaseg.study.report_config import SWEEP_MARKERS, ReportSettings
 
-__all__ = ["plot", "point_colours"]
+__all__ = ["plot", "plot_title", "point_colours"]
 
 OTHER_MARKERS = "XDph*P<>8H"  # configurations on no sweep and without a declared marker, in order
+SPLIT_WORDS = {"val": "validation", "all": "all"}  # how the title names the evaluated split (else as it is)
 SHADES = (-0.45, 0.45)  # darkest and lightest shade of a method's colour, as fractions towards black / white
 
 
@@ -20,6 +21,12 @@ def _shade(colour: str, amount: float) -> tuple[float, float, float]:
     if amount >= 0:
         return tuple(c + (1.0 - c) * amount for c in rgb)  # type: ignore[return-value]
     return tuple(c * (1.0 + amount) for c in rgb)  # type: ignore[return-value]
+
+
+def plot_title(title: str, folds: list[int], split: str) -> str:
+    """The declared title and the cases scored: ``"T, validation patients of folds 0, 1"``."""
+    cases = f"{SPLIT_WORDS.get(split, split)} patients of {'fold' if len(folds) == 1 else 'folds'}"
+    return f"{title}, {cases} {', '.join(map(str, folds))}"
 
 
 def point_colours(methods: dict, settings: ReportSettings) -> dict[str, str | tuple[float, float, float]]:
@@ -48,7 +55,7 @@ def _label(setting: str, done: list[int], folds: list[int]) -> str:
     return f"{setting} ({'fold' if len(done) == 1 else 'folds'} {','.join(map(str, done))} only)"
 
 
-def plot(summary: dict, settings: ReportSettings, path: str | Path) -> None:
+def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: str = "test") -> None:
     """Clean Dice against Dice at ``settings.budget``, each configuration with its 95% intervals; the declared
     curves joined by lines (sweeps mark their points v, o, ^ in order); configurations of the compared method
     on no curve drawn hollow.
@@ -57,6 +64,7 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path) -> None:
         summary: :func:`imaseg.study.pooling.pooled`'s figures.
         settings: the study's report settings (budget, curves, colours, markers, texts).
         path: the PNG to write.
+        split: the cases the cells were scored on (``EvalConfig.split``), named in the title.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -104,7 +112,7 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path) -> None:
                               markerfacecolor=face, label=label))  # fmt: skip
     axis.set_xlabel("clean global Dice (95% CI over patients)")
     axis.set_ylabel(settings.plot.ylabel or f"global Dice at eps {budget} (95% CI)")
-    axis.set_title(f"{settings.plot.title}, test patients of folds {', '.join(map(str, folds))}")
+    axis.set_title(plot_title(settings.plot.title, folds, split))
     axis.grid(alpha=0.3)
     axis.legend(
         handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=settings.plot.legend_title

@@ -19,9 +19,12 @@ from imaseg.utils.atomic import atomic_write_json, atomic_write_text
 __all__ = ["write_report"]
 
 
-def write_report(records: StudyRecords, settings: ReportSettings, prefix: str | os.PathLike[str]) -> str:
+def write_report(
+    records: StudyRecords, settings: ReportSettings, prefix: str | os.PathLike[str], *, split: str = "test"
+) -> str:
     """Pool ``records`` and write ``PREFIX.json`` (the records, then the pooled figures), ``PREFIX.png`` and
-    ``PREFIX.md``; returns the Markdown tables (or a line saying no cell has finished)."""
+    ``PREFIX.md``; returns the Markdown tables (or a line saying no cell has finished). ``split`` names the
+    cases the cells were scored on (the study's ``evaluate.split``) in the plot's title."""
     prefix = Path(prefix)
     cells = records.records()
     summary = pooled(cells, records.patients, settings)
@@ -29,7 +32,7 @@ def write_report(records: StudyRecords, settings: ReportSettings, prefix: str | 
     atomic_write_json(prefix.with_name(prefix.name + ".json"), {"records": cells, **summary})
     if not summary["methods"]:
         return "no finished cells yet"
-    plot(summary, settings, prefix.with_name(prefix.name + ".png"))
+    plot(summary, settings, prefix.with_name(prefix.name + ".png"), split=split)
     tables = markdown(summary, settings, cells)
     atomic_write_text(prefix.with_name(prefix.name + ".md"), tables)
     return tables

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from imaseg.study.plot import point_colours
+from imaseg.study.plot import plot_title, point_colours
 from imaseg.study.pooling import pooled
 from imaseg.study.records import StudyRecords
 from imaseg.study.report import write_report
@@ -142,6 +142,11 @@ def test_point_colours_shade_a_methods_loose_configurations_and_keep_curves_and_
     blue = to_rgb("tab:blue")
     assert dark == pytest.approx(tuple(c * 0.55 for c in blue))
     assert light == pytest.approx(tuple(c + (1 - c) * 0.45 for c in blue))
+
+
+def test_plot_title_names_the_split_scored():
+    assert plot_title("ACDC", [0, 1], "val") == "ACDC, validation patients of folds 0, 1"
+    assert plot_title("ACDC", [3], "test") == "ACDC, test patients of fold 3"
 
 
 def test_declaration_records_and_report_import_without_torch():
