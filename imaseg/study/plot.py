@@ -9,7 +9,7 @@ from imaseg.study.report_config import SWEEP_MARKERS, ReportSettings
 __all__ = ["plot", "plot_title", "point_colours"]
 
 OTHER_MARKERS = "XDph*P<>8H"  # configurations on no sweep and without a declared marker, in order
-SPLIT_WORDS = {"val": "validation", "all": "all"}  # how the title names the evaluated split (else as it is)
+SPLIT_WORDS = {"val": "validation"}  # how the title names the evaluated split (else as it is)
 SHADES = (-0.45, 0.45)  # darkest and lightest shade of a method's colour, as fractions towards black / white
 
 
@@ -17,16 +17,20 @@ def _shade(colour: str, amount: float) -> tuple[float, float, float]:
     """``colour`` moved ``amount`` of the way towards white (> 0) or black (< 0)."""
     from matplotlib.colors import to_rgb
 
-    rgb = to_rgb(colour)
+    r, g, b = to_rgb(colour)
     if amount >= 0:
-        return tuple(c + (1.0 - c) * amount for c in rgb)  # type: ignore[return-value]
-    return tuple(c * (1.0 + amount) for c in rgb)  # type: ignore[return-value]
+        return (r + (1.0 - r) * amount, g + (1.0 - g) * amount, b + (1.0 - b) * amount)
+    return (r * (1.0 + amount), g * (1.0 + amount), b * (1.0 + amount))
+
+
+def _folds(folds: list[int], separator: str) -> str:
+    """``"fold 3"`` or ``"folds 0, 1"``."""
+    return f"{'fold' if len(folds) == 1 else 'folds'} {separator.join(map(str, folds))}"
 
 
 def plot_title(title: str, folds: list[int], split: str) -> str:
     """The declared title and the cases scored: ``"T, validation patients of folds 0, 1"``."""
-    cases = f"{SPLIT_WORDS.get(split, split)} patients of {'fold' if len(folds) == 1 else 'folds'}"
-    return f"{title}, {cases} {', '.join(map(str, folds))}"
+    return f"{title}, {SPLIT_WORDS.get(split, split)} patients of {_folds(folds, ', ')}"
 
 
 def point_colours(methods: dict, settings: ReportSettings) -> dict[str, str | tuple[float, float, float]]:
@@ -52,7 +56,7 @@ def _label(setting: str, done: list[int], folds: list[int]) -> str:
     """The legend entry; a configuration not yet on every fold says so (it is not comparable with the others)."""
     if done == folds:
         return setting
-    return f"{setting} ({'fold' if len(done) == 1 else 'folds'} {','.join(map(str, done))} only)"
+    return f"{setting} ({_folds(done, ',')} only)"
 
 
 def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: str = "test") -> None:
