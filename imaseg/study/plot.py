@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imaseg.study.report_config import SWEEP_MARKERS, ReportSettings
 
-__all__ = ["plot", "plot_title", "point_colours"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.lines import Line2D
+
+__all__ = ["plot", "plot_title", "point_colours", "zoomed_settings"]
 
 OTHER_MARKERS = "XDph*P<>8H"  # configurations on no sweep and without a declared marker, in order
 SPLIT_WORDS = {"val": "validation"}  # how the title names the evaluated split (else as it is)
 SHADES = (-0.45, 0.45)  # darkest and lightest shade of a method's colour, as fractions towards black / white
+ZOOM_SPAN = 0.25  # points above the widest gap in attacked Dice get a zoom panel if they span at most this share
 
 
 def _shade(colour: str, amount: float) -> tuple[float, float, float]:
@@ -59,26 +65,32 @@ def _label(setting: str, done: list[int], folds: list[int]) -> str:
     return f"{setting} ({_folds(done, ',')} only)"
 
 
-def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: str = "test") -> None:
-    """Clean Dice against Dice at ``settings.budget``, each configuration with its 95% intervals; the declared
-    curves joined by lines (sweeps mark their points v, o, ^ in order); configurations of the compared method
-    on no curve drawn hollow.
+def zoomed_settings(points: dict[str, tuple[float, float]]) -> list[str]:
+    """The configurations worth a zoom panel: those above the widest gap in attacked Dice, where at least two lie
+    above it and they span at most ``ZOOM_SPAN`` of the whole range (e.g. robust models far above STD), else none.
 
-    Args:
-        summary: :func:`imaseg.study.pooling.pooled`'s figures.
-        settings: the study's report settings (budget, curves, colours, markers, texts).
-        path: the PNG to write.
-        split: the cases the cells were scored on (``EvalConfig.split``), named in the title.
+    >>> zoomed_settings({"std": (0.95, 0.18), "a": (0.93, 0.86), "b": (0.94, 0.82)})
+    ['a', 'b']
+    >>> zoomed_settings({"a": (0.93, 0.86), "b": (0.94, 0.5), "c": (0.9, 0.2)})
+    []
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    ordered = sorted(points, key=lambda s: points[s][1])
+    if len(ordered) < 3:
+        return []
+    ys = [points[s][1] for s in ordered]
+    gaps = [ys[i + 1] - ys[i] for i in range(len(ys) - 1)]
+    widest = max(range(len(gaps)), key=gaps.__getitem__)
+    if ys[-1] - ys[widest + 1] > ZOOM_SPAN * (ys[-1] - ys[0]) or len(ordered) - widest - 1 < 2:
+        return []
+    return sorted(ordered[widest + 1 :], key=list(points).index)
+
+
+def _draw_points(axis: Axes, summary: dict, settings: ReportSettings, shown: list[str]) -> list[Line2D]:
+    """The curves and points of the configurations ``shown`` on ``axis``; returns their legend handles."""
     from matplotlib.lines import Line2D
 
     budget, methods = settings.budget_key, summary["methods"]
-    figure = Figure(figsize=(9.5, 5.5))
-    FigureCanvasAgg(figure)
-    axis = figure.subplots()
-    points = {s: (e["clean"]["dice"], e[budget]["dice"]) for s, e in methods.items() if budget in e}
+    points = {s: (methods[s]["clean"]["dice"], methods[s][budget]["dice"]) for s in shown}
     folds = sorted({f for e in methods.values() for f in e["folds"]})
     for curve in settings.curves:
         xy = [points[s] for s in curve.settings if s in points]
@@ -90,11 +102,13 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: st
     on_curve = {s for c in settings.curves for s in c.settings}
     compared = settings.compare.method if settings.compare else None
     colours, handles = point_colours(methods, settings), []
-    for setting, (x, y) in points.items():
+    for setting in [s for s in methods if budget in methods[s]]:  # every one takes its shape, shown or not
         entry = methods[setting]
         sweep = next((m for m in sweeps if setting in m), None)
         marker = SWEEP_MARKERS[sweep.index(setting)] if sweep else (settings.markers.get(setting) or next(shapes))
-        colour = colours[setting]
+        if setting not in points:
+            continue
+        (x, y), colour = points[setting], colours[setting]
         face = "white" if entry["method"] == compared and setting not in on_curve else colour
         axis.errorbar(
             x,
@@ -115,10 +129,41 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: st
         handles.append(Line2D([], [], linestyle="none", marker=marker, markersize=8, color=colour,
                               markerfacecolor=face, label=label))  # fmt: skip
     axis.set_xlabel("clean global Dice (95% CI over patients)")
-    axis.set_ylabel(settings.plot.ylabel or f"global Dice at eps {budget} (95% CI)")
-    axis.set_title(plot_title(settings.plot.title, folds, split))
     axis.grid(alpha=0.3)
-    axis.legend(
+    return handles
+
+
+def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: str = "test") -> None:
+    """Clean Dice against Dice at ``settings.budget``, each configuration with its 95% intervals; the declared
+    curves joined by lines (sweeps mark their points v, o, ^ in order); configurations of the compared method
+    on no curve drawn hollow. Where a few configurations sit far below the rest under attack (STD, typically),
+    a second panel zooms on the rest (:func:`zoomed_settings`), so that the robust ones can be told apart.
+
+    Args:
+        summary: :func:`imaseg.study.pooling.pooled`'s figures.
+        settings: the study's report settings (budget, curves, colours, markers, texts).
+        path: the PNG to write.
+        split: the cases the cells were scored on (``EvalConfig.split``), named in the title.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    budget, methods = settings.budget_key, summary["methods"]
+    shown = [s for s, e in methods.items() if budget in e]
+    zoomed = zoomed_settings({s: (methods[s]["clean"]["dice"], methods[s][budget]["dice"]) for s in shown})
+    figure = Figure(figsize=(15.5 if zoomed else 9.5, 5.5))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2 if zoomed else 1, squeeze=False)[0]
+    handles = _draw_points(axes[0], summary, settings, shown)
+    axes[0].set_ylabel(settings.plot.ylabel or f"global Dice at eps {budget} (95% CI)")
+    folds = sorted({f for e in methods.values() for f in e["folds"]})
+    if zoomed:
+        _draw_points(axes[1], summary, settings, zoomed)
+        axes[1].set_title(f"zoom: the {len(zoomed)} configurations above the gap", fontsize=10)
+        figure.suptitle(plot_title(settings.plot.title, folds, split))
+    else:
+        axes[0].set_title(plot_title(settings.plot.title, folds, split))
+    axes[-1].legend(
         handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=settings.plot.legend_title
     )
     figure.savefig(path, dpi=130, bbox_inches="tight")

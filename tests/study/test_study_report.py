@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from imaseg.study.plot import plot_title, point_colours
+from imaseg.study.plot import plot, plot_title, point_colours, zoomed_settings
 from imaseg.study.pooling import pooled
 from imaseg.study.records import StudyRecords
 from imaseg.study.report import write_report
@@ -154,3 +154,28 @@ def test_declaration_records_and_report_import_without_torch():
     code = f"import sys, {modules}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_zoomed_settings_are_those_above_a_wide_gap_when_two_or_more():
+    points = {"std": (0.95, 0.10), "a": (0.93, 0.86), "b": (0.94, 0.80), "c": (0.92, 0.84)}
+    assert zoomed_settings(points) == ["a", "b", "c"]  # in the given order
+    assert zoomed_settings({**points, "d": (0.9, 0.6)}) == []  # above the widest gap: 0.26 of 0.76, no zoom
+    assert zoomed_settings({"std": (0.95, 0.1), "a": (0.93, 0.86), "b": (0.9, 0.12)}) == []  # one above the gap
+    assert zoomed_settings({"a": (0.9, 0.1), "b": (0.9, 0.8)}) == []
+    assert zoomed_settings({"std": (0.9, 0.7), "a": (0.9, 0.8), "b": (0.9, 0.86)}) == []  # 0.06 of 0.16
+
+
+def _summary(points: dict[str, tuple[float, float]]) -> dict:
+    budget = SETTINGS.budget_key
+    return {"methods": {s: {"method": "pgd-at", "folds": [0], "clean": {"dice": x, "ci": [x - 0.01, x + 0.01]},
+                            budget: {"dice": y, "ci": [y - 0.01, y + 0.01]}} for s, (x, y) in points.items()}}  # fmt: skip
+
+
+def test_plot_adds_a_zoom_panel_only_where_robust_points_sit_far_above_the_rest(tmp_path):
+    from matplotlib.image import imread
+
+    close = {"pgd a": (0.93, 0.86), "pgd b": (0.94, 0.80)}
+    plot(_summary({**close, "std": (0.95, 0.1)}), SETTINGS, tmp_path / "zoom.png")
+    plot(_summary({**close, "std": (0.95, 0.7)}), SETTINGS, tmp_path / "one.png")
+    wide, narrow = imread(tmp_path / "zoom.png").shape[1], imread(tmp_path / "one.png").shape[1]
+    assert wide > 1.4 * narrow  # a second panel beside the first
