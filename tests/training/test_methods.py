@@ -172,7 +172,9 @@ def test_a_budget_ramp_grows_eps_per_epoch_up_to_eps_and_resumes_at_its_epoch(tm
     assert budgets == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
     method.resume(tmp_path, 2)
     assert method.attack_arguments(generator())["eps"] == 0.75
-    assert "ramp 0.25/epoch" in PGDAT.label(config)
+    assert PGDAT.label(config) == "PGD-AT (eps 1.0, ramp 0.25/epoch, reaches eps 0.5 in 2 epochs)"  # cut short
+    full = tiny_train_config(method="pgd-at", eps=1.0, adversarial_ramp=0.25, epochs=4)
+    assert PGDAT.label(full) == "PGD-AT (eps 1.0, ramp 0.25/epoch)"
     with pytest.raises(ValueError, match="`ramp` must be >= 0, got -1"):
         tiny_train_config(method="pgd-at", adversarial_ramp=-1.0)
 

@@ -44,6 +44,9 @@ class PGDAT(AdversarialMethod):
     def label(cls, config: TrainConfig) -> str:
         adversarial = config.adversarial
         extras = [f"ramp {adversarial.ramp:g}/epoch"] if adversarial.ramp > 0 else []
+        reached = adversarial.budget(config.epochs - 1)
+        if reached < adversarial.eps:  # training ends before the ramp gets there: say what it trained at
+            extras[0] += f", reaches eps {reached:g} in {config.epochs} epochs"
         if adversarial.loss != "dice-ce":
             extras.append(f"{adversarial.loss} loss")
         threat = "" if adversarial.threat == "pgd" else f"{adversarial.threat}, "
