@@ -97,6 +97,32 @@ def test_the_table_shows_each_model_tta_and_budget_with_its_interval():
     assert "| std | no | 0.9999 | 0.900 [0.880, 0.920] | 0.100 [0.050, 0.150] |" in table
 
 
+def test_tta_can_be_scored_at_fewer_budgets_and_the_table_says_which_were_not():
+    pipeline = load_pipeline("nnunet_heart")
+    evaluation = {"eps": [0, 2.5, 5], "tta_eps": [0, 5]}
+    assert pipeline.scored_budgets(evaluation, tta=True) == [0.0, 5.0]
+    assert pipeline.scored_budgets(evaluation, tta=False) == [0.0, 2.5, 5.0]
+    assert pipeline.scored_budgets({"eps": [0, 1]}, tta=True) == [0.0, 1.0]  # no tta_eps: every budget
+    assert pipeline.budget_error(evaluation) is None
+    assert "`evaluate.tta_eps` must be budgets of `evaluate.eps` [0, 2.5], got [5.0]" in pipeline.budget_error(
+        {"eps": [0, 2.5], "tta_eps": [0, 5]}
+    )
+    row = {"model": "std", "tta": "yes", "agreement": 1.0, "eps": [0.0, 5.0], "dice": [[0.9, 0.8, 1], [0.2, 0.1, 0.3]]}
+    table = pipeline.summary_table({"eps": [0, 2.5, 5], "rows": [row]})
+    assert "| std | yes | 1.0000 | 0.900 [0.800, 1.000] | not scored | 0.200 [0.100, 0.300] |" in table
+
+
+def test_a_tta_budget_outside_the_grid_is_refused_before_anything_runs(tmp_path, capsys):
+    config = yaml.safe_load((PIPELINES / "configs" / "nnunet" / "heart.yaml").read_text())
+    config["evaluate"]["tta_eps"] = [0, 7]
+    path = tmp_path / "heart.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit):
+        load_pipeline("nnunet_heart").main(["--config", str(path), "--out", str(tmp_path / "out")])
+    assert "`evaluate.tta_eps` must be budgets of `evaluate.eps`" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_quick_pipeline_trains_and_scores_acdc_through_nnunet(tmp_path):
     pytest.importorskip("nnunetv2", reason="nnunetv2 not installed (README, 'nnU-Net')")
     acdc = real_data("acdc_heart")
