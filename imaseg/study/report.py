@@ -6,6 +6,7 @@ Markdown tables ``NAME.md`` and the plot ``NAME.png``. No torch here: reports re
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -23,16 +24,37 @@ def write_report(
     records: StudyRecords, settings: ReportSettings, prefix: str | os.PathLike[str], *, split: str = "test"
 ) -> str:
     """Pool ``records`` and write ``PREFIX.json`` (the records, then the pooled figures), ``PREFIX.png`` and
-    ``PREFIX.md``; returns the Markdown tables (or a line saying no cell has finished). ``split`` names the
-    cases the cells were scored on (the study's ``evaluate.split``) in the plot's title."""
+    ``PREFIX.md``; returns the Markdown tables (or a line saying no cell has finished, and writes nothing).
+    ``split`` names the cases the cells were scored on (the study's ``evaluate.split``) in the plot's title.
+
+    Raises:
+        FileExistsError: ``PREFIX.json`` exists and is not a study report (another tool's results): it is kept.
+    """
     prefix = Path(prefix)
     cells = records.records()
     summary = pooled(cells, records.patients, settings)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(prefix.with_name(prefix.name + ".json"), {"records": cells, **summary})
     if not summary["methods"]:
         return "no finished cells yet"
+    target = prefix.with_name(prefix.name + ".json")
+    _refuse_foreign(target)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(target, {"records": cells, **summary})
     plot(summary, settings, prefix.with_name(prefix.name + ".png"), split=split)
     tables = markdown(summary, settings, cells)
     atomic_write_text(prefix.with_name(prefix.name + ".md"), tables)
     return tables
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Refuse to replace a JSON file that no study report wrote (its top level has no ``records`` list)."""
+    if not path.is_file():
+        return
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        value = None
+    if not (isinstance(value, dict) and isinstance(value.get("records"), list)):
+        raise FileExistsError(
+            f"{path} exists and is not a study report (another tool wrote it); it is kept: write this report "
+            "elsewhere (imaseg study report STUDY.yaml --out PREFIX)"
+        )

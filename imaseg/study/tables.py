@@ -20,10 +20,12 @@ def _difference(pair: dict) -> str:
 
 
 def _pooled_table(methods: dict, budget: str) -> list[str]:
-    """One row per configuration with its folds; intervals on clean Dice, the report's budget and the AUC."""
+    """One row per configuration with its folds; intervals on clean Dice, the report's budget and the AUC, whose
+    header names its range: the attacked budgets, first to last (clean Dice is not in it)."""
     budgets = sorted({k for e in methods.values() for k in e if k[0].isdigit()}, key=float)
+    area = f"AUC {budgets[0]}..{budgets[-1]}" if len(budgets) > 1 else "AUC"
     lines = [
-        "| configuration | folds | clean | " + " | ".join(f"eps {b}" for b in budgets) + " | AUC | CPU min |",
+        "| configuration | folds | clean | " + " | ".join(f"eps {b}" for b in budgets) + f" | {area} | CPU min |",
         "|---|---|---|" + "---|" * len(budgets) + "---|---|",
     ]
     for setting, entry in methods.items():

@@ -101,7 +101,7 @@ def test_matched_clean_dice_mixes_the_bracketing_front_points():
 def test_markdown_tables():
     tables = markdown(pooled(RECORDS, PATIENTS, SETTINGS), SETTINGS)
     lines = tables.splitlines()
-    assert lines[0] == "| configuration | folds | clean | eps 0.5 | eps 1 | AUC | CPU min |"
+    assert lines[0] == "| configuration | folds | clean | eps 0.5 | eps 1 | AUC 0.5..1 | CPU min |"
     assert lines[2].startswith(f"| pgd a | 0 | {_dice(18, 1, 1):.3f} (")
     assert "| minus pgd a, paired | clean, pooled | eps 1, pooled | eps 1, fold 0 |" in lines
     assert "| IMA setting | PGD-AT frontier at its clean Dice | clean, paired | eps 1, paired | dominates? |" in lines
@@ -120,7 +120,19 @@ def test_write_report(tmp_path):
     assert (tmp_path / "out" / "toy.md").read_text() == tables
     assert (tmp_path / "out" / "toy.png").read_bytes()[:4] == b"\x89PNG"
     assert write_report(StudyRecords(), SETTINGS, tmp_path / "empty") == "no finished cells yet"
-    assert not (tmp_path / "empty.png").exists()
+    assert not (tmp_path / "empty.png").exists() and not (tmp_path / "empty.json").exists()  # nothing written
+    write_report(records, SETTINGS, tmp_path / "out" / "toy")  # its own report: replaced
+
+
+def test_write_report_keeps_a_json_file_another_tool_wrote(tmp_path):
+    records = StudyRecords(patients=dict(PATIENTS))
+    for index, record in enumerate(RECORDS):
+        records.add(f"{record['setting']} fold0 seed0", record, f"f{index}", {})
+    other = tmp_path / "attack_strength.json"
+    other.write_text('{"cells": 10}')
+    with pytest.raises(FileExistsError, match="attack_strength.json exists and is not a study report.*--out PREFIX"):
+        write_report(records, SETTINGS, tmp_path / "attack_strength")
+    assert other.read_text() == '{"cells": 10}' and not (tmp_path / "attack_strength.md").exists()
 
 
 def test_point_colours_shade_a_methods_loose_configurations_and_keep_curves_and_declared_ones():
