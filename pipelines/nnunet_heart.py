@@ -32,6 +32,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from nnunet_scores import (  # noqa: E402
+    budget_error,
+    score_fingerprint,
+    score_model,
+    summary_table,
+    write_report,
+)
 
 from imaseg.config import load_yaml  # noqa: E402
 from imaseg.pipeline import StageRunner  # noqa: E402
@@ -145,71 +154,6 @@ def write_split(preprocessed_dataset: Path, parts: dict[str, list[str]]) -> None
     )
 
 
-def summary_table(scores: dict[str, Any]) -> str:
-    """Markdown: global Dice [95% interval over patients] per model, TTA and budget, and the agreement check;
-    "not scored" where a row skipped a budget (``tta_eps``). Rows without ``eps`` have one cell per budget."""
-    lines = ["| model | TTA | nnU-Net agreement | " + " | ".join(f"eps {e:g}" for e in scores["eps"]) + " |"]
-    lines.append("|---|---|---|" + "---|" * len(scores["eps"]))
-    for row in scores["rows"]:
-        by_budget = dict(zip(row.get("eps", scores["eps"]), row["dice"], strict=True))
-        dice = [by_budget.get(float(e)) for e in scores["eps"]]
-        cells = ["not scored" if d is None else f"{d[0]:.3f} [{d[1]:.3f}, {d[2]:.3f}]" for d in dice]
-        lines.append(f"| {row['model']} | {row['tta']} | {row['agreement']:.4f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def scored_budgets(evaluation: dict[str, Any], tta: bool) -> list[float]:
-    """The budgets a model is scored at: ``eps``, or with mirroring TTA ``tta_eps`` where given (TTA costs a
-    forward per mirror, 4 in 2D, 8 in 3D: scoring it at the headline budget only saves most of that)."""
-    budgets = evaluation.get("tta_eps") if tta else None
-    return [float(e) for e in (evaluation["eps"] if budgets is None else budgets)]
-
-
-def budget_error(evaluation: dict[str, Any]) -> str | None:
-    """Why ``evaluate.tta_eps`` is unusable (budgets outside ``evaluate.eps``), or ``None``."""
-    extra = sorted({float(e) for e in evaluation.get("tta_eps") or []} - {float(e) for e in evaluation["eps"]})
-    if extra:
-        return f"`evaluate.tta_eps` must be budgets of `evaluate.eps` {evaluation['eps']}, got {extra} outside it"
-    return None
-
-
-def score_model(results: Path, data: Path, run: Path, tta: bool, evaluation: dict[str, Any]) -> dict[str, Any]:
-    """``imaseg evaluate --nnunet`` on the test folder; the global Dice per budget scored and nnU-Net's
-    agreement."""
-    from imaseg.cli import main as imaseg_main
-    from imaseg.summary import Summary
-
-    flags = ["--eps", ",".join(f"{e:g}" for e in scored_budgets(evaluation, tta))]
-    flags += ["--attacks", ",".join(evaluation["attacks"])] if evaluation.get("attacks") else []
-    flags += ["--steps", str(evaluation["steps"]), "--no-hd95", "--overlays", "2"]
-    code = imaseg_main(
-        ["evaluate", "--nnunet", str(results), "--fold", "0", "--data", str(data), "--run", str(run)]
-        + ["--allow-outside-paths"]  # the test folder links to the source files
-        + ([] if tta else ["--no-tta"])
-        + flags
-    )
-    if code != 0:
-        raise RuntimeError(f"imaseg evaluate --nnunet {results} failed (exit {code})")
-    evaluations = sorted((run / "eval").glob("*/summary.json"))
-    summary = Summary.read(evaluations[-1])
-    attack = summary.main_attack
-    if attack is None:
-        raise RuntimeError(f"{evaluations[-1]}: no attack was evaluated")
-    reference = json.loads((evaluations[-1].parent / "nnunet.json").read_text())
-    curve = summary.curve(attack)
-    dice = [[c.global_dice, *(c.ci_global or [float("nan")] * 2)] for c in curve.cells]
-    return {"dice": dice, "eps": list(curve.eps), "agreement": float(reference["agreement"]), "attack": attack}
-
-
-def write_report(out: Path, runs: list[Path]) -> None:
-    """``OUT/report.html`` (and ``.md``): every scored model side by side, with and without TTA."""
-    from imaseg.cli import main as imaseg_main
-
-    title = "ACDC heart MRI through nnU-Net v2: STD and robust training, scored with and without mirroring TTA"
-    if imaseg_main(["report", *map(str, runs), "--out", str(out / "report"), "--title", title]) != 0:
-        raise RuntimeError(f"imaseg report {' '.join(map(str, runs))} failed")
-
-
 def _trainer_name(method: str, settings: Any) -> str:
     """``nnUNetTrainerImaseg_pgdat_1a2b3c``: the method and a digest of its settings (another setting, another folder)."""
     from imaseg.config import to_dict
@@ -229,13 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = load_yaml(args.config)
-    if args.quick:
-        config.update(epochs=1, iterations=2, val_iterations=1)
-        quick = {"steps": 2, "eps": config["evaluate"]["eps"][:2], "tta": [False], "tta_eps": None}
-        quick["attacks"] = ["apgd-dice-l2"]
-        config["evaluate"] = {**config["evaluate"], **quick}
     if (problem := budget_error(config["evaluate"])) is not None:
         parser.error(f"{args.config}: {problem}")
+    if args.quick:
+        config.update(epochs=1, iterations=2, val_iterations=1)
+        quick = {"steps": 2, "eps": config["evaluate"]["eps"][:2], "tta": [False], "attacks": ["apgd-dice-l2"]}
+        config["evaluate"] = {**{k: v for k, v in config["evaluate"].items() if k != "tta_eps"}, **quick}
     data = Path(args.data or (HERE.parent / config["data"]["path"]))
     if not (data / "labelsTr").is_dir():
         parser.error(f"{data}: no labelsTr folder; pass --data DIR (ACDC in MSD layout, ../shared/data/acdc_heart)")
@@ -297,7 +240,7 @@ def run_pipeline(config: dict[str, Any], data: Path, out: Path, stages: StageRun
             tag = f"{name}-{'tta' if tta else 'notta'}"
             result = stages.run(
                 f"score-{tag}",
-                evaluation,
+                score_fingerprint(evaluation, tta),
                 lambda _, f=folder, t=tta, g=tag: score_model(f, test, out / "runs" / g, t, evaluation),
                 after=[f"train-{name}"],
             )

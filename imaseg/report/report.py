@@ -152,19 +152,23 @@ def _runs_table(doc: Document, runs: list[RunData]) -> None:
 
 def _headline(doc: Document, runs: list[RunData], attack: str) -> None:
     doc.heading(f"Clean and robust Dice ({attack})")
-    eps = [e for e, _ in runs[0].evaluation.curve(attack).attacked()]  # eps 0 repeats the clean column
+    entries = [(r, r.evaluation.attacks[attack]) for r in runs if r.evaluation.attacks.get(attack)]
+    by_label = {f"{e:g}": e for _, entry in entries for e, _ in entry.attacked()}  # eps 0 repeats clean
+    eps = sorted(by_label.values())
+    span = (entries[0][1].eps[0], entries[0][1].eps[-1])
     rows = []
-    for r in runs:
-        entry = r.evaluation.attacks.get(attack)
-        if not entry:
-            continue
-        curve = [_with_ci(c) for _, c in entry.attacked()]
-        rows.append([r.name, r.method, _with_ci(r.evaluation.clean), *curve, entry.auc])
+    for r, entry in entries:
+        shown = {f"{e:g}": _with_ci(c) for e, c in entry.attacked()}
+        auc: str | float = entry.auc
+        if (entry.eps[0], entry.eps[-1]) != span:  # another range: not comparable with the first run's
+            auc = f"{entry.auc:.3f} (eps {entry.eps[0]:g}..{entry.eps[-1]:g})"
+        rows.append([r.name, r.method, _with_ci(r.evaluation.clean), *[shown.get(f"{e:g}", "-") for e in eps], auc])
     doc.table(
         ["run", "method", "clean", *[f"eps {e:g}" for e in eps], "AUC"],
         rows,
-        caption="Global voxel Dice, mean over foreground classes, with its 95% bootstrap interval over patients. "
-        "AUC: area under Dice-vs-eps divided by the eps range.",
+        caption="Global voxel Dice, mean over foreground classes, with its 95% bootstrap interval over patients "
+        "('-': not scored at that budget). AUC: area under Dice-vs-eps divided by the eps range (a run scored "
+        "over another range says which).",
     )
     doc.paragraph(_describe_attack(runs[0].evaluation, attack), "note")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ __all__ = ["plot", "plot_title", "point_colours", "zoomed_settings"]
 OTHER_MARKERS = "XDph*P<>8H"  # configurations on no sweep and without a declared marker, in order
 SPLIT_WORDS = {"val": "validation"}  # how the title names the evaluated split (else as it is)
 SHADES = (-0.45, 0.45)  # darkest and lightest shade of a method's colour, as fractions towards black / white
-ZOOM_SPAN = 0.25  # points above the widest gap in attacked Dice get a zoom panel if they span at most this share
+ZOOM_SPAN = 0.25  # the points above a wide gap in attacked Dice get a zoom panel if they span at most this share
 
 
 def _shade(colour: str, amount: float) -> tuple[float, float, float]:
@@ -67,22 +68,26 @@ def _label(setting: str, done: list[int], folds: list[int]) -> str:
 
 def zoomed_settings(points: dict[str, tuple[float, float]]) -> list[str]:
     """The configurations worth a zoom panel: those above the widest gap in attacked Dice, where at least two lie
-    above it and they span at most ``ZOOM_SPAN`` of the whole range (e.g. robust models far above STD), else none.
+    above it, the gap is at least half the whole range and the points above it span at most ``ZOOM_SPAN`` of it
+    (e.g. robust models far above STD), else none. Points without a finite Dice are left out.
 
     >>> zoomed_settings({"std": (0.95, 0.18), "a": (0.93, 0.86), "b": (0.94, 0.82)})
     ['a', 'b']
     >>> zoomed_settings({"a": (0.93, 0.86), "b": (0.94, 0.5), "c": (0.9, 0.2)})
     []
     """
-    ordered = sorted(points, key=lambda s: points[s][1])
+    finite = {s: y for s, (_, y) in points.items() if math.isfinite(y)}
+    ordered = sorted(finite, key=finite.__getitem__)
     if len(ordered) < 3:
         return []
-    ys = [points[s][1] for s in ordered]
+    ys = [finite[s] for s in ordered]
+    whole = ys[-1] - ys[0]
     gaps = [ys[i + 1] - ys[i] for i in range(len(ys) - 1)]
     widest = max(range(len(gaps)), key=gaps.__getitem__)
-    if ys[-1] - ys[widest + 1] > ZOOM_SPAN * (ys[-1] - ys[0]) or len(ordered) - widest - 1 < 2:
+    above = ordered[widest + 1 :]
+    if len(above) < 2 or gaps[widest] < 0.5 * whole or ys[-1] - ys[widest + 1] > ZOOM_SPAN * whole or whole <= 0:
         return []
-    return sorted(ordered[widest + 1 :], key=list(points).index)
+    return sorted(above, key=list(points).index)
 
 
 def _draw_points(axis: Axes, summary: dict, settings: ReportSettings, shown: list[str]) -> list[Line2D]:

@@ -24,19 +24,20 @@ def write_report(
     records: StudyRecords, settings: ReportSettings, prefix: str | os.PathLike[str], *, split: str = "test"
 ) -> str:
     """Pool ``records`` and write ``PREFIX.json`` (the records, then the pooled figures), ``PREFIX.png`` and
-    ``PREFIX.md``; returns the Markdown tables (or a line saying no cell has finished, and writes nothing).
+    ``PREFIX.md``; returns the Markdown tables (or a line saying no cell has finished, and writes nothing: an
+    earlier report there stays as it was).
     ``split`` names the cases the cells were scored on (the study's ``evaluate.split``) in the plot's title.
 
     Raises:
         FileExistsError: ``PREFIX.json`` exists and is not a study report (another tool's results): it is kept.
     """
     prefix = Path(prefix)
+    target = prefix.with_name(prefix.name + ".json")
+    _refuse_foreign(target)
     cells = records.records()
     summary = pooled(cells, records.patients, settings)
     if not summary["methods"]:
-        return "no finished cells yet"
-    target = prefix.with_name(prefix.name + ".json")
-    _refuse_foreign(target)
+        return f"no finished cells yet; nothing written to {prefix}.*"
     prefix.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(target, {"records": cells, **summary})
     plot(summary, settings, prefix.with_name(prefix.name + ".png"), split=split)
@@ -50,11 +51,15 @@ def _refuse_foreign(path: Path) -> None:
     if not path.is_file():
         return
     try:
-        value = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise FileExistsError(
+            f"{path}: cannot read it ({error}); it is kept: fix its permissions or pass --out"
+        ) from error
+    except json.JSONDecodeError:
         value = None
     if not (isinstance(value, dict) and isinstance(value.get("records"), list)):
         raise FileExistsError(
-            f"{path} exists and is not a study report (another tool wrote it); it is kept: write this report "
-            "elsewhere (imaseg study report STUDY.yaml --out PREFIX)"
+            f"{path} exists and is not a study report (not written by imaseg study report); it is kept: write this "
+            "report elsewhere (imaseg study report STUDY.yaml --out PREFIX)"
         )

@@ -4,6 +4,7 @@ whole pipeline (real ACDC patients, planned, trained and scored by nnU-Net) need
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -98,18 +99,33 @@ def test_the_table_shows_each_model_tta_and_budget_with_its_interval():
 
 
 def test_tta_can_be_scored_at_fewer_budgets_and_the_table_says_which_were_not():
-    pipeline = load_pipeline("nnunet_heart")
-    evaluation = {"eps": [0, 2.5, 5], "tta_eps": [0, 5]}
-    assert pipeline.scored_budgets(evaluation, tta=True) == [0.0, 5.0]
-    assert pipeline.scored_budgets(evaluation, tta=False) == [0.0, 2.5, 5.0]
-    assert pipeline.scored_budgets({"eps": [0, 1]}, tta=True) == [0.0, 1.0]  # no tta_eps: every budget
-    assert pipeline.budget_error(evaluation) is None
-    assert "`evaluate.tta_eps` must be budgets of `evaluate.eps` [0, 2.5], got [5.0]" in pipeline.budget_error(
-        {"eps": [0, 2.5], "tta_eps": [0, 5]}
-    )
+    scores = load_pipeline("nnunet_scores")
+    evaluation = {"eps": [0, 2.5, 5], "tta_eps": [0, 5], "steps": 20, "tta": [False, True]}
+    assert scores.scored_budgets(evaluation, tta=True) == [0.0, 5.0]
+    assert scores.scored_budgets(evaluation, tta=False) == [0.0, 2.5, 5.0]
+    assert scores.scored_budgets({"eps": [0, 1]}, tta=True) == [0.0, 1.0]  # no tta_eps: every budget
+    plain = {k: v for k, v in evaluation.items() if k != "tta_eps"}
+    assert scores.score_fingerprint(evaluation, tta=False) == plain  # no-TTA runs are not scored again
+    assert scores.score_fingerprint(evaluation, tta=True) == {**plain, "eps": [0, 5]}
+    assert scores.score_fingerprint(plain, tta=True) == plain  # configs without tta_eps keep their stages
     row = {"model": "std", "tta": "yes", "agreement": 1.0, "eps": [0.0, 5.0], "dice": [[0.9, 0.8, 1], [0.2, 0.1, 0.3]]}
-    table = pipeline.summary_table({"eps": [0, 2.5, 5], "rows": [row]})
+    table = scores.summary_table({"eps": [0, 2.5, 5], "rows": [row]})
     assert "| std | yes | 1.0000 | 0.900 [0.800, 1.000] | not scored | 0.200 [0.100, 0.300] |" in table
+
+
+@pytest.mark.parametrize(
+    ("tta_eps", "message"),
+    [
+        ([0, 7], r"`evaluate.tta_eps` must be budgets of `evaluate.eps` \[0, 2.5, 5\], got 7 outside it"),
+        ([], r"`evaluate.tta_eps` must be a non-empty list of budgets, e.g. \[0, 5\], got \[\]"),
+        (5, r"`evaluate.tta_eps` must be a non-empty list of budgets, e.g. \[0, 5\], got 5"),
+        (None, None),
+        ([0, 5.0], None),
+    ],
+)
+def test_tta_budgets_are_checked(tta_eps, message):
+    error = load_pipeline("nnunet_scores").budget_error({"eps": [0, 2.5, 5], "tta_eps": tta_eps})
+    assert error is None if message is None else re.fullmatch(message, error)
 
 
 def test_a_tta_budget_outside_the_grid_is_refused_before_anything_runs(tmp_path, capsys):
@@ -117,8 +133,8 @@ def test_a_tta_budget_outside_the_grid_is_refused_before_anything_runs(tmp_path,
     config["evaluate"]["tta_eps"] = [0, 7]
     path = tmp_path / "heart.yaml"
     path.write_text(yaml.safe_dump(config))
-    with pytest.raises(SystemExit):
-        load_pipeline("nnunet_heart").main(["--config", str(path), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit):  # --quick drops tta_eps, but a wrong one is refused before that
+        load_pipeline("nnunet_heart").main(["--config", str(path), "--out", str(tmp_path / "out"), "--quick"])
     assert "`evaluate.tta_eps` must be budgets of `evaluate.eps`" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

@@ -240,3 +240,21 @@ def test_the_threat_model_box_states_attacker_budget_data_and_history(report):
 
 def test_report_files_are_readable_by_colleagues(report):
     assert report.html.stat().st_mode & 0o044 == 0o044, "group and others may read (not mkstemp's 0600)"
+
+
+def test_headline_matches_cells_by_budget_when_runs_were_scored_on_other_grids(evaluated_runs, tmp_path):
+    other = tmp_path / "short"
+    shutil.copytree(evaluated_runs[1], other)
+    path = other / "eval" / "default" / "summary.json"
+    summary = json.loads(path.read_text())
+    entry = summary["attacks"]["worst-l2"]
+    assert entry["eps"] == [0.0, 0.5, 1.0]
+    entry["eps"], entry["cells"] = entry["eps"][:2], entry["cells"][:2]  # scored up to eps 0.5 only
+    path.write_text(json.dumps(summary))
+    _, md = build_report([evaluated_runs[0], other], tmp_path / "mixed")
+    section = md.read_text().split("## Clean and robust Dice (worst-l2)")[1].split("\n## ")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| short | ")).strip(" |").split(" | ")
+    half = entry["cells"][1]
+    assert row[3] == f"{half['mean_dice']['global']:.3f} ({half['ci_global'][0]:.3f}-{half['ci_global'][1]:.3f})"
+    assert row[4] == "-"  # not scored at eps 1: no cell of another budget slides under it
+    assert row[5] == f"{entry['auc']:.3f} (eps 0..0.5)"

@@ -119,9 +119,11 @@ def test_write_report(tmp_path):
     tables = write_report(records, SETTINGS, tmp_path / "out" / "toy")
     assert (tmp_path / "out" / "toy.md").read_text() == tables
     assert (tmp_path / "out" / "toy.png").read_bytes()[:4] == b"\x89PNG"
-    assert write_report(StudyRecords(), SETTINGS, tmp_path / "empty") == "no finished cells yet"
-    assert not (tmp_path / "empty.png").exists() and not (tmp_path / "empty.json").exists()  # nothing written
-    write_report(records, SETTINGS, tmp_path / "out" / "toy")  # its own report: replaced
+    assert write_report(StudyRecords(), SETTINGS, tmp_path / "empty").startswith("no finished cells yet; nothing")
+    assert not (tmp_path / "empty.png").exists() and not (tmp_path / "empty.json").exists()
+    (tmp_path / "out" / "toy.md").write_text("old")
+    assert write_report(records, SETTINGS, tmp_path / "out" / "toy") == tables  # its own report: replaced
+    assert (tmp_path / "out" / "toy.md").read_text() == tables
 
 
 def test_write_report_keeps_a_json_file_another_tool_wrote(tmp_path):
@@ -130,7 +132,7 @@ def test_write_report_keeps_a_json_file_another_tool_wrote(tmp_path):
         records.add(f"{record['setting']} fold0 seed0", record, f"f{index}", {})
     other = tmp_path / "attack_strength.json"
     other.write_text('{"cells": 10}')
-    with pytest.raises(FileExistsError, match="attack_strength.json exists and is not a study report.*--out PREFIX"):
+    with pytest.raises(FileExistsError, match=r"attack_strength.json exists and is not a study report.*--out PREFIX\)"):
         write_report(records, SETTINGS, tmp_path / "attack_strength")
     assert other.read_text() == '{"cells": 10}' and not (tmp_path / "attack_strength.md").exists()
 
@@ -174,6 +176,8 @@ def test_zoomed_settings_are_those_above_a_wide_gap_when_two_or_more():
     assert zoomed_settings({**points, "d": (0.9, 0.6)}) == []  # above the widest gap: 0.26 of 0.76, no zoom
     assert zoomed_settings({"std": (0.95, 0.1), "a": (0.93, 0.86), "b": (0.9, 0.12)}) == []  # one above the gap
     assert zoomed_settings({"a": (0.9, 0.1), "b": (0.9, 0.8)}) == []
+    assert zoomed_settings({"a": (0.9, 0.0), "b": (0.9, 0.0), "c": (0.9, 0.0)}) == []  # all tied: no gap
+    assert zoomed_settings({**points, "n": (0.9, float("nan"))}) == ["a", "b", "c"]  # NaN left out
     assert zoomed_settings({"std": (0.9, 0.7), "a": (0.9, 0.8), "b": (0.9, 0.86)}) == []  # 0.06 of 0.16
 
 

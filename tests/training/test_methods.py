@@ -175,6 +175,11 @@ def test_a_budget_ramp_grows_eps_per_epoch_up_to_eps_and_resumes_at_its_epoch(tm
     assert PGDAT.label(config) == "PGD-AT (eps 1.0, ramp 0.25/epoch, reaches eps 0.5 in 2 epochs)"  # cut short
     full = tiny_train_config(method="pgd-at", eps=1.0, adversarial_ramp=0.25, epochs=4)
     assert PGDAT.label(full) == "PGD-AT (eps 1.0, ramp 0.25/epoch)"
+    rounded = tiny_train_config(method="pgd-at", eps=0.9, adversarial_ramp=0.3, epochs=3)  # 0.3 * 3 < 0.9 in floats
+    assert PGDAT.label(rounded) == "PGD-AT (eps 0.9, ramp 0.3/epoch)"
+    trades = tiny_train_config(method="trades", eps=1.0, adversarial_ramp=0.25, epochs=2)
+    assert Trades.label(trades) == "TRADES (eps 1.0, ramp 0.25/epoch, reaches eps 0.5 in 2 epochs)"
+    assert Trades.label(tiny_train_config(method="trades", eps=1.0)) == "TRADES (eps 1.0)"
     with pytest.raises(ValueError, match="`ramp` must be >= 0, got -1"):
         tiny_train_config(method="pgd-at", adversarial_ramp=-1.0)
 

@@ -11,7 +11,7 @@ from imaseg.attacks import Attack, AttackSettings, create_attack
 from imaseg.attacks.registry import attack_spec
 from imaseg.training.methods.registry import Method
 
-__all__ = ["AdversarialMethod", "threat_text"]
+__all__ = ["AdversarialMethod", "ramp_text", "threat_text"]
 
 
 class AdversarialMethod(Method):
@@ -57,3 +57,14 @@ def threat_text(config: Any) -> str:
     if adversarial.threat == "pgd":
         return f"eps {adversarial.eps} {adversarial.norm}"
     return f"{adversarial.threat}, eps {adversarial.eps} {attack_spec(adversarial.threat).norms[0]}"
+
+
+def ramp_text(config: Any) -> str:
+    """``"ramp 1/epoch"`` for a budget ramp, with the budget it reaches where training ends before ``eps``
+    (``", reaches eps 0.5 in 2 epochs"``); ``""`` without a ramp (labels of PGD-AT and TRADES)."""
+    adversarial = config.adversarial
+    if adversarial.ramp <= 0:
+        return ""
+    reached = adversarial.budget(config.epochs - 1)
+    cut = f", reaches eps {reached:g} in {config.epochs} epochs" if f"{reached:g}" != f"{adversarial.eps:g}" else ""
+    return f"ramp {adversarial.ramp:g}/epoch{cut}"

@@ -12,7 +12,7 @@ from imaseg.attacks import PGD, Attack
 from imaseg.functional import dice_ce_per_sample
 from imaseg.losses.adversarial import build_adversarial_loss
 from imaseg.metrics.prediction import predict_classes
-from imaseg.training.methods.adversarial import AdversarialMethod, threat_text
+from imaseg.training.methods.adversarial import AdversarialMethod, ramp_text, threat_text
 from imaseg.training.methods.registry import LossLogs, register_method
 from imaseg.utils.checks import check_probability
 
@@ -43,10 +43,7 @@ class PGDAT(AdversarialMethod):
     @classmethod
     def label(cls, config: TrainConfig) -> str:
         adversarial = config.adversarial
-        extras = [f"ramp {adversarial.ramp:g}/epoch"] if adversarial.ramp > 0 else []
-        reached = adversarial.budget(config.epochs - 1)
-        if reached < adversarial.eps:  # training ends before the ramp gets there: say what it trained at
-            extras[0] += f", reaches eps {reached:g} in {config.epochs} epochs"
+        extras = [ramp_text(config)] if adversarial.ramp > 0 else []
         if adversarial.loss != "dice-ce":
             extras.append(f"{adversarial.loss} loss")
         threat = "" if adversarial.threat == "pgd" else f"{adversarial.threat}, "

@@ -10,7 +10,7 @@ from torch import nn
 
 from imaseg.attacks import TradesAttack
 from imaseg.functional import dice_ce_per_sample, kl_per_sample
-from imaseg.training.methods.adversarial import AdversarialMethod
+from imaseg.training.methods.adversarial import AdversarialMethod, ramp_text
 from imaseg.training.methods.registry import LossLogs, register_method
 
 if TYPE_CHECKING:
@@ -29,7 +29,8 @@ class Trades(AdversarialMethod):
 
     @classmethod
     def label(cls, config: TrainConfig) -> str:
-        return f"TRADES (eps {config.adversarial.eps})"
+        ramp = ramp_text(config)
+        return f"TRADES (eps {config.adversarial.eps}{', ' + ramp if ramp else ''})"
 
     @classmethod
     def settings_text(cls, config: TrainConfig) -> str:
