@@ -8,7 +8,7 @@ imaseg evaluate --run RUN                    Dice (and HD95) under attack at a g
 imaseg predict RUN --input PATH --output DIR  segment new images (source geometry, volumes in mL)
 imaseg export RUN --bundle OUT               a MONAI bundle with the run's robustness card
 imaseg report RUN [RUN ...]                  HTML + Markdown robustness report
-imaseg study run|report STUDY.yaml           a declared study: its cells resumably, or its report
+imaseg study run|status|report STUDY.yaml    a declared study: its cells resumably, progress, or its report
 imaseg nnunet train DATASET CONFIG FOLD      robust training inside nnU-Net v2 (score: evaluate --nnunet)
 """
 

@@ -1,4 +1,4 @@
-"""Heart MRI (ACDC): preprocess -> train STD, PGD-AT and IMA (optionally TRADES) -> attack -> report.
+"""Heart MRI (ACDC): preprocess -> train STD, PGD-AT and IMA (TRADES with --methods std,pgd-at,ima,trades) -> attack -> report.
 
     python pipelines/heart.py [--data ../shared/data/acdc_heart] [--out runs/heart] [--quick]
                               [--methods std,ima,pgd-at] [--eps 0,0.25,0.5,1,2] [--seed 0] [--device cpu]

@@ -22,7 +22,8 @@ the same PGD path, the radius at which every voxel's class first changed (the at
   ``voxel_alpha_factor * E_i / steps``; the norm where the predicate first fails, and each voxel's flip
   radius, are then real distances from the clean input;
 * the boundary norm is interpolated on the Dice-vs-norm line between the iterates that bracket the
-  first failure -- no bisection passes, so an epoch costs what PGD-AT with the same steps costs;
+  first failure -- no bisection passes, so a training step costs about 1.2x PGD-AT's with the same steps
+  (1.17x in ``benchmarks/ima_overhead.py``);
 * the adversarial example is the final iterate at radius ``E_i`` (the sample's margin, IMA's target);
 * the adversarial term is voxel-level (:class:`~imaseg.losses.adversarial.VoxelWeightedLoss`, also an
   option of PGD-AT, so its effect can be told from the margins'): cross-entropy weighted 1 on *vulnerable* voxels (wrong on the
