@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,8 +37,12 @@ def _folds(folds: list[int], separator: str) -> str:
 
 
 def plot_title(title: str, folds: list[int], split: str) -> str:
-    """The declared title and the cases scored: ``"T, validation patients of folds 0, 1"``."""
-    return f"{title}, {SPLIT_WORDS.get(split, split)} patients of {_folds(folds, ', ')}"
+    """The declared title and the cases scored, ``"T, validation patients of folds 0, 1"``, unless the title
+    already names the split (``"ACDC (folds 3-4, test patients)"`` stays as it is)."""
+    words = SPLIT_WORDS.get(split, split)
+    if re.search(rf"\b{re.escape(words)}\b", title, re.IGNORECASE):
+        return title
+    return f"{title}, {words} patients of {_folds(folds, ', ')}"
 
 
 def point_colours(methods: dict, settings: ReportSettings) -> dict[str, str | tuple[float, float, float]]:
@@ -152,6 +157,7 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: st
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     budget, methods = settings.budget_key, summary["methods"]
     shown = [s for s, e in methods.items() if budget in e]
@@ -164,7 +170,10 @@ def plot(summary: dict, settings: ReportSettings, path: str | Path, *, split: st
     folds = sorted({f for e in methods.values() for f in e["folds"]})
     if zoomed:
         _draw_points(axes[1], summary, settings, zoomed)
-        axes[1].set_title(f"zoom: the {len(zoomed)} configurations above the gap", fontsize=10)
+        axes[1].set_title(f"zoom: the {len(zoomed)} configurations above the gap (dashed box)", fontsize=10)
+        (x0, x1), (y0, y1) = axes[1].get_xlim(), axes[1].get_ylim()
+        box = Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, linestyle="--", edgecolor="grey", linewidth=0.8)
+        axes[0].add_patch(box)
         figure.suptitle(plot_title(settings.plot.title, folds, split))
     else:
         axes[0].set_title(plot_title(settings.plot.title, folds, split))

@@ -161,6 +161,11 @@ def test_point_colours_shade_a_methods_loose_configurations_and_keep_curves_and_
 def test_plot_title_names_the_split_scored():
     assert plot_title("ACDC", [0, 1], "val") == "ACDC, validation patients of folds 0, 1"
     assert plot_title("ACDC", [3], "test") == "ACDC, test patients of fold 3"
+    assert plot_title("ACDC (folds 3-4, test patients)", [3, 4], "test") == "ACDC (folds 3-4, test patients)"
+    assert plot_title("X-rays (validation images)", [0], "val") == "X-rays (validation images)"
+    assert (
+        plot_title("Contested models", [0], "test") == "Contested models, test patients of fold 0"
+    )  # a word, not a part
 
 
 def test_declaration_records_and_report_import_without_torch():
