@@ -19,13 +19,14 @@ import errno
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from imaseg import __version__
 from imaseg.config import HelpFormatter
 from imaseg.utils.atomic import OutputError, blocking_file
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main", "os_error_message"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main", "os_error_message", "run_guarded"]
 
 SUBCOMMANDS = {
     "demo-data": "imaseg.commands.demo_data",
@@ -72,20 +73,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    from imaseg.data.errors import DataError
     from imaseg.utils.logs import setup_logging
 
     setup_logging(-1 if args.quiet else args.verbose)
+    return run_guarded(f"imaseg {args.command}", args.handler, args)
+
+
+def run_guarded(prog: str, function: Callable[..., int | None], *args: Any) -> int:
+    """``function(*args)`` as a command runs it: bad input and failed file operations become one line
+    ``PROG: error: ...`` on stderr and exit status 1, an interrupt says how to resume (130); no traceback.
+    The pipelines' scripts run their ``main`` through it too."""
+    from imaseg.data.errors import DataError
+
     try:
-        return int(args.handler(args) or 0)
+        return int(function(*args) or 0)
     except (DataError, ValueError) as error:
-        print(f"imaseg {args.command}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"imaseg {args.command}: error: {os_error_message(error)}", file=sys.stderr)
+        print(f"{prog}: error: {os_error_message(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"imaseg {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(f"{prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
 
 

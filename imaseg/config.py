@@ -45,6 +45,7 @@ __all__ = [
     "HelpFormatter",
     "add_config_arguments",
     "config_from_dict",
+    "config_part",
     "load_yaml",
     "merge_mappings",
     "resolve_config",
@@ -121,6 +122,28 @@ def load_yaml(path: str | os.PathLike[str] | None) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config file must hold a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def config_part(data: Mapping[str, Any], name: str, path: str | os.PathLike[str] | None) -> Mapping[str, Any]:
+    """The settings a command reads from a config file: its ``name`` section if it has one, else the whole file;
+    ``{}`` for an empty section (every key commented out).
+
+    >>> config_part({"train": {"epochs": 3}, "evaluate": {}}, "train", "run.yaml")
+    {'epochs': 3}
+    >>> config_part({"epochs": 3}, "train", "run.yaml"), config_part({"train": None}, "train", "run.yaml")
+    ({'epochs': 3}, {})
+
+    Raises:
+        ValueError: the section is not a mapping of settings (naming the file).
+    """
+    value = data.get(name, data) if data else {}
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{path}: `{name}` must be a mapping of settings (key: value lines), got {type(value).__name__}"
+        )
+    return value
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -240,9 +263,14 @@ def section_from_mapping(section_type: type[T], data: Mapping[str, Any], name: s
 
 
 def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "config") -> T:
-    """Build dataclass ``cls`` from a mapping; unknown keys raise listing the valid ones."""
+    """Build dataclass ``cls`` from a mapping (``None``: the defaults); unknown keys raise listing the valid ones."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: expected a mapping of settings (key: value lines), got {type(data).__name__}")
     types_ = _field_types(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    names = list(fields)
     normalised = _gather_sections(cls, {str(k).replace("-", "_"): v for k, v in data.items()}, source)
     unknown = sorted(set(normalised) - set(names))
     if unknown:
@@ -254,7 +282,17 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "co
             kwargs[key] = config_from_dict(section_type, value, source=f"{source}: {key}")
         else:
             kwargs[key] = _coerce(key, value, types_[key])
+            _check_choice(source, key, kwargs[key], fields[key].metadata.get("choices"))
     return cls(**kwargs)
+
+
+def _check_choice(source: str, key: str, value: Any, choices: Any) -> None:
+    """A setting with ``choices`` (each item of a list setting) must be one of them, as its flag requires."""
+    if choices is None or value is None:
+        return
+    for item in value if isinstance(value, list | tuple) else [value]:
+        if item not in choices:
+            raise ValueError(f"{source}: unknown `{key}` {item!r}; choose one of {', '.join(map(str, choices))}")
 
 
 def to_dict(config: Any) -> dict:
@@ -340,12 +378,14 @@ def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[
     return values
 
 
-def resolve_config(cls: type[T], yaml_data: Mapping[str, Any], args: argparse.Namespace | None = None) -> T:
-    """Merge: dataclass defaults < ``yaml_data`` < flags set on the command line."""
+def resolve_config(
+    cls: type[T], yaml_data: Mapping[str, Any], args: argparse.Namespace | None = None, *, source: str = "config"
+) -> T:
+    """Merge: dataclass defaults < ``yaml_data`` < flags set on the command line; errors name ``source``."""
     merged = dict(yaml_data)
     if args is not None:
         merged.update(_flag_values(cls, args))
-    return config_from_dict(cls, merged)
+    return config_from_dict(cls, merged, source=source)
 
 
 def save_config(path: str | os.PathLike[str], sections: Mapping[str, Any]) -> Path:

@@ -126,14 +126,36 @@ def _method_plan(config: dict, name: str) -> MethodPlan:
     return MethodPlan(name, config_from_dict(TrainConfig, settings, source=f"methods.{name}"), source)
 
 
+def _checked_sections(config: dict, path: str) -> dict:
+    """``config`` with its sections checked for shape (an empty one read as ``{}``), so that a wrong one is named
+    with its file before anything runs."""
+    for key in ("data", "train", "evaluate", "preprocess", "quick", "methods"):
+        if config.get(key, {}) is None:
+            config[key] = {}
+        if not isinstance(config.get(key, {}), dict):
+            kind = type(config[key]).__name__
+            raise ValueError(f"{path}: `{key}` must be a mapping (key: value lines), got {kind}")
+    for name, settings in config.get("methods", {}).items():
+        if settings is not None and not isinstance(settings, dict):
+            raise ValueError(
+                f"{path}: `methods.{name}` must be a mapping of settings, e.g. {{method: pgd-at}}, got {settings!r}"
+            )
+    compare = config.get("compare")
+    if compare is not None and not (isinstance(compare, list) and all(isinstance(m, str) for m in compare)):
+        raise ValueError(f"{path}: `compare` must be a list of method names, e.g. [std, pgd-at, ima], got {compare!r}")
+    return config
+
+
 def load_pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     """The config file, with ``quick`` applied if asked and the command-line flags on top, resolved and checked."""
-    config = load_yaml(args.config)
+    config = _checked_sections(load_yaml(args.config), args.config)
     quick = config.pop("quick", {})
     if args.quick:
         config = merge_mappings(config, quick)
     config = _with_flags(config, args)
-    methods = config.setdefault("methods", {"std": {"method": "std"}})
+    if not config.get("methods"):
+        config["methods"] = {"std": {"method": "std"}}
+    methods = config["methods"]
     wanted = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else config.get("compare")
     wanted = list(wanted or methods)
     unknown = [m for m in wanted if m not in methods and m not in method_names()]
@@ -161,8 +183,20 @@ class StageRunner:
         self.out.mkdir(parents=True, exist_ok=True)
         self.path = self.out / "stages.json"
         self.force = force
-        self.state = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.state = self._read_state()
         self.timings: dict[str, float] = {}
+
+    def _read_state(self) -> dict:
+        """``stages.json``, or ``{}`` before the first stage; a clear error for a file that is not a stage record."""
+        if not self.path.is_file():
+            return {}
+        try:
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{self.path}: not valid JSON ({error}); delete it to run every stage again") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{self.path}: not a stage record (a JSON object); delete it to run every stage again")
+        return state
 
     def run(self, name: str, settings: Any, action: Callable[[bool], Any], *, after: Sequence[str] = ()) -> Any:
         """Run ``action(resume)`` unless ``name`` finished with the same settings; returns its result.

@@ -47,4 +47,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from imaseg.cli import run_guarded
+
+    sys.exit(run_guarded("pipelines/demo.py", main))

@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = load_pipeline_config(args)
+    if not (args.data or config.data.get("path")):
+        parser.error(f"{args.config} names no data.path; pass --data DIR (an MSD / nnU-Net / images+labels folder)")
     data = Path(args.data or (HERE.parent / config.data["path"]))
     if not data.is_dir():
         parser.error(f"data folder {data} does not exist; pass --data DIR (an MSD / nnU-Net / images+labels folder)")
@@ -42,4 +44,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from imaseg.cli import run_guarded
+
+    sys.exit(run_guarded("pipelines/heart.py", main))

@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     for name in datasets:
         args.config = args.config or str(HERE / "configs" / CONFIGS[name])
         config = load_pipeline_config(args)
+        if not (args.data or config.data.get("path")):
+            parser.error(f"{args.config} names no data.path; pass --data DIR (an MSD / nnU-Net / images+labels folder)")
         data = Path(args.data or (HERE.parent / config.data["path"]))
         if not data.is_dir():
             parser.error(f"data folder {data} does not exist; pass --data DIR")
@@ -54,4 +56,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from imaseg.cli import run_guarded
+
+    sys.exit(run_guarded("pipelines/lung.py", main))

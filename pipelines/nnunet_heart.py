@@ -162,6 +162,32 @@ def _trainer_name(method: str, settings: Any) -> str:
     return f"nnUNetTrainerImaseg_{method.replace('-', '')}_{digest}"
 
 
+REQUIRED = {"dataset_id": int, "configuration": str, "split": dict, "epochs": int, "iterations": int,
+            "val_iterations": int, "methods": dict, "evaluate": dict}  # fmt: skip
+EVALUATE = {"eps": list, "steps": int, "tta": list}
+KINDS = {int: "a whole number", str: "a name", dict: "a mapping", list: "a list"}
+
+
+def config_error(config: dict[str, Any]) -> str | None:
+    """What is wrong with a pipeline config, or ``None``: checked before anything runs, so that a typo in the
+    last method or the scoring settings does not surface after hours of training."""
+    for part, required in (("", REQUIRED), ("evaluate.", EVALUATE)):
+        section = config if not part else config.get("evaluate", {})
+        for key, kind in required.items():
+            if not isinstance(section.get(key), kind) or isinstance(section.get(key), bool):
+                return f"`{part}{key}` must be {KINDS[kind]}, got {section.get(key)!r}"
+    if not all(isinstance(t, bool) for t in config["evaluate"]["tta"]):
+        return f"`evaluate.tta` must list true / false, got {config['evaluate']['tta']!r}"
+    from imaseg.nnunet.robust_steps import RobustSettings
+
+    for name, values in config["methods"].items():
+        try:
+            RobustSettings.from_mapping(values)
+        except (TypeError, ValueError) as error:
+            return f"methods.{name}: {error}"
+    return budget_error(config["evaluate"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(HERE / "configs" / "nnunet" / "heart.yaml"), help="pipeline YAML")
@@ -173,13 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     config = load_yaml(args.config)
-    if (problem := budget_error(config["evaluate"])) is not None:
+    if (problem := config_error(config)) is not None:
         parser.error(f"{args.config}: {problem}")
     if args.quick:
         config.update(epochs=1, iterations=2, val_iterations=1)
         quick = {"steps": 2, "eps": config["evaluate"]["eps"][:2], "tta": [False], "attacks": ["apgd-dice-l2"]}
         config["evaluate"] = {**{k: v for k, v in config["evaluate"].items() if k != "tta_eps"}, **quick}
-    data = Path(args.data or (HERE.parent / config["data"]["path"]))
+    default = (config.get("data") or {}).get("path")
+    if not (args.data or default):
+        parser.error(f"{args.config} names no data.path; pass --data DIR (ACDC in MSD layout)")
+    data = Path(args.data or (HERE.parent / default))
     if not (data / "labelsTr").is_dir():
         parser.error(f"{data}: no labelsTr folder; pass --data DIR (ACDC in MSD layout, ../shared/data/acdc_heart)")
     from imaseg.nnunet.requirement import require_nnunet
@@ -253,4 +282,6 @@ def run_pipeline(config: dict[str, Any], data: Path, out: Path, stages: StageRun
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from imaseg.cli import run_guarded
+
+    sys.exit(run_guarded("pipelines/nnunet_heart.py", main))

@@ -283,3 +283,31 @@ def test_a_section_without_shorthand_still_wants_a_mapping():
 
     with pytest.raises(ValueError, match="`adversarial` must be a mapping of AdversarialConfig keys, got 0.5"):
         config_from_dict(TrainConfig, {"adversarial": 0.5}, source="train")
+
+
+def test_a_config_section_that_is_not_a_mapping_is_named_with_its_file(tmp_path, capsys):
+    from imaseg.cli import main
+    from imaseg.config import config_part
+
+    with pytest.raises(
+        ValueError, match=r"run.yaml: `train` must be a mapping of settings \(key: value lines\), got list"
+    ):
+        config_part({"train": [1, 2]}, "train", "run.yaml")
+    with pytest.raises(ValueError, match="preprocess: expected a mapping of settings .*got str"):
+        config_from_dict(PreprocessConfig, "fast", source="preprocess")
+    assert config_from_dict(PreprocessConfig, None) == PreprocessConfig()  # an empty section: the defaults
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  - epochs\n")
+    assert (
+        main(["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--config", str(path)]) == 1
+    )
+    assert f"imaseg train: error: {path}: `train` must be a mapping" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_setting_with_choices_is_checked_in_yaml_as_its_flag_is():
+    from imaseg.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match="train: unknown `schedule` 'cosin'; choose one of cosine, poly, constant"):
+        config_from_dict(TrainConfig, {"schedule": "cosin"}, source="train")
+    assert config_from_dict(TrainConfig, {"schedule": "poly"}).schedule == "poly"

@@ -11,7 +11,7 @@ from imaseg.commands.options import (
     add_trust_factory,
     apply_options,
 )
-from imaseg.config import add_config_arguments
+from imaseg.config import add_config_arguments, config_part
 from imaseg.evaluation.config import EvalConfig
 
 HELP = "evaluate a trained run under attack: Dice/HD95 per case and class at a grid of budgets (resumable)"
@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     apply_options(args)
     data = load_yaml(args.config)
-    config = resolve_config(EvalConfig, data.get("evaluate", data) if data else {}, args)
+    config = resolve_config(
+        EvalConfig, config_part(data, "evaluate", args.config), args, source=str(args.config or "flags")
+    )
     check_postprocess(config.postprocess)  # before --model / --data do any work
     inputs = {"--data": args.data, "--model": args.model, "--nnunet": args.nnunet}
     refuse_output_in_input(args.run, inputs, output_flag="--run")
@@ -116,7 +118,8 @@ def _prepare_model_run(args: argparse.Namespace, config: EvalConfig) -> None:
     if not args.data:
         raise ValueError("--model needs --data DIR: a model imaseg did not train has no cache of its own")
     settings = load_yaml(args.preprocess_config)
-    preprocess = config_from_dict(PreprocessConfig, settings.get("preprocess", settings)) if settings else None
+    part = config_part(settings, "preprocess", args.preprocess_config)
+    preprocess = config_from_dict(PreprocessConfig, part, source=str(args.preprocess_config)) if settings else None
     prepare_external_run(args.model, args.run, preprocess, config.clip_range)
 
 

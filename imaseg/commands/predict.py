@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imaseg.commands.options import add_memory_budget, add_trust_factory, apply_options
-from imaseg.config import HelpFormatter, add_config_arguments
+from imaseg.config import HelpFormatter, add_config_arguments, config_part
 from imaseg.prediction.config import PredictConfig
 
 HELP = (
@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     apply_options(args)
     data = load_yaml(args.config)
-    config = resolve_config(PredictConfig, data.get("predict", data) if data else {}, args)
+    config = resolve_config(
+        PredictConfig, config_part(data, "predict", args.config), args, source=str(args.config or "flags")
+    )
     sizes = predict(args.run, args.input, args.output, config, progress=not args.no_progress)
     logging.getLogger("imaseg").info("%d case(s) segmented into %s", len(sizes), args.output)
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imaseg.commands.options import add_memory_budget, add_outside_paths, apply_options
-from imaseg.config import add_config_arguments
+from imaseg.config import add_config_arguments, config_part
 from imaseg.transforms.chain import PreprocessConfig
 
 HELP = "preprocess a NIfTI folder (orientation, spacing, intensity, size, 2D slicing) into a cache with a split"
@@ -28,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
 
     apply_options(args)
     data = load_yaml(args.config)
-    config = resolve_config(PreprocessConfig, data.get("preprocess", data) if data else {}, args)
+    config = resolve_config(
+        PreprocessConfig, config_part(data, "preprocess", args.config), args, source=str(args.config or "flags")
+    )
     manifest = preprocess_dataset(args.data, args.out, config, allow_outside_paths=args.allow_outside_paths)
     split = manifest.split(0)
     logging.getLogger("imaseg").info(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imaseg.config import add_config_arguments
+from imaseg.config import add_config_arguments, config_part
 from imaseg.training.config import MethodChoices, TrainConfig
 
 HELP = f"train a segmenter ({', '.join(MethodChoices())}) on a preprocessed cache; resumable, DDP under torchrun"
@@ -25,6 +25,8 @@ def run(args: argparse.Namespace) -> int:
     from imaseg.training.trainer import train
 
     data = load_yaml(args.config)
-    config = resolve_config(TrainConfig, data.get("train", data) if data else {}, args)
+    config = resolve_config(
+        TrainConfig, config_part(data, "train", args.config), args, source=str(args.config or "flags")
+    )
     train(args.cache, args.out, config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     return 0

@@ -125,6 +125,8 @@ def _configuration(name: str, data: Any, recipes: Mapping[str, Any]) -> Configur
     raw = mapping(where, data)
     check_keys(where, raw, _CONFIGURATION, required=("method",))
     recipe = raw.get("recipe")
+    if recipe is not None and not isinstance(recipe, str):
+        raise ValueError(f"{where}: `recipe` must be the name of a declared recipe, got {recipe!r}")
     if recipe is not None and recipe not in recipes:
         raise ValueError(f"{where}: recipe {recipe!r} is not declared; recipes: {sorted(recipes)}")
     return Configuration(

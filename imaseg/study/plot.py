@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from pathlib import Path
@@ -107,7 +108,7 @@ def _draw_points(axis: Axes, summary: dict, settings: ReportSettings, shown: lis
         if len(xy) > 1:
             line_colour = settings.colours.get(curve.method, "grey")
             axis.plot(*zip(*xy, strict=True), color=line_colour, alpha=0.5, linewidth=1.5, zorder=1)
-    shapes = iter(OTHER_MARKERS)
+    shapes = itertools.cycle(OTHER_MARKERS)  # more configurations than shapes: colours tell them apart
     sweeps = [c.settings for c in settings.curves if c.sweep]
     on_curve = {s for c in settings.curves for s in c.settings}
     compared = settings.compare.method if settings.compare else None

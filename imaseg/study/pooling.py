@@ -20,6 +20,8 @@ from imaseg.study.report_config import Comparison, ReportSettings
 
 __all__ = ["pooled", "unit_label"]
 
+RECORD_FIELDS = ("setting", "method", "fold", "seed", "cpu_minutes", "counts")  # what pooling reads
+
 Record = Mapping[str, Any]
 
 
@@ -114,9 +116,11 @@ def pooled(records: Sequence[Record], patients: Mapping[str, str], settings: Rep
     """
     if not records:
         return {"methods": {}, "paired": {}, "paired_per_fold": {}, "matched": []}
+    _check_fields(records)
     by_setting = _by_setting(records)
     budgets = sorted({float(k) for r in records for k in r["counts"] if k != "clean"})
     keys = ["clean", *(f"{e:g}" for e in budgets)]
+    _check_budgets(records, keys)
     cases = _Cases(records, patients)
     counts: dict[str, Counts] = {
         s: {k: {c: v for r in rs for c, v in cases.counts(r, k).items()} for k in keys} for s, rs in by_setting.items()
@@ -129,3 +133,23 @@ def pooled(records: Sequence[Record], patients: Mapping[str, str], settings: Rep
         out["paired_per_fold"] = _paired_per_fold(by_setting, compare, budget, cases)
         out["matched"] = matched(counts, methods, cases.patients, compare, budget)
     return out
+
+
+def _check_fields(records: Sequence[Record]) -> None:
+    """Every record holds the fields pooling reads, else a ValueError."""
+    for record in records:
+        absent = [k for k in RECORD_FIELDS if k not in record]
+        if absent:
+            raise ValueError(f"a record lacks {absent} (it has {sorted(record)}); restore the records file from git")
+
+
+def _check_budgets(records: Sequence[Record], keys: list[str]) -> None:
+    """Every record holds every budget some record holds (cells scored on one grid), else a ValueError."""
+    for record in records:
+        missing = [k for k in keys if k not in record["counts"]]
+        if missing:
+            raise ValueError(
+                f"cell {record['setting']} fold {record['fold']} seed {record['seed']} has no counts at eps "
+                f"{', '.join(missing)}, which other cells have: cells reported together need the same budgets (give "
+                "every configuration one evaluate.eps; imaseg study run then scores the stale cells again)"
+            )

@@ -63,6 +63,14 @@ class StudyRecords:
             )
         if data["version"] != RECORDS_VERSION:
             raise ValueError(f"{path}: records version {data['version']!r}; this imaseg reads {RECORDS_VERSION}")
+        for key in ("cells", "patients", "fingerprints"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ValueError(f"{path}: `{key}` must be a mapping, got {type(data[key]).__name__}; restore the file "
+                                 "from git (records are committed after every chunk)")  # fmt: skip
+        for key, cell in data.get("cells", {}).items():
+            if not isinstance(cell, dict) or not isinstance(cell.get("counts"), dict):
+                raise ValueError(f"{path}: cell {key!r} has no `counts` mapping; restore the file from git, or "
+                                 "delete the cell to run it again")  # fmt: skip
         records = cls(dict(data.get("cells", {})), dict(data.get("patients", {})), dict(data.get("fingerprints", {})))
         missing = sorted(
             {c for r in records.cells.values() for k in r["counts"].values() for c in k} - set(records.patients)

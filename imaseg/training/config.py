@@ -220,3 +220,11 @@ class TrainConfig:
         object.__setattr__(self, "clip_range", parse_clip_range(self.clip_range))
         if self.epochs < 1:
             raise ValueError(f"`epochs` must be >= 1, got {self.epochs}")
+        if self.val_every < 1:
+            raise ValueError(
+                f"`val_every` must be >= 1, got {self.val_every} (to train without validation, preprocess with val_groups 0)"
+            )
+        if len(self.aug_scale) != 2 or not 0 < self.aug_scale[0] <= self.aug_scale[1]:
+            raise ValueError(
+                f"`aug_scale` must be two zoom factors, low <= high, both > 0, e.g. 0.85,1.2; got {self.aug_scale}"
+            )

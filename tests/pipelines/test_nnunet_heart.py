@@ -128,6 +128,28 @@ def test_tta_budgets_are_checked(tta_eps, message):
     assert error is None if message is None else re.fullmatch(message, error)
 
 
+@pytest.mark.parametrize("name", ["heart.yaml", "heart_gpu.yaml"])
+def test_the_shipped_configs_pass_the_upfront_check(name):
+    config = yaml.safe_load((PIPELINES / "configs" / "nnunet" / name).read_text())
+    assert load_pipeline("nnunet_heart").config_error(config) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["evaluate"].pop("tta"), "`evaluate.tta` must be a list, got None"),
+        (lambda c: c["evaluate"].update(tta=True), "`evaluate.tta` must be a list, got True"),
+        (lambda c: c.pop("epochs"), "`epochs` must be a whole number, got None"),
+        (lambda c: c["methods"]["pgd-at"].update(adversarial={"epz": 5}), "methods.pgd-at: .*unknown keys"),
+    ],
+    ids=["no-tta", "tta-not-a-list", "no-epochs", "typo-in-last-method"],
+)
+def test_a_config_mistake_is_found_before_hours_of_training(change, message):
+    config = yaml.safe_load((PIPELINES / "configs" / "nnunet" / "heart.yaml").read_text())
+    change(config)
+    assert re.search(message, load_pipeline("nnunet_heart").config_error(config))
+
+
 def test_a_tta_budget_outside_the_grid_is_refused_before_anything_runs(tmp_path, capsys):
     config = yaml.safe_load((PIPELINES / "configs" / "nnunet" / "heart.yaml").read_text())
     config["evaluate"]["tta_eps"] = [0, 7]

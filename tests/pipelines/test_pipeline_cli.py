@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import pytest
 import yaml
@@ -129,3 +130,59 @@ def test_bad_flags_stop_before_any_work(flags, message):
     )
     with pytest.raises(ValueError, match=message):
         load_pipeline_config(args)
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "message"),
+    [
+        ("heart.py", ["--eps", "0,half"], "pipelines/heart.py: error: `eps` must be float, got 'half'"),
+        ("demo.py", ["--methods", "std,magic"], "pipelines/demo.py: error: unknown methods ['magic']"),
+    ],
+)
+def test_a_script_run_from_the_shell_prints_one_line_not_a_traceback(script, argv, message, tmp_path):
+    import subprocess
+    import sys
+
+    run = [sys.executable, str(PIPELINES / script), *argv, "--out", str(tmp_path / "out")]
+    result = subprocess.run(run, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("methods: [std, ima]\n", "`methods` must be a mapping (key: value lines), got list"),
+        ("methods:\n  std: std\n", "`methods.std` must be a mapping of settings, e.g. {method: pgd-at}, got 'std'"),
+        ("evaluate: fast\n", "`evaluate` must be a mapping (key: value lines), got str"),
+        ("compare: std\n", "`compare` must be a list of method names, e.g. [std, pgd-at, ima], got 'std'"),
+    ],
+)
+def test_a_wrongly_shaped_config_is_named_before_any_work(text, message, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: {path: x}\n" + text)
+    args = argparse.Namespace(
+        config=str(path), quick=False, methods=None, attacks=None, eps=None, seed=None, device=None
+    )
+    with pytest.raises(ValueError, match=f"{path}: " + re.escape(message)):
+        load_pipeline_config(args)
+
+
+def test_empty_sections_read_as_defaults(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("data:\n  path: x\ntrain:\nevaluate:\npreprocess:\nmethods:\n")
+    args = argparse.Namespace(
+        config=str(path), quick=False, methods=None, attacks=None, eps=None, seed=None, device=None
+    )
+    config = load_pipeline_config(args)
+    assert [plan.name for plan in config.methods] == ["std"] and config.compare == ("std",)
+
+
+def test_a_config_without_a_data_path_asks_for_data(tmp_path, capsys):
+    path = tmp_path / "nodata.yaml"
+    path.write_text("methods:\n  std: {method: std}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        load_pipeline("heart").main(["--config", str(path), "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    assert f"{path} names no data.path; pass --data DIR" in capsys.readouterr().err

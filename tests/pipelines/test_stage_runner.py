@@ -105,3 +105,10 @@ def test_data_signature_follows_the_files(tmp_path):
     (tmp_path / "dataset.json").write_text("{}")  # a new file
     assert len(signature(tmp_path)) == 2
     assert signature(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize(("content", "match"), [("{", "not valid JSON"), ("[]", "not a stage record")])
+def test_a_broken_stage_record_is_named_with_the_fix(tmp_path, content, match):
+    (tmp_path / "stages.json").write_text(content)
+    with pytest.raises(ValueError, match=f"stages.json: {match}.*delete it to run every stage again"):
+        StageRunner(tmp_path)

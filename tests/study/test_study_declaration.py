@@ -90,6 +90,11 @@ def test_the_frontier_study_declares_every_configuration():
             "recipe 'long' is not declared",
             id="unknown-recipe",
         ),
+        pytest.param(
+            {"configurations": {"a": {"method": "std", "recipe": ["long"]}}},
+            r"`recipe` must be the name of a declared recipe, got \['long'\]",
+            id="recipe-not-a-name",
+        ),
         pytest.param({"train": {"seed": 3}}, r"\['seed'\] are set by the study per cell", id="seed-in-train"),
         pytest.param(
             {"configurations": {"a": {"method": "std", "train": {"init": "x.pt"}}}},

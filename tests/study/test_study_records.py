@@ -59,6 +59,8 @@ def test_missing_file_is_empty(tmp_path):
             r"cases \['x'\] \(of 1\) have no patient",
             id="no-patient",
         ),
+        pytest.param('{"version": 1, "cells": null}', "`cells` must be a mapping, got NoneType; restore", id="cells"),
+        pytest.param('{"version": 1, "cells": {"a": {"counts": 3}}}', "cell 'a' has no `counts` mapping", id="counts"),
     ],
 )
 def test_load_refuses(tmp_path, content, match):

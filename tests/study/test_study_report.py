@@ -192,11 +192,26 @@ def _summary(points: dict[str, tuple[float, float]]) -> dict:
                             budget: {"dice": y, "ci": [y - 0.01, y + 0.01]}} for s, (x, y) in points.items()}}  # fmt: skip
 
 
-def test_plot_adds_a_zoom_panel_only_where_robust_points_sit_far_above_the_rest(tmp_path):
-    from matplotlib.image import imread
+def test_plot_adds_a_zoom_panel_only_where_robust_points_sit_far_above_the_rest(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
 
+    saved: list = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, path, **_: saved.append((figure, path)))
     close = {"pgd a": (0.93, 0.86), "pgd b": (0.94, 0.80)}
     plot(_summary({**close, "std": (0.95, 0.1)}), SETTINGS, tmp_path / "zoom.png")
     plot(_summary({**close, "std": (0.95, 0.7)}), SETTINGS, tmp_path / "one.png")
-    wide, narrow = imread(tmp_path / "zoom.png").shape[1], imread(tmp_path / "one.png").shape[1]
-    assert wide > 1.4 * narrow  # a second panel beside the first
+    (zoom, _), (one, _) = saved
+    assert len(zoom.axes) == 2 and len(one.axes) == 1  # a second panel beside the first, only where it helps
+    assert zoom.axes[1].get_ylim()[0] > 0.5 and len(zoom.axes[0].patches) == 1  # zoomed; boxed on the full view
+
+
+def test_pooling_cells_scored_on_other_budgets_names_the_cell_and_the_fix():
+    short = {**RECORDS[0], "counts": {k: v for k, v in RECORDS[0]["counts"].items() if k != "0.5"}}
+    with pytest.raises(ValueError, match=r"cell pgd a fold 0 seed 0 has no counts at eps 0.5, .*one evaluate.eps"):
+        pooled([short, *RECORDS[1:]], PATIENTS, SETTINGS)
+
+
+def test_pooling_a_record_without_its_fields_says_what_it_lacks():
+    bare = {k: v for k, v in RECORDS[0].items() if k != "cpu_minutes"}
+    with pytest.raises(ValueError, match=r"a record lacks \['cpu_minutes'\] .*restore the records file from git"):
+        pooled([bare, *RECORDS[1:]], PATIENTS, SETTINGS)

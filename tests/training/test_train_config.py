@@ -193,3 +193,24 @@ def test_epochs_must_be_positive():
 
     with pytest.raises(ValueError, match="`epochs` must be >= 1, got -1"):
         tiny_train_config(epochs=-1)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"val_every": 0},
+            r"`val_every` must be >= 1, got 0 \(to train without validation, preprocess with val_groups 0\)",
+        ),
+        (
+            {"aug_scale": [0.9]},
+            r"`aug_scale` must be two zoom factors, low <= high, both > 0, e.g. 0.85,1.2; got \[0.9\]",
+        ),
+        ({"aug_scale": [1.2, 0.8]}, r"`aug_scale` must be two zoom factors.*got \[1.2, 0.8\]"),
+    ],
+)
+def test_settings_that_would_fail_mid_training_are_refused_up_front(overrides, message):
+    from helpers import tiny_train_config
+
+    with pytest.raises(ValueError, match=message):
+        tiny_train_config(**overrides)

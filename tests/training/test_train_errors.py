@@ -82,7 +82,7 @@ def test_cli_unknown_method_in_the_yaml_config_exits_1(tiny_cache, tmp_path, cap
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump({"train": {"method": "bogus"}}))
     assert cli_train(tiny_cache, tmp_path / "run", "--config", str(config)) == 1
-    assert "imaseg train: error: unknown `method` 'bogus'" in capsys.readouterr().err
+    assert f"imaseg train: error: {config}: unknown `method` 'bogus'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
