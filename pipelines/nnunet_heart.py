@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     config = load_yaml(args.config)
     if (problem := config_error(config)) is not None:
         parser.error(f"{args.config}: {problem}")
+    if config["evaluate"].get("tta_eps") is not None and True not in config["evaluate"]["tta"]:
+        logger.warning(
+            "%s: evaluate.tta_eps is set but evaluate.tta has no true: no model is scored with TTA", args.config
+        )
     if args.quick:
         config.update(epochs=1, iterations=2, val_iterations=1)
         quick = {"steps": 2, "eps": config["evaluate"]["eps"][:2], "tta": [False], "attacks": ["apgd-dice-l2"]}

@@ -164,7 +164,10 @@ def _check_inits(configurations: tuple[Configuration, ...], folds: tuple[int, ..
 
 
 def _path(base: Path, where: str, value: Any) -> Path:
-    path = Path(text(where, value)).expanduser()
+    try:
+        path = Path(text(where, value)).expanduser()
+    except RuntimeError as error:  # ~user that does not exist, or no home directory to expand ~ to
+        raise ValueError(f"{where}: cannot expand {value!r} ({error}); give the path without ~") from None
     return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 

@@ -90,6 +90,7 @@ def test_the_frontier_study_declares_every_configuration():
             "recipe 'long' is not declared",
             id="unknown-recipe",
         ),
+        pytest.param({"data": "~no_such_user_here/acdc"}, r"data: cannot expand '~no_such_user_here/acdc'", id="tilde"),
         pytest.param(
             {"configurations": {"a": {"method": "std", "recipe": ["long"]}}},
             r"`recipe` must be the name of a declared recipe, got \['long'\]",
