@@ -281,9 +281,15 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "co
         if section_type is not None:
             kwargs[key] = config_from_dict(section_type, value, source=f"{source}: {key}")
         else:
-            kwargs[key] = _coerce(key, value, types_[key])
+            try:
+                kwargs[key] = _coerce(key, value, types_[key])
+            except ValueError as error:
+                raise ValueError(f"{source}: {error}") from None
             _check_choice(source, key, kwargs[key], fields[key].metadata.get("choices"))
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as error:  # a check across settings (``__post_init__``): name where they came from
+        raise ValueError(f"{source}: {error}") from None
 
 
 def _check_choice(source: str, key: str, value: Any, choices: Any) -> None:
@@ -291,7 +297,7 @@ def _check_choice(source: str, key: str, value: Any, choices: Any) -> None:
     if choices is None or value is None:
         return
     for item in value if isinstance(value, list | tuple) else [value]:
-        if item not in choices:
+        if item not in choices and not (isinstance(item, str) and item.lower() in choices):  # checks lower-case
             raise ValueError(f"{source}: unknown `{key}` {item!r}; choose one of {', '.join(map(str, choices))}")
 
 
@@ -381,10 +387,13 @@ def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[
 def resolve_config(
     cls: type[T], yaml_data: Mapping[str, Any], args: argparse.Namespace | None = None, *, source: str = "config"
 ) -> T:
-    """Merge: dataclass defaults < ``yaml_data`` < flags set on the command line; errors name ``source``."""
+    """Merge: dataclass defaults < ``yaml_data`` < flags set on the command line; errors name ``source`` (and
+    the command line where flags were set: a wrong value may come from either)."""
     merged = dict(yaml_data)
-    if args is not None:
-        merged.update(_flag_values(cls, args))
+    flags = _flag_values(cls, args) if args is not None else {}
+    merged.update(flags)
+    if flags:
+        source = f"{source} + command-line flags" if yaml_data else "command-line flags"
     return config_from_dict(cls, merged, source=source)
 
 

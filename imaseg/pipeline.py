@@ -119,30 +119,49 @@ def _ordered_methods(methods: dict, compare: Sequence[str]) -> list[str]:
     return ordered
 
 
-def _method_plan(config: dict, name: str) -> MethodPlan:
+def _method_plan(config: dict, name: str, path: str) -> MethodPlan:
     settings = merge_mappings(config["train"], config["methods"].get(name) or {})
     settings.setdefault("method", name)
     source = settings.pop("init_from", None)
-    return MethodPlan(name, config_from_dict(TrainConfig, settings, source=f"methods.{name}"), source)
+    if source is not None and not isinstance(source, str):
+        raise ValueError(f"{path}: `methods.{name}.init_from` must be a method name, got {source!r}")
+    train = config_from_dict(TrainConfig, settings, source=f"{path}: train + methods.{name}")
+    return MethodPlan(name, train, source)
 
 
-def _checked_sections(config: dict, path: str) -> dict:
-    """``config`` with its sections checked for shape (an empty one read as ``{}``), so that a wrong one is named
-    with its file before anything runs."""
-    for key in ("data", "train", "evaluate", "preprocess", "quick", "methods"):
+SECTIONS = ("data", "train", "evaluate", "preprocess", "quick", "methods")  # mappings
+TOP_LEVEL = (*SECTIONS, "compare")
+
+
+def _checked_sections(config: dict, path: str, *, where: str = "") -> dict:
+    """``config`` with its sections checked for shape (an empty one read as ``{}``; in ``quick``, dropped), so
+    that a wrong one, or a misspelt key, is named with its file before anything runs."""
+    unknown = sorted(set(config) - set(TOP_LEVEL))
+    if unknown:
+        raise ValueError(f"{path}: unknown {where}keys {unknown}; a pipeline config has {', '.join(TOP_LEVEL)}")
+    for key in SECTIONS:
         if config.get(key, {}) is None:
             config[key] = {}
+            if where:  # an empty section in quick changes nothing
+                del config[key]
         if not isinstance(config.get(key, {}), dict):
             kind = type(config[key]).__name__
-            raise ValueError(f"{path}: `{key}` must be a mapping (key: value lines), got {kind}")
+            raise ValueError(f"{path}: `{where}{key}` must be a mapping (key: value lines), got {kind}")
+    if not where and config.get("quick"):
+        _checked_sections(config["quick"], path, where="quick.")
+    if where and "methods" in config:  # an empty method in quick changes nothing either
+        config["methods"] = {name: settings for name, settings in config["methods"].items() if settings is not None}
     for name, settings in config.get("methods", {}).items():
         if settings is not None and not isinstance(settings, dict):
             raise ValueError(
-                f"{path}: `methods.{name}` must be a mapping of settings, e.g. {{method: pgd-at}}, got {settings!r}"
+                f"{path}: `{where}methods.{name}` must be a mapping of settings, e.g. {{method: pgd-at}}, got "
+                f"{settings!r}"
             )
     compare = config.get("compare")
     if compare is not None and not (isinstance(compare, list) and all(isinstance(m, str) for m in compare)):
-        raise ValueError(f"{path}: `compare` must be a list of method names, e.g. [std, pgd-at, ima], got {compare!r}")
+        raise ValueError(
+            f"{path}: `{where}compare` must be a list of method names, e.g. [std, pgd-at, ima], got {compare!r}"
+        )
     return config
 
 
@@ -163,13 +182,15 @@ def load_pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         raise ValueError(f"unknown methods {unknown}; the config defines {sorted(methods)}")
     for name in wanted:
         methods.setdefault(name, {"method": name})
-    evaluate = config_from_dict(EvalConfig, config["evaluate"], source="evaluate")
+    flagged = any(getattr(args, name, None) for name in ("attacks", "eps", "device")) or args.seed is not None
+    path = f"{args.config} + command-line flags" if flagged else args.config
+    evaluate = config_from_dict(EvalConfig, config["evaluate"], source=f"{path}: evaluate")
     for attack in evaluate.attacks:
         parse_attack_name(attack)
     return PipelineConfig(
         data=dict(config.get("data") or {}),
-        preprocess=config_from_dict(PreprocessConfig, config["preprocess"], source="preprocess"),
-        methods=tuple(_method_plan(config, name) for name in _ordered_methods(methods, wanted)),
+        preprocess=config_from_dict(PreprocessConfig, config["preprocess"], source=f"{path}: preprocess"),
+        methods=tuple(_method_plan(config, name, path) for name in _ordered_methods(methods, wanted)),
         compare=tuple(wanted),
         evaluate=evaluate,
     )

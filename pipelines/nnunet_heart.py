@@ -34,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from nnunet_config import config_error  # noqa: E402
 from nnunet_scores import (  # noqa: E402
-    budget_error,
     score_fingerprint,
     score_model,
     summary_table,
@@ -160,32 +160,6 @@ def _trainer_name(method: str, settings: Any) -> str:
 
     digest = hashlib.sha256(json.dumps(to_dict(settings), sort_keys=True).encode()).hexdigest()[:6]
     return f"nnUNetTrainerImaseg_{method.replace('-', '')}_{digest}"
-
-
-REQUIRED = {"dataset_id": int, "configuration": str, "split": dict, "epochs": int, "iterations": int,
-            "val_iterations": int, "methods": dict, "evaluate": dict}  # fmt: skip
-EVALUATE = {"eps": list, "steps": int, "tta": list}
-KINDS = {int: "a whole number", str: "a name", dict: "a mapping", list: "a list"}
-
-
-def config_error(config: dict[str, Any]) -> str | None:
-    """What is wrong with a pipeline config, or ``None``: checked before anything runs, so that a typo in the
-    last method or the scoring settings does not surface after hours of training."""
-    for part, required in (("", REQUIRED), ("evaluate.", EVALUATE)):
-        section = config if not part else config.get("evaluate", {})
-        for key, kind in required.items():
-            if not isinstance(section.get(key), kind) or isinstance(section.get(key), bool):
-                return f"`{part}{key}` must be {KINDS[kind]}, got {section.get(key)!r}"
-    if not all(isinstance(t, bool) for t in config["evaluate"]["tta"]):
-        return f"`evaluate.tta` must list true / false, got {config['evaluate']['tta']!r}"
-    from imaseg.nnunet.robust_steps import RobustSettings
-
-    for name, values in config["methods"].items():
-        try:
-            RobustSettings.from_mapping(values)
-        except (TypeError, ValueError) as error:
-            return f"methods.{name}: {error}"
-    return budget_error(config["evaluate"])
 
 
 def main(argv: list[str] | None = None) -> int:

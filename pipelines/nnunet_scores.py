@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["budget_error", "score_fingerprint", "score_model", "scored_budgets", "summary_table", "write_report"]
+__all__ = ["score_fingerprint", "score_model", "scored_budgets", "summary_table", "write_report"]
 
 
 def summary_table(scores: dict[str, Any]) -> str:
@@ -28,20 +28,6 @@ def scored_budgets(evaluation: dict[str, Any], tta: bool) -> list[float]:
     forward per mirror, 4 in 2D, 8 in 3D: scoring it at the headline budget only saves most of that)."""
     budgets = evaluation.get("tta_eps") if tta else None
     return [float(e) for e in (evaluation["eps"] if budgets is None else budgets)]
-
-
-def budget_error(evaluation: dict[str, Any]) -> str | None:
-    """Why ``evaluate.tta_eps`` is unusable (not a non-empty list of budgets of ``evaluate.eps``), or ``None``."""
-    budgets = evaluation.get("tta_eps")
-    if budgets is None:
-        return None
-    if not isinstance(budgets, list) or not budgets or not all(isinstance(e, int | float) for e in budgets):
-        return f"`evaluate.tta_eps` must be a non-empty list of budgets, e.g. [0, 5], got {budgets!r}"
-    extra = sorted({f"{e:g}" for e in budgets} - {f"{e:g}" for e in evaluation["eps"]}, key=float)
-    if extra:
-        grid = ", ".join(f"{e:g}" for e in evaluation["eps"])
-        return f"`evaluate.tta_eps` must be budgets of `evaluate.eps` [{grid}], got {', '.join(extra)} outside it"
-    return None
 
 
 def score_fingerprint(evaluation: dict[str, Any], tta: bool) -> dict[str, Any]:
@@ -69,12 +55,12 @@ def score_model(results: Path, data: Path, run: Path, tta: bool, evaluation: dic
         + flags
     )
     if code != 0:
-        raise RuntimeError(f"imaseg evaluate --nnunet {results} failed (exit {code})")
+        raise ValueError(f"imaseg evaluate --nnunet {results} failed (exit {code}; its error is above)")
     evaluations = sorted((run / "eval").glob("*/summary.json"))
     summary = Summary.read(evaluations[-1])
     attack = summary.main_attack
     if attack is None:
-        raise RuntimeError(f"{evaluations[-1]}: no attack was evaluated")
+        raise ValueError(f"{evaluations[-1]}: no attack was evaluated; set evaluate.eps above 0")
     reference = json.loads((evaluations[-1].parent / "nnunet.json").read_text())
     curve = summary.curve(attack)
     dice = [[c.global_dice, *(c.ci_global or [float("nan")] * 2)] for c in curve.cells]
@@ -87,4 +73,4 @@ def write_report(out: Path, runs: list[Path]) -> None:
 
     title = "ACDC heart MRI through nnU-Net v2: STD and robust training, scored with and without mirroring TTA"
     if imaseg_main(["report", *map(str, runs), "--out", str(out / "report"), "--title", title]) != 0:
-        raise RuntimeError(f"imaseg report {' '.join(map(str, runs))} failed")
+        raise ValueError(f"imaseg report {' '.join(map(str, runs))} failed (its error is above)")

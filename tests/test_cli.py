@@ -42,7 +42,8 @@ def test_preprocess_flags_override_the_yaml_config(msd_folder, tmp_path, capsys)
 def test_preprocess_bad_settings_exit_1_with_a_message(msd_folder, tmp_path, capsys, extra, match):
     argv = ["preprocess", "--data", str(msd_folder), "--out", str(tmp_path / "c"), "--spatial-size", "16,16", *extra]
     assert main(argv) == 1
-    assert f"imaseg preprocess: error: {match}" in capsys.readouterr().err
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("imaseg preprocess: error: ") and match in last
 
 
 def test_preprocess_missing_data_exits_1_naming_it(tmp_path, capsys):

@@ -311,3 +311,23 @@ def test_a_setting_with_choices_is_checked_in_yaml_as_its_flag_is():
     with pytest.raises(ValueError, match="train: unknown `schedule` 'cosin'; choose one of cosine, poly, constant"):
         config_from_dict(TrainConfig, {"schedule": "cosin"}, source="train")
     assert config_from_dict(TrainConfig, {"schedule": "poly"}).schedule == "poly"
+
+
+def test_choices_read_any_case_and_a_loss_registered_later(monkeypatch):
+    from imaseg.losses.adversarial import ADVERSARIAL_LOSSES
+    from imaseg.training.config import TrainConfig
+
+    assert config_from_dict(TrainConfig, {"schedule": "Poly"}).schedule == "Poly"  # the older checks lower-case
+    monkeypatch.setitem(ADVERSARIAL_LOSSES, "later", ADVERSARIAL_LOSSES["dice-ce"])
+    assert config_from_dict(TrainConfig, {"adversarial": {"loss": "later"}}).adversarial.loss == "later"
+
+
+def test_a_check_across_settings_names_the_file_through_the_cli(tmp_path, capsys):
+    from imaseg.cli import main
+
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  val_every: 0\n")
+    assert (
+        main(["train", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--config", str(path)]) == 1
+    )
+    assert f"imaseg train: error: {path}: `val_every` must be >= 1, got 0" in capsys.readouterr().err

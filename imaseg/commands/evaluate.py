@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     apply_options(args)
     data = load_yaml(args.config)
     config = resolve_config(
-        EvalConfig, config_part(data, "evaluate", args.config), args, source=str(args.config or "flags")
+        EvalConfig, config_part(data, "evaluate", args.config), args, source=str(args.config or "defaults")
     )
     check_postprocess(config.postprocess)  # before --model / --data do any work
     inputs = {"--data": args.data, "--model": args.model, "--nnunet": args.nnunet}

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     apply_options(args)
     data = load_yaml(args.config)
     config = resolve_config(
-        PredictConfig, config_part(data, "predict", args.config), args, source=str(args.config or "flags")
+        PredictConfig, config_part(data, "predict", args.config), args, source=str(args.config or "defaults")
     )
     sizes = predict(args.run, args.input, args.output, config, progress=not args.no_progress)
     logging.getLogger("imaseg").info("%d case(s) segmented into %s", len(sizes), args.output)

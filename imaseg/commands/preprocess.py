@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     apply_options(args)
     data = load_yaml(args.config)
     config = resolve_config(
-        PreprocessConfig, config_part(data, "preprocess", args.config), args, source=str(args.config or "flags")
+        PreprocessConfig, config_part(data, "preprocess", args.config), args, source=str(args.config or "defaults")
     )
     manifest = preprocess_dataset(args.data, args.out, config, allow_outside_paths=args.allow_outside_paths)
     split = manifest.split(0)

@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = load_yaml(args.config)
     config = resolve_config(
-        TrainConfig, config_part(data, "train", args.config), args, source=str(args.config or "flags")
+        TrainConfig, config_part(data, "train", args.config), args, source=str(args.config or "defaults")
     )
     train(args.cache, args.out, config, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     return 0

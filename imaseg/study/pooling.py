@@ -140,7 +140,8 @@ def _check_fields(records: Sequence[Record]) -> None:
     for record in records:
         absent = [k for k in RECORD_FIELDS if k not in record]
         if absent:
-            raise ValueError(f"a record lacks {absent} (it has {sorted(record)}); restore the records file from git")
+            cell = " ".join(f"{k} {record[k]}" for k in ("setting", "fold", "seed") if k in record) or "a record"
+            raise ValueError(f"{cell}: the record lacks {absent} (it has {sorted(record)}); restore the records file")
 
 
 def _check_budgets(records: Sequence[Record], keys: list[str]) -> None:

@@ -28,7 +28,15 @@ from imaseg.losses.ima_config import IMAConfig
 from imaseg.networks import NetworkConfig
 from imaseg.run import parse_clip_range
 
-__all__ = ["AdversarialConfig", "IMAConfig", "MethodChoices", "NetworkConfig", "ThreatChoices", "TrainConfig"]
+__all__ = [
+    "AdversarialConfig",
+    "IMAConfig",
+    "LossChoices",
+    "MethodChoices",
+    "NetworkConfig",
+    "ThreatChoices",
+    "TrainConfig",
+]
 
 
 class _RegistryNames:
@@ -45,6 +53,13 @@ class _RegistryNames:
 
     def __len__(self) -> int:
         return len(self._names())
+
+
+class LossChoices(_RegistryNames):
+    """The registered adversarial losses, looked up when needed (a loss registered later is valid too)."""
+
+    def _names(self) -> tuple[str, ...]:
+        return adversarial_loss_names()
 
 
 class MethodChoices(_RegistryNames):
@@ -107,7 +122,7 @@ class AdversarialConfig:
         "dice-ce",
         "pgd-at: the adversarial term: dice-ce (soft Dice + CE) or voxel-weighted (CE weighted 1 on voxels wrong on "
         "the clean input or flipped inside the budget, robust_weight elsewhere, + soft Dice: IMA voxel mode's term)",
-        choices=adversarial_loss_names(),
+        choices=LossChoices(),
     )
     robust_weight: float = setting(0.1, "pgd-at with the voxel-weighted loss: weight of voxels robust within eps")
     ramp: float = setting(

@@ -124,30 +124,33 @@ def test_tta_can_be_scored_at_fewer_budgets_and_the_table_says_which_were_not():
     ],
 )
 def test_tta_budgets_are_checked(tta_eps, message):
-    error = load_pipeline("nnunet_scores").budget_error({"eps": [0, 2.5, 5], "tta_eps": tta_eps})
+    error = load_pipeline("nnunet_config").budget_error({"eps": [0, 2.5, 5], "tta_eps": tta_eps})
     assert error is None if message is None else re.fullmatch(message, error)
 
 
 @pytest.mark.parametrize("name", ["heart.yaml", "heart_gpu.yaml"])
 def test_the_shipped_configs_pass_the_upfront_check(name):
     config = yaml.safe_load((PIPELINES / "configs" / "nnunet" / name).read_text())
-    assert load_pipeline("nnunet_heart").config_error(config) is None
+    assert load_pipeline("nnunet_config").config_error(config) is None
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["evaluate"].pop("tta"), "`evaluate.tta` must be a list, got None"),
+        (lambda c: c["evaluate"].pop("tta"), r"`evaluate.tta` is missing \(a list\)"),
         (lambda c: c["evaluate"].update(tta=True), "`evaluate.tta` must be a list, got True"),
-        (lambda c: c.pop("epochs"), "`epochs` must be a whole number, got None"),
+        (lambda c: c.pop("epochs"), r"`epochs` is missing \(a whole number\)"),
         (lambda c: c["methods"]["pgd-at"].update(adversarial={"epz": 5}), "methods.pgd-at: .*unknown keys"),
+        (lambda c: c["methods"].update(std="std"), "`methods.std` must be a mapping with a `method`"),
+        (lambda c: c["evaluate"].update(attacks=["pgd-l3"]), "evaluate.attacks: "),
+        (lambda c: c["evaluate"].update(eps=[0, "5"]), "`evaluate.eps` must be a non-empty list of budgets"),
     ],
-    ids=["no-tta", "tta-not-a-list", "no-epochs", "typo-in-last-method"],
+    ids=["no-tta", "tta-not-a-list", "no-epochs", "typo-in-last-method", "method-not-a-mapping", "attack", "eps"],
 )
 def test_a_config_mistake_is_found_before_hours_of_training(change, message):
     config = yaml.safe_load((PIPELINES / "configs" / "nnunet" / "heart.yaml").read_text())
     change(config)
-    assert re.search(message, load_pipeline("nnunet_heart").config_error(config))
+    assert re.search(message, load_pipeline("nnunet_config").config_error(config))
 
 
 def test_a_tta_budget_outside_the_grid_is_refused_before_anything_runs(tmp_path, capsys):

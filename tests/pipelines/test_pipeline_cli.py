@@ -135,7 +135,7 @@ def test_bad_flags_stop_before_any_work(flags, message):
 @pytest.mark.parametrize(
     ("script", "argv", "message"),
     [
-        ("heart.py", ["--eps", "0,half"], "pipelines/heart.py: error: `eps` must be float, got 'half'"),
+        ("heart.py", ["--eps", "0,half"], "heart.yaml + command-line flags: evaluate: `eps` must be float, got 'half'"),
         ("demo.py", ["--methods", "std,magic"], "pipelines/demo.py: error: unknown methods ['magic']"),
     ],
 )
@@ -157,6 +157,8 @@ def test_a_script_run_from_the_shell_prints_one_line_not_a_traceback(script, arg
         ("methods:\n  std: std\n", "`methods.std` must be a mapping of settings, e.g. {method: pgd-at}, got 'std'"),
         ("evaluate: fast\n", "`evaluate` must be a mapping (key: value lines), got str"),
         ("compare: std\n", "`compare` must be a list of method names, e.g. [std, pgd-at, ima], got 'std'"),
+        ("evalute:\n  eps: [0, 1]\n", "unknown keys ['evalute']; a pipeline config has data, train, evaluate"),
+        ("quick:\n  methods: [std]\n", "`quick.methods` must be a mapping (key: value lines), got list"),
     ],
 )
 def test_a_wrongly_shaped_config_is_named_before_any_work(text, message, tmp_path):
@@ -186,3 +188,15 @@ def test_a_config_without_a_data_path_asks_for_data(tmp_path, capsys):
         load_pipeline("heart").main(["--config", str(path), "--out", str(tmp_path / "out")])
     assert exit_info.value.code == 2
     assert f"{path} names no data.path; pass --data DIR" in capsys.readouterr().err
+
+
+def test_an_empty_section_in_quick_changes_nothing(tmp_path):
+    path = tmp_path / "quick.yaml"
+    path.write_text("data: {path: x}\nevaluate: {eps: [0, 0.5]}\nmethods:\n  std: {epochs: 3}\nquick:\n  evaluate:\n"
+                    "  methods:\n    std:\n")  # fmt: skip
+    args = argparse.Namespace(
+        config=str(path), quick=True, methods=None, attacks=None, eps=None, seed=None, device=None
+    )
+    config = load_pipeline_config(args)
+    assert config.evaluate.eps == (0.0, 0.5) or list(config.evaluate.eps) == [0.0, 0.5]
+    assert config.methods[0].train.epochs == 3

@@ -213,5 +213,7 @@ def test_pooling_cells_scored_on_other_budgets_names_the_cell_and_the_fix():
 
 def test_pooling_a_record_without_its_fields_says_what_it_lacks():
     bare = {k: v for k, v in RECORDS[0].items() if k != "cpu_minutes"}
-    with pytest.raises(ValueError, match=r"a record lacks \['cpu_minutes'\] .*restore the records file from git"):
+    with pytest.raises(
+        ValueError, match=r"setting pgd a fold 0 seed 0: the record lacks \['cpu_minutes'\] .*restore the records file"
+    ):
         pooled([bare, *RECORDS[1:]], PATIENTS, SETTINGS)
