@@ -285,20 +285,26 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "co
                 kwargs[key] = _coerce(key, value, types_[key])
             except ValueError as error:
                 raise ValueError(f"{source}: {error}") from None
-            _check_choice(source, key, kwargs[key], fields[key].metadata.get("choices"))
+            kwargs[key] = _chosen(source, key, kwargs[key], fields[key].metadata.get("choices"))
     try:
         return cls(**kwargs)
     except ValueError as error:  # a check across settings (``__post_init__``): name where they came from
         raise ValueError(f"{source}: {error}") from None
 
 
-def _check_choice(source: str, key: str, value: Any, choices: Any) -> None:
-    """A setting with ``choices`` (each item of a list setting) must be one of them, as its flag requires."""
+def _chosen(source: str, key: str, value: Any, choices: Any) -> Any:
+    """``value`` checked against a setting's ``choices`` (each item of a list setting), as its flag is, in any
+    case: returned as the choice spells it (``Poly`` -> ``poly``), so that code comparing names sees it."""
     if choices is None or value is None:
-        return
+        return value
+    items = []
     for item in value if isinstance(value, list | tuple) else [value]:
-        if item not in choices and not (isinstance(item, str) and item.lower() in choices):  # checks lower-case
+        if item not in choices and isinstance(item, str) and item.lower() in choices:
+            item = item.lower()
+        if item not in choices:
             raise ValueError(f"{source}: unknown `{key}` {item!r}; choose one of {', '.join(map(str, choices))}")
+        items.append(item)
+    return type(value)(items) if isinstance(value, list | tuple) else items[0]
 
 
 def to_dict(config: Any) -> dict:

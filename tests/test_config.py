@@ -317,7 +317,7 @@ def test_choices_read_any_case_and_a_loss_registered_later(monkeypatch):
     from imaseg.losses.adversarial import ADVERSARIAL_LOSSES
     from imaseg.training.config import TrainConfig
 
-    assert config_from_dict(TrainConfig, {"schedule": "Poly"}).schedule == "Poly"  # the older checks lower-case
+    assert config_from_dict(TrainConfig, {"schedule": "Poly"}).schedule == "poly"  # as the code compares it
     monkeypatch.setitem(ADVERSARIAL_LOSSES, "later", ADVERSARIAL_LOSSES["dice-ce"])
     assert config_from_dict(TrainConfig, {"adversarial": {"loss": "later"}}).adversarial.loss == "later"
 
