@@ -180,6 +180,8 @@ def test_a_budget_ramp_grows_eps_per_epoch_up_to_eps_and_resumes_at_its_epoch(tm
     trades = tiny_train_config(method="trades", eps=1.0, adversarial_ramp=0.25, epochs=2)
     assert Trades.label(trades) == "TRADES (eps 1.0, ramp 0.25/epoch, reaches eps 0.5 in 2 epochs)"
     assert Trades.label(tiny_train_config(method="trades", eps=1.0)) == "TRADES (eps 1.0)"
+    one = tiny_train_config(method="pgd-at", eps=8.0, adversarial_ramp=1.0, epochs=1)
+    assert PGDAT.label(one) == "PGD-AT (eps 8.0, ramp 1/epoch, reaches eps 1 in 1 epoch)"
     with pytest.raises(ValueError, match="`ramp` must be >= 0, got -1"):
         tiny_train_config(method="pgd-at", adversarial_ramp=-1.0)
 

@@ -66,5 +66,6 @@ def ramp_text(config: Any) -> str:
     if adversarial.ramp <= 0:
         return ""
     reached = adversarial.budget(config.epochs - 1)
-    cut = f", reaches eps {reached:g} in {config.epochs} epochs" if f"{reached:g}" != f"{adversarial.eps:g}" else ""
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    cut = f", reaches eps {reached:g} in {epochs}" if f"{reached:g}" != f"{adversarial.eps:g}" else ""
     return f"ramp {adversarial.ramp:g}/epoch{cut}"
