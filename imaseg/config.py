@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import yaml
 
 from imaseg.utils.atomic import atomic_write_text
+from imaseg.utils.checks import check_choice
 
 __all__ = [
     "HelpFormatter",
@@ -293,18 +294,16 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any], *, source: str = "co
 
 
 def _chosen(source: str, key: str, value: Any, choices: Any) -> Any:
-    """``value`` checked against a setting's ``choices`` (each item of a list setting), as its flag is, in any
-    case: returned as the choice spells it (``Poly`` -> ``poly``), so that code comparing names sees it."""
+    """``value`` checked against a setting's ``choices`` (each item of a list setting) as its flag is, in any case:
+    returned lower-cased (``Poly`` -> ``poly``), as :func:`~imaseg.utils.checks.check_choice` does."""
     if choices is None or value is None:
         return value
-    items = []
-    for item in value if isinstance(value, list | tuple) else [value]:
-        if item not in choices and isinstance(item, str) and item.lower() in choices:
-            item = item.lower()
-        if item not in choices:
-            raise ValueError(f"{source}: unknown `{key}` {item!r}; choose one of {', '.join(map(str, choices))}")
-        items.append(item)
-    return type(value)(items) if isinstance(value, list | tuple) else items[0]
+    try:
+        if isinstance(value, list | tuple):
+            return type(value)(check_choice(key, item, choices) for item in value)
+        return check_choice(key, value, choices)
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from None
 
 
 def to_dict(config: Any) -> dict:
