@@ -61,6 +61,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="start no cell after this many wall minutes (default: the study's max_minutes); rerun to continue",
     )
     run.add_argument("--work", help="folder of the run folders and cache (default: the study's `work`)")
+    run.add_argument(
+        "--rebuild-missing",
+        action="store_true",
+        help="also train again the models of done cells that have no checkpoint in the work folder (a fresh "
+        "checkout), for code that attacks the models; their records are kept, and each rebuilt model's clean "
+        "predictions are checked against its record. Done cells that a cell to run starts from are always rebuilt",
+    )
     status = actions.add_parser("status", help="cells done, stale and left, and the CPU time left", description=_STATUS)
     status.add_argument("study", help="study declaration (YAML)")
     _add_selection(status)
@@ -109,12 +116,19 @@ def _run(study: Study, args: argparse.Namespace) -> int:
     from imaseg.study.runner import run_study
 
     outcome = run_study(
-        study, only=args.only, folds=args.folds, seeds=args.seeds, max_minutes=args.max_minutes, work=args.work
+        study,
+        only=args.only,
+        folds=args.folds,
+        seeds=args.seeds,
+        max_minutes=args.max_minutes,
+        work=args.work,
+        rebuild_missing=args.rebuild_missing,
     )
     logger = logging.getLogger("imaseg.study")
     logger.info(
-        "%d cells run, %d already done; records: %s", len(outcome.ran), len(outcome.skipped), study.records_path
-    )
+        "%d cells run, %d models of done cells trained again, %d already done; records: %s",
+        len(outcome.ran), len(outcome.rebuilt), len(outcome.skipped), study.records_path,
+    )  # fmt: skip
     if outcome.stopped_before:
         logger.info("stopped before %s (--max-minutes); rerun the same command to continue", outcome.stopped_before)
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from imaseg.training.trainer import train
 from imaseg.transforms.chain import PreprocessConfig
 from imaseg.utils.atomic import atomic_write_json
 
-__all__ = ["CellPlan", "StudyOutcome", "plan_cells", "run_study"]
+__all__ = ["CellPlan", "StudyOutcome", "plan_cells", "rebuild_cell", "run_study"]
 
 logger = logging.getLogger("imaseg.study")
 
@@ -63,10 +63,12 @@ class CellPlan:
 
 @dataclass
 class StudyOutcome:
-    """What :func:`run_study` did: cells run, cells skipped as done, and the cell it stopped before."""
+    """What :func:`run_study` did: cells run, cells skipped as done, done cells whose model was trained again
+    (:func:`rebuild_cell`), and the cell it stopped before."""
 
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    rebuilt: list[str] = field(default_factory=list)
     stopped_before: str | None = None
 
 
@@ -133,12 +135,7 @@ def _run_cell(study: Study, plan: CellPlan, cache: Path, stages: StageRunner) ->
     """Train and evaluate one cell (each stage skipped when done with the same settings); returns its record."""
     cell, key = plan.cell, plan.cell.key
     started = time.process_time()
-    stages.run(
-        f"train {key}",
-        {"train": plan.train_settings},  # the study's explicit settings: options added to imaseg later keep cells done
-        lambda resume: train(cache, plan.run, plan.train, resume=resume, overwrite=not resume, progress=False)["epoch"],
-        after=["preprocess", *([f"train {cell.init_key}"] if cell.init_key else [])],
-    )
+    _train_cell(plan, cache, stages)
     _keep_margins(study, plan)
     attack = study.robust_attack.lower()
     evaluation = RunDir(plan.run).evaluation(plan.evaluate.tag)
@@ -161,6 +158,58 @@ def _run_cell(study: Study, plan: CellPlan, cache: Path, stages: StageRunner) ->
         # per case [tp, fp, fn] per class, so pooling needs no run folder (the records file is committed)
         "counts": _counts(evaluation, attack, plan.evaluate.eps),
     }
+
+
+def _train_cell(plan: CellPlan, cache: Path, stages: StageRunner) -> None:
+    """Train the cell's model (skipped when done with the same settings, resumed when interrupted)."""
+    init = plan.cell.init_key
+    stages.run(
+        f"train {plan.cell.key}",
+        {"train": plan.train_settings},  # the study's explicit settings: options added to imaseg later keep cells done
+        lambda resume: train(cache, plan.run, plan.train, resume=resume, overwrite=not resume, progress=False)["epoch"],
+        after=["preprocess", *([f"train {init}"] if init else [])],
+    )
+
+
+def rebuild_cell(plan: CellPlan, record: dict[str, Any], cache: Path, stages: StageRunner) -> bool:
+    """Train a done cell's model again where its run folder is gone (a fresh checkout keeps only the records),
+    and check it against the record: the clean ``[tp, fp, fn]`` of every case must be those recorded.
+
+    The record is kept either way (a rebuilt model only serves the cells that start from it and the code that
+    attacks the models); a model that differs is logged as a warning. Returns whether it reproduced the record.
+    """
+    _train_cell(plan, cache, stages)
+    check = replace(
+        plan.evaluate, eps=[0.0], tag="rebuild-check", hd95=False, overlays=0,
+        steps_check=False, gradient_free_check=False, transfer_check=False,
+    )  # fmt: skip
+    evaluate(plan.run, check, progress=False)
+    clean = RunDir(plan.run).evaluation(check.tag).read_cell(cell_key(None))
+    counts = {c: v.tolist() for c, v in case_counts(clean).items()}
+    same = counts == record["counts"]["clean"]
+    if same:
+        logger.info("%s: model trained again; its clean counts equal the record's on every case", plan.cell.key)
+    else:
+        differ = sum(counts.get(c) != v for c, v in record["counts"]["clean"].items())
+        logger.warning(
+            "%s: model trained again, but its clean counts differ from the record's on %d of %d cases "
+            "(training is not bitwise reproducible here); the record is kept",
+            plan.cell.key, differ, len(record["counts"]["clean"]),
+        )  # fmt: skip
+    return same
+
+
+def _to_rebuild(plans: Sequence[CellPlan], todo: Sequence[CellPlan], rebuild_missing: bool) -> list[CellPlan]:
+    """Done cells without a checkpoint here that a cell to run starts from (or all of them, ``rebuild_missing``)."""
+    keys = {p.cell.key for p in todo}
+    needed = {p.cell.init_key for p in todo if p.cell.init_key}
+    chosen: list[CellPlan] = []
+    for plan in reversed(plans):  # every cell comes after the one it starts from: walk back up the chains
+        missing = not RunDir(plan.run).last_checkpoint.is_file()
+        if plan.cell.key not in keys and missing and (rebuild_missing or plan.cell.key in needed):
+            chosen.insert(0, plan)
+            needed.add(plan.cell.init_key or "")
+    return chosen
 
 
 def _keep_margins(study: Study, plan: CellPlan) -> None:
@@ -190,6 +239,7 @@ def run_study(
     max_minutes: float | None = None,
     work: str | Path | None = None,
     rerun_missing: bool = False,
+    rebuild_missing: bool = False,
 ) -> StudyOutcome:
     """Run the study's cells that are not done, appending each finished one to the records file.
 
@@ -199,7 +249,10 @@ def run_study(
             study's ``max_minutes``; none: no limit). Rerun to continue.
         work: the folder of the run folders and the cache (default: the study's ``work``).
         rerun_missing: also rerun cells the records hold whose run folder has no checkpoint here (for code
-            that needs the models themselves, not only the committed records).
+            that needs the models themselves, not only the committed records), replacing their records.
+        rebuild_missing: train such cells' models again without touching their records
+            (:func:`rebuild_cell`). Done cells that a cell to run starts from are always rebuilt where their
+            model is missing.
 
     Raises:
         ValueError: a bad setting in any cell (before any work), or a case whose patient changed.
@@ -216,17 +269,22 @@ def run_study(
         if not records.is_done(p.cell.key, p.fingerprint)
         or (rerun_missing and not RunDir(p.run).last_checkpoint.is_file())
     ]
-    outcome.skipped = [p.cell.key for p in plans if p not in todo]
-    if not todo:
+    rebuild = _to_rebuild(plans, todo, rebuild_missing)
+    outcome.skipped = [p.cell.key for p in plans if p not in todo and p not in rebuild]
+    if not todo and not rebuild:
         return outcome
     stages, cache = StageRunner(work), cache_folder(work)
     _preprocess(study, stages, cache)
     started = time.perf_counter()
-    for plan in todo:
+    for plan in [p for p in plans if p in todo or p in rebuild]:
         if limit is not None and (time.perf_counter() - started) / 60 > limit:
             outcome.stopped_before = plan.cell.key
             logger.warning("stopping before %s: %g minutes reached; rerun to continue", plan.cell.key, limit)
             break
+        if plan in rebuild:
+            rebuild_cell(plan, records.cells[plan.cell.key], cache, stages)
+            outcome.rebuilt.append(plan.cell.key)
+            continue
         record = _run_cell(study, plan, cache, stages)
         store = CaseStore(cache)
         patients = {c: store.patient(c) for c in record["counts"]["clean"]}

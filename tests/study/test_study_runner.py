@@ -94,6 +94,27 @@ def test_study_runs_resumes_and_reruns_only_what_changed(tmp_path, tiny_data):
     assert "| cell | clean, case mean | pgd-l2 eps 1 | noise-l2 eps 1 | worst-l2 eps 1 | epochs | s/epoch |" in tables
 
 
+@pytest.mark.slow
+def test_models_of_done_cells_are_trained_again_where_missing_and_records_kept(tmp_path, tiny_data, caplog):
+    study = load_study(_declaration(tmp_path, tiny_data))
+    run_study(study, only=["std"])
+    done = study.records_path.read_bytes()
+
+    # a fresh checkout: the records say std is done, but ft (not done) starts from std's model, which is gone
+    caplog.set_level("INFO", logger="imaseg.study")
+    outcome = run_study(study, work=tmp_path / "fresh")
+    assert (outcome.rebuilt, outcome.ran) == (["std fold0 seed0"], ["ft fold0 seed0"])
+    assert "its clean counts equal the record's on every case" in caplog.text  # deterministic training
+    records = StudyRecords.load(study.records_path)
+    assert records.cells["std fold0 seed0"] == json.loads(done)["cells"]["std fold0 seed0"]  # kept, not replaced
+    assert records.cells["ft fold0 seed0"]["run"].startswith(str(tmp_path / "fresh"))
+
+    elsewhere = run_study(study, work=tmp_path / "other", rebuild_missing=True)
+    assert (elsewhere.rebuilt, elsewhere.ran) == (["std fold0 seed0", "ft fold0 seed0"], [])
+    assert StudyRecords.load(study.records_path).cells == records.cells
+    assert run_study(study, work=tmp_path / "other", rebuild_missing=True).rebuilt == []  # the models are there
+
+
 def test_run_refuses_bad_settings_before_any_work(tmp_path, tiny_data):
     study = load_study(_declaration(tmp_path, tiny_data, train={"epochz": 1}))
     with pytest.raises(ValueError, match=r"ft fold0 seed0: train: unknown keys \['epochz'\]"):
