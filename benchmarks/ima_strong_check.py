@@ -5,7 +5,9 @@ ranking of the confirmation's models?
     python benchmarks/ima_strong_check.py benchmarks/studies/ima_confirm_acdc.yaml --table   # no torch
 
 Models: every configuration of the declaration, its folds, training seed 0 (``--seeds``), each cell already
-finished by ``imaseg study run`` (cells not in the records file are skipped and listed). Samples: each fold's test
+finished by ``imaseg study run`` (cells not in the records file are skipped and listed; models missing from the
+work folder, as on a fresh checkout, are first trained again by ``imaseg study run --rebuild-missing``, their records
+kept). Samples: each fold's test
 samples (at most ``--max-samples``, evenly spaced). Budgets: :data:`BUDGETS` per study. Attacks: the default
 ensemble's members at 20 steps as the evaluation runs them (seed = batch start) and the stronger attack, APGD on
 soft Dice with 100 steps and 3 restarts. The per-sample ``[tp, fp, fn]`` of every attack go to
@@ -31,9 +33,11 @@ from threat_transfer import split_slices
 from imaseg.attacks import APGD, AttackSettings, create_attack
 from imaseg.attacks.registry import ENSEMBLE_MEMBERS
 from imaseg.metrics.worst import choose_worst, mean_global_dice
+from imaseg.run import RunDir
 from imaseg.run_model import load_run_model
 from imaseg.study.cells import expand_cells
 from imaseg.study.declaration import load_study
+from imaseg.study.runner import run_study
 from imaseg.utils.atomic import atomic_write_json, atomic_write_text
 from imaseg.utils.logs import setup_logging
 
@@ -97,8 +101,14 @@ def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> P
     data.update(study=str(study_path.resolve().relative_to(ROOT)), budgets=list(BUDGETS[study.name]))
     cells_done = set(json.loads(study.records_path.read_text())["cells"]) if study.records_path.is_file() else set()
     results = data.setdefault("cells", {})
+    cells = expand_cells(study, seeds=seeds)
     started, samples = time.monotonic(), {}
-    for cell in expand_cells(study, seeds=seeds):
+    if any(not RunDir(c.folder(study.work)).last_checkpoint.is_file() for c in cells if c.key in cells_done):
+        logging.warning("models missing from %s: training them again (records kept)", study.work)
+        if run_study(study, seeds=seeds, max_minutes=max_minutes, rebuild_missing=True).stopped_before:
+            logging.warning("time is up while training the missing models; rerun to continue")
+            return out
+    for cell in cells:
         if cell.key not in cells_done:
             logging.warning("%s: not finished by `imaseg study run`; skipped", cell.key)
             continue
