@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from imaseg import __version__
-from imaseg.config import HelpFormatter
+from imaseg.config_flags import HelpFormatter
 from imaseg.utils.atomic import OutputError, blocking_file
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main", "os_error_message", "run_guarded"]

@@ -1,16 +1,16 @@
 """Configuration: one mechanism for the CLI, the library and the pipelines.
 
-Configs are frozen dataclasses, read from YAML (``yaml.safe_load``) and overridden by CLI flags. Every
-field becomes a ``--kebab-case`` flag through :func:`add_config_arguments` (help text from the field's
-``metadata["help"]``), so each hyper-parameter can be set in a file, on the command line, or both (the
+Configs are frozen dataclasses, read from YAML (``yaml.safe_load``) and overridden by CLI flags. Every field
+becomes a ``--kebab-case`` flag through :func:`imaseg.config_flags.add_config_arguments` (help text from the
+field's ``metadata["help"]``), so each hyper-parameter can be set in a file, on the command line, or both (the
 flag wins). A field whose type is itself a config dataclass is a *section*: its fields are the flags
-``--SECTION-FIELD`` and may be written in YAML either nested (``ima: {delta: 0.5}``) or flat
-(``ima_delta: 0.5``; a flat key wins over the nested one). A section that replaced flat keys of an older
-layout keeps reading them: its class lists them in ``FLAT_ALIASES`` (``{"channels": "channels"}``: the
-owner's key ``channels`` sets the section's ``channels``; ``--channels`` stays a flag) and may name in
-``SHORTHAND`` the field a plain value of the section's key sets (``network: unet``). Precedence: nested
-< alias < ``SECTION_FIELD``. :func:`resolve_config` does the merge and :func:`save_config` writes the
-resolved result (sections nested) beside the outputs. Fields are declared with :func:`setting` and
+``--SECTION-FIELD`` and may be written in YAML either nested (``ima: {delta: 0.5}``) or flat (``ima_delta:
+0.5``; a flat key wins over the nested one). A section that replaced flat keys of an older layout keeps
+reading them: its class lists them in ``FLAT_ALIASES`` (``{"channels": "channels"}``: the owner's key
+``channels`` sets the section's ``channels``; ``--channels`` stays a flag) and may name in ``SHORTHAND`` the
+field a plain value of the section's key sets (``network: unet``). Precedence: nested < alias <
+``SECTION_FIELD``. :func:`imaseg.config_flags.resolve_config` does the merge and :func:`save_config` writes
+the resolved result (sections nested) beside the outputs. Fields are declared with :func:`setting` and
 :func:`section`; a help text may be a function, called when the parser is built (names from a registry).
 
 Example:
@@ -26,11 +26,9 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import os
-import textwrap
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -43,13 +41,10 @@ from imaseg.utils.atomic import atomic_write_text
 from imaseg.utils.checks import check_choice
 
 __all__ = [
-    "HelpFormatter",
-    "add_config_arguments",
     "config_from_dict",
     "config_part",
     "load_yaml",
     "merge_mappings",
-    "resolve_config",
     "save_config",
     "section",
     "section_from_mapping",
@@ -99,14 +94,6 @@ def merge_mappings(base: Mapping[str, Any], override: Mapping[str, Any] | None) 
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """``--help`` that keeps descriptions as written and never breaks a line inside a hyphenated name
-    (``bias-field-rel``, ``apgd-dice-l2``), so every listed name can be read and copied whole."""
-
-    def _split_lines(self, text: str, width: int) -> list[str]:
-        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 def load_yaml(path: str | os.PathLike[str] | None) -> dict:
@@ -319,87 +306,6 @@ def to_dict(config: Any) -> dict:
         return value
 
     return {f.name: plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
-
-
-def add_config_arguments(
-    parser: argparse.ArgumentParser | Any,
-    cls: type,
-    *,
-    title: str | None = None,
-    prefix: str = "",
-    owner_prefix: str = "",
-) -> None:
-    """Add one ``--kebab-case`` flag per field of ``cls`` (default ``None`` = "keep the config value");
-    a section's fields become ``--SECTION-FIELD`` flags in a group of their own, each also under its older
-    flat name (the section's ``FLAT_ALIASES``; ``--SECTION`` for its ``SHORTHAND`` field)."""
-    group = parser.add_argument_group(title or f"{cls.__name__} (also settable in the YAML config)")
-    types_ = _field_types(cls)
-    aliases: dict[str, list[str]] = {}
-    for alias, target in _aliases(cls).items():
-        aliases.setdefault(target, []).append(alias)
-    shorthand = getattr(cls, "SHORTHAND", None)
-    if shorthand is not None and prefix:  # ``--network NAME``: the section's name sets its shorthand field
-        aliases.setdefault(shorthand, []).append(prefix[len(owner_prefix) : -1])
-    for field_ in dataclasses.fields(cls):
-        section_type = _section_type(types_[field_.name])
-        if section_type is not None:
-            add_config_arguments(
-                parser,
-                section_type,
-                title=f"{title or cls.__name__}: {_help(field_.metadata, field_.name)}",
-                prefix=prefix + field_.name + "_",
-                owner_prefix=prefix,
-            )
-            continue
-        inner, _ = _unwrap_optional(types_[field_.name])
-        default = field_.default if field_.default is not dataclasses.MISSING else field_.default_factory()  # type: ignore[operator]
-        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        kwargs: dict[str, Any] = {"default": None, "help": f"{_help(field_.metadata)} (default: {shown})".strip()}
-        if inner is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif "choices" in field_.metadata:
-            kwargs["choices"] = field_.metadata["choices"]  # a tuple, or a lazy container (a registry's names)
-        else:
-            kwargs["metavar"] = field_.metadata.get("metavar", _metavar(inner))
-        name = prefix + field_.name
-        flags = ["--" + name.replace("_", "-")]
-        flags += ["--" + (owner_prefix + alias).replace("_", "-") for alias in aliases.get(field_.name, [])]
-        group.add_argument(*flags, dest=f"cfg_{name}", **kwargs)
-
-
-def _metavar(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple, Sequence):
-        return "A,B,..."
-    return getattr(tp, "__name__", "VALUE").upper()
-
-
-def _flag_values(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
-    """The flags set on the command line, as flat keys (``ima_delta``) that :func:`config_from_dict` folds."""
-    values: dict[str, Any] = {}
-    types_ = _field_types(cls)
-    for field_ in dataclasses.fields(cls):
-        section_type = _section_type(types_[field_.name])
-        if section_type is not None:
-            values.update(_flag_values(section_type, args, prefix + field_.name + "_"))
-            continue
-        value = getattr(args, f"cfg_{prefix}{field_.name}", None)
-        if value is not None:
-            values[prefix + field_.name] = value
-    return values
-
-
-def resolve_config(
-    cls: type[T], yaml_data: Mapping[str, Any], args: argparse.Namespace | None = None, *, source: str = "config"
-) -> T:
-    """Merge: dataclass defaults < ``yaml_data`` < flags set on the command line; errors name ``source`` (and
-    the command line where flags were set: a wrong value may come from either)."""
-    merged = dict(yaml_data)
-    flags = _flag_values(cls, args) if args is not None else {}
-    merged.update(flags)
-    if flags:
-        source = f"{source} + command-line flags" if yaml_data else "command-line flags"
-    return config_from_dict(cls, merged, source=source)
 
 
 def save_config(path: str | os.PathLike[str], sections: Mapping[str, Any]) -> Path:

@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 import yaml
 
-from imaseg.config import add_config_arguments, config_from_dict, load_yaml, resolve_config, save_config, to_dict
+from imaseg.config import config_from_dict, load_yaml, save_config, to_dict
+from imaseg.config_flags import add_config_arguments, resolve_config
 from imaseg.transforms.chain import PreprocessConfig
 
 
@@ -243,7 +244,7 @@ def test_configs_are_frozen():
 
 
 def _help_of(cls) -> str:
-    from imaseg.config import HelpFormatter
+    from imaseg.config_flags import HelpFormatter
 
     parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
     add_config_arguments(parser, cls)

@@ -11,7 +11,8 @@ from imaseg.commands.options import (
     add_trust_factory,
     apply_options,
 )
-from imaseg.config import add_config_arguments, config_part
+from imaseg.config import config_part
+from imaseg.config_flags import add_config_arguments
 from imaseg.evaluation.config import EvalConfig
 
 HELP = "evaluate a trained run under attack: Dice/HD95 per case and class at a grid of budgets (resumable)"
@@ -67,7 +68,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from imaseg.config import load_yaml, resolve_config
+    from imaseg.config import load_yaml
+    from imaseg.config_flags import resolve_config
     from imaseg.evaluation.evaluate import evaluate
     from imaseg.postprocess import check_postprocess
     from imaseg.run import RunDir

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from imaseg.config import add_config_arguments
+from imaseg.config_flags import add_config_arguments
 
 HELP = "robust training inside nnU-Net v2 (PGD-AT, TRADES, IMA), and making imaseg's trainers visible to nnUNetv2_train -tr"
 
@@ -58,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imaseg.config import resolve_config
+    from imaseg.config_flags import resolve_config
     from imaseg.nnunet.robust_steps import NNUNET_DEFAULTS, RobustSettings
     from imaseg.nnunet.training import external_trainer_folder, install_trainers, train_nnunet
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from imaseg.commands.options import add_memory_budget, add_trust_factory, apply_options
-from imaseg.config import HelpFormatter, add_config_arguments, config_part
+from imaseg.config import config_part
+from imaseg.config_flags import HelpFormatter, add_config_arguments
 from imaseg.prediction.config import PredictConfig
 
 HELP = (
@@ -43,7 +44,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from imaseg.config import load_yaml, resolve_config
+    from imaseg.config import load_yaml
+    from imaseg.config_flags import resolve_config
     from imaseg.prediction.predict import predict
 
     apply_options(args)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from imaseg.commands.options import add_memory_budget, add_outside_paths, apply_options
-from imaseg.config import add_config_arguments, config_part
+from imaseg.config import config_part
+from imaseg.config_flags import add_config_arguments
 from imaseg.transforms.chain import PreprocessConfig
 
 HELP = "preprocess a NIfTI folder (orientation, spacing, intensity, size, 2D slicing) into a cache with a split"
@@ -24,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from imaseg.cache.writer import preprocess_dataset
-    from imaseg.config import load_yaml, resolve_config
+    from imaseg.config import load_yaml
+    from imaseg.config_flags import resolve_config
 
     apply_options(args)
     data = load_yaml(args.config)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from imaseg.config import add_config_arguments, config_part
+from imaseg.config import config_part
+from imaseg.config_flags import add_config_arguments
 from imaseg.training.config import MethodChoices, TrainConfig
 
 HELP = f"train a segmenter ({', '.join(MethodChoices())}) on a preprocessed cache; resumable, DDP under torchrun"
@@ -21,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from imaseg.config import load_yaml, resolve_config
+    from imaseg.config import load_yaml
+    from imaseg.config_flags import resolve_config
     from imaseg.training.trainer import train
 
     data = load_yaml(args.config)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from imaseg.config import add_config_arguments, config_from_dict, load_yaml, resolve_config, to_dict
+from imaseg.config import config_from_dict, load_yaml, to_dict
+from imaseg.config_flags import add_config_arguments, resolve_config
 from imaseg.networks import NETWORKS, NetworkConfig, network_help
 from imaseg.run import RunDir
 from imaseg.training.config import AdversarialConfig, TrainConfig
