@@ -109,9 +109,15 @@ def test_models_of_done_cells_are_trained_again_where_missing_and_records_kept(t
     assert records.cells["std fold0 seed0"] == json.loads(done)["cells"]["std fold0 seed0"]  # kept, not replaced
     assert records.cells["ft fold0 seed0"]["run"].startswith(str(tmp_path / "fresh"))
 
+    tampered = json.loads(study.records_path.read_text())  # a record the rebuilt model cannot reproduce
+    first_case = next(iter(tampered["cells"]["std fold0 seed0"]["counts"]["clean"]))
+    tampered["cells"]["std fold0 seed0"]["counts"]["clean"][first_case][0][0] += 1
+    study.records_path.write_text(json.dumps(tampered))
+    caplog.clear()
     elsewhere = run_study(study, work=tmp_path / "other", rebuild_missing=True)
     assert (elsewhere.rebuilt, elsewhere.ran) == (["std fold0 seed0", "ft fold0 seed0"], [])
-    assert StudyRecords.load(study.records_path).cells == records.cells
+    assert "std fold0 seed0: model trained again, but its clean counts differ from the record's on 1 of" in caplog.text
+    assert json.loads(study.records_path.read_text()) == tampered  # records kept as they were
     assert run_study(study, work=tmp_path / "other", rebuild_missing=True).rebuilt == []  # the models are there
 
 
