@@ -6,13 +6,16 @@ where one member wipes out a small structure can cost less global Dice than a sl
 a large false positive, so the "worst case" could score above one of its members. :func:`choose_worst`
 starts from the member with the lowest global Dice and then, sample by sample, switches to another
 member's prediction whenever that lowers the global Dice. The result is never above any member's.
+
+The numpy Dice aggregations of counts live here too: global (:func:`mean_global_dice`) and the per-case mean
+(:func:`case_class_dice`, :func:`mean_case_dice`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["choose_worst", "mean_global_dice"]
+__all__ = ["case_class_dice", "choose_worst", "mean_case_dice", "mean_global_dice"]
 
 
 def mean_global_dice(totals: np.ndarray) -> np.ndarray:
@@ -28,6 +31,36 @@ def mean_global_dice(totals: np.ndarray) -> np.ndarray:
     present = denominator > 0
     count = present.sum(-1)
     return np.where(count > 0, np.where(present, dice, 0).sum(-1) / np.maximum(count, 1), np.nan)
+
+
+def case_class_dice(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each case's Dice per class for ``(..., C, 3)`` counts of single cases, and where it is defined: the *case*
+    aggregation (a class counts for a case when its label has it, MONAI's ``ignore_empty``; the case mean is, per
+    class, the mean over the cases defining it, then the mean over classes). Returns ``(dice, defined)``, both
+    ``(..., C)`` floats, the Dice 0 where undefined, so that sums over cases give the numerator and denominator.
+
+    >>> dice, defined = case_class_dice(np.array([[2, 1, 1], [0, 4, 0]]))  # the label lacks class 2
+    >>> dice.tolist(), defined.tolist()
+    ([0.6666666666666666, 0.0], [1.0, 0.0])
+    """
+    counts = np.asarray(counts, dtype=float)
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    defined = tp + fn > 0  # the class is in the label
+    dice = np.where(defined, 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12), 0.0)
+    return dice, defined.astype(float)
+
+
+def mean_case_dice(dice: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """The case mean from sums over cases of :func:`case_class_dice`'s ``(..., C)`` ``dice`` and ``defined``: per
+    class the mean over the cases defining it, then the mean over the classes some case defines (NaN if none).
+
+    >>> float(mean_case_dice(np.array([1.5, 0.0]), np.array([2.0, 0.0])))
+    0.75
+    """
+    has_class = defined > 0
+    per_class = np.where(has_class, dice / np.maximum(defined, 1e-12), 0.0)
+    count = has_class.sum(-1)
+    return np.where(count > 0, per_class.sum(-1) / np.maximum(count, 1), np.nan)
 
 
 def choose_worst(counts: np.ndarray, passes: int = 2) -> np.ndarray:

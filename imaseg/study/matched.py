@@ -5,7 +5,9 @@ report's budget). Where a configuration's clean Dice lies between two front poin
 mixture that has exactly that clean Dice: the per-case counts ``w * a + (1 - w) * b``, the expected counts of
 a model that uses ``a`` with probability ``w``. Comparing with the nearest point alone would flatter the
 candidate wherever the front is steep. Outside the front's range the reference is its nearer end, and the
-clean Dice gap says whether the two are matched at all. No torch here.
+clean Dice gap says whether the two are matched at all. The weight matches global (pooled) clean Dice, and the
+verdict reads global Dice; the same reference counts also give the differences in mean per-case Dice
+(:func:`imaseg.metrics.bootstrap.paired_bootstrap_case_difference`), beside them. No torch here.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from imaseg.metrics.bootstrap import paired_bootstrap_difference
+from imaseg.metrics.bootstrap import paired_bootstrap_case_difference, paired_bootstrap_difference
 from imaseg.metrics.worst import mean_global_dice
 from imaseg.study.report_config import Comparison
 
@@ -74,9 +76,10 @@ def matched(
     counts: dict[str, Counts], methods: dict, patients: Mapping[str, str], compare: Comparison, budget: str
 ) -> list[dict]:
     """Every configuration of ``compare.method`` against the front of ``compare.against`` (its configurations on
-    the same folds) at the configuration's clean Dice: the reference, the paired differences (clean and at
-    ``budget``) with 95% intervals over ``patients``, and the verdict of ``compare.clean_within`` and
-    ``compare.gain``."""
+    the same folds) at the configuration's clean Dice: the reference, the paired differences in global Dice
+    (``"clean"`` and ``budget``) with 95% intervals over ``patients``, the verdict of ``compare.clean_within`` and
+    ``compare.gain`` on them, and the paired differences in mean per-case Dice against the same reference counts
+    (``"clean_case"`` and ``f"{budget}_case"``)."""
     rows = []
     for setting in [s for s in methods if methods[s]["method"] == compare.method]:
         folds = methods[setting]["folds"]
@@ -88,5 +91,9 @@ def matched(
         mine = counts[setting]
         gap, gain = (paired_bootstrap_difference(mine[k], reference[k], patients) for k in ("clean", budget))
         verdict = _verdict(gap, gain, compare, budget)
-        rows.append({"setting": setting, "reference": name, "clean": gap, budget: gain, "dominates": verdict})
+        per_case = {
+            f"{k}_case": paired_bootstrap_case_difference(mine[k], reference[k], patients) for k in ("clean", budget)
+        }
+        row = {"setting": setting, "reference": name, "clean": gap, budget: gain, "dominates": verdict}
+        rows.append({**row, **per_case})
     return rows

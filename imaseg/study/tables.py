@@ -73,13 +73,15 @@ def _paired_table(summary: dict, compare: Comparison, budget: str) -> list[str]:
 
 
 def _matched_table(rows: list[dict], compare: Comparison, budget: str) -> list[str]:
+    """:func:`imaseg.study.matched.matched`'s rows: global Dice differences and the verdict on them, then the same
+    comparison in mean per-case Dice (against the same reference counts)."""
     if not rows:
         return []
     lines = [
         "",
         f"| {compare.label} setting | {compare.against_label} frontier at its clean Dice | clean, paired "
-        f"| eps {budget}, paired | dominates? |",
-        "|---|---|---|---|---|",
+        f"| eps {budget}, paired | dominates? | clean, case mean, paired | eps {budget}, case mean, paired |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         cells = [
@@ -88,6 +90,8 @@ def _matched_table(rows: list[dict], compare: Comparison, budget: str) -> list[s
             _difference(row["clean"]),
             _difference(row[budget]),
             row["dominates"],
+            _difference(row["clean_case"]),
+            _difference(row[f"{budget}_case"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -123,8 +127,9 @@ def _cells_table(records: Sequence[Mapping[str, Any]], budget: str) -> list[str]
 def markdown(summary: dict, settings: ReportSettings, records: Sequence[Mapping[str, Any]] = ()) -> str:
     """The pooled table (one row per configuration, with its folds); with ``settings.compare``, the paired table
     (every compared configuration minus ``against_setting``: pooled, then fold by fold) and the matched-clean
-    table (:func:`imaseg.study.matched.matched`); with ``records`` of cells the harness ran, a table of each
-    cell's per-case clean Dice, every attack at the budget, its epochs and seconds per epoch."""
+    table (:func:`imaseg.study.matched.matched`: global Dice, then mean per-case Dice); with ``records`` of cells
+    the harness ran, a table of each cell's per-case clean Dice, every attack at the budget, its epochs and
+    seconds per epoch."""
     budget = settings.budget_key
     lines = _pooled_table(summary["methods"], budget)
     if settings.compare is not None:

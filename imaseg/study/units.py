@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from imaseg.metrics.worst import case_class_dice, mean_case_dice, mean_global_dice
+
 __all__ = ["AGGREGATIONS", "UnitCounts", "crossed_draws", "unit_counts"]
 
 AGGREGATIONS = ("global", "case")
@@ -45,19 +47,11 @@ class UnitCounts:
         """Dice per key for each replicate: ``weights`` ``(R, P, S)`` (how often each unit was drawn) ->
         ``(R, K)``; NaN where nothing drawn defines a class."""
         if aggregation == "global":
-            pooled = np.einsum("rps,pskcx->rkcx", weights, self.totals)
-            tp, fp, fn = pooled[..., 0], pooled[..., 1], pooled[..., 2]
-            denominator = 2 * tp + fp + fn
-            dice = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1e-12), np.nan)
-        elif aggregation == "case":
+            return mean_global_dice(np.einsum("rps,pskcx->rkcx", weights, self.totals))
+        if aggregation == "case":
             total = np.einsum("rps,pskc->rkc", weights, self.case_dice)
-            defined = np.einsum("rps,pskc->rkc", weights, self.case_defined)
-            dice = np.where(defined > 0, total / np.maximum(defined, 1e-12), np.nan)
-        else:
-            raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
-        has_class = ~np.isnan(dice)
-        count = has_class.sum(-1)
-        return np.where(count > 0, np.where(has_class, dice, 0).sum(-1) / np.maximum(count, 1), np.nan)
+            return mean_case_dice(total, np.einsum("rps,pskc->rkc", weights, self.case_defined))
+        raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
 
 
 def unit_counts(records: Sequence[Mapping[str, Any]], patients: Mapping[str, str]) -> UnitCounts:
@@ -93,9 +87,8 @@ def unit_counts(records: Sequence[Mapping[str, Any]], patients: Mapping[str, str
                 p = p_index[patients[case]]
                 totals[p, s, k] += counts
                 present[p, s] = True
-                in_label = counts[:, 0] + counts[:, 2] > 0  # tp + fn: the class is in the label
-                denominator = np.maximum(2 * counts[:, 0] + counts[:, 1] + counts[:, 2], 1e-12)
-                dice_sum[p, s, k] += np.where(in_label, 2 * counts[:, 0] / denominator, 0)
+                dice, in_label = case_class_dice(counts)
+                dice_sum[p, s, k] += dice
                 defined[p, s, k] += in_label
     return UnitCounts(patient_ids, seeds, keys, totals, dice_sum, defined, present)
 

@@ -98,15 +98,51 @@ def test_matched_clean_dice_mixes_the_bracketing_front_points():
     assert row["dominates"] == "no: eps 1 +0.208, not >= +0.5 with its CI above 0"
 
 
+def test_matched_also_compares_mean_per_case_dice_against_the_same_mixture():
+    # patient p1 has a large and a small case, so case means differ from global Dice; "ima x" has the pooled clean
+    # counts [16, 4, 3] of the mixture 0.5 a + 0.5 b ([16, 3.5, 3.5]: Dice 32/39 both), w from (28 + 8w) / (38 + 2w)
+    a = (
+        {"p1_a": [[10, 0, 0]], "p1_b": [[2, 1, 1]], "p2_a": [[6, 1, 1]]},
+        {"p1_a": [[2, 4, 4]], "p1_b": [[1, 1, 1]], "p2_a": [[1, 2, 2]]},
+    )
+    b = (
+        {"p1_a": [[8, 1, 1]], "p1_b": [[2, 2, 2]], "p2_a": [[4, 2, 2]]},
+        {"p1_a": [[4, 2, 2]], "p1_b": [[1, 1, 1]], "p2_a": [[3, 1, 1]]},
+    )
+    x = (
+        {"p1_a": [[6, 2, 1]], "p1_b": [[4, 1, 1]], "p2_a": [[6, 1, 1]]},
+        {"p1_a": [[5, 1, 1]], "p1_b": [[1, 0, 1]], "p2_a": [[2, 1, 1]]},
+    )
+    records = [_record("pgd a", "pgd-at", *a), _record("pgd b", "pgd-at", *b), _record("ima x", "ima", *x)]
+    (row,) = pooled(records, PATIENTS, SETTINGS)["matched"]
+    assert row["reference"] == "0.50 x pgd a + 0.50 x pgd b"
+    assert row["clean"]["difference"] == pytest.approx(0.0, abs=1e-9)  # matched in global Dice, not per case
+    # the mixture's cases: clean [9, .5, .5], [2, 1.5, 1.5], [5, 1.5, 1.5]; eps 1 [3, 3, 3], [1, 1, 1], [2, 1.5, 1.5]
+    clean_p1 = (_dice(6, 2, 1) + _dice(4, 1, 1)) / 2 - (_dice(9, 0.5, 0.5) + _dice(2, 1.5, 1.5)) / 2
+    clean_p2 = _dice(6, 1, 1) - _dice(5, 1.5, 1.5)
+    clean = (_dice(6, 2, 1) + _dice(4, 1, 1) + _dice(6, 1, 1)) / 3 - (18 / 19 + 4 / 7 + 10 / 13) / 3
+    assert row["clean_case"]["difference"] == pytest.approx(clean) == pytest.approx(0.05637, abs=1e-5)
+    # two patients: replicates are p1 twice, p2 twice or one of each; the interval spans those differences
+    assert [row["clean_case"]["low"], row["clean_case"]["high"]] == pytest.approx([clean_p1, clean_p2])
+    robust = (5 / 6 + 2 / 3 + 2 / 3) / 3 - (0.5 + 0.5 + 4 / 7) / 3
+    assert row["1_case"]["difference"] == pytest.approx(robust) == pytest.approx(0.19841, abs=1e-5)
+    assert row["1"]["difference"] == pytest.approx(_dice(8, 2, 3) - _dice(6, 5.5, 5.5))  # global, unchanged
+    assert row["dominates"] == "yes"
+
+
 def test_markdown_tables():
     tables = markdown(pooled(RECORDS, PATIENTS, SETTINGS), SETTINGS)
     lines = tables.splitlines()
     assert lines[0] == "| configuration | folds | clean | eps 0.5 | eps 1 | AUC 0.5..1 | CPU min |"
     assert lines[2].startswith(f"| pgd a | 0 | {_dice(18, 1, 1):.3f} (")
     assert "| minus pgd a, paired | clean, pooled | eps 1, pooled | eps 1, fold 0 |" in lines
-    assert "| IMA setting | PGD-AT frontier at its clean Dice | clean, paired | eps 1, paired | dominates? |" in lines
     assert (
-        lines[-1] == "| ima x | 0.50 x pgd a + 0.50 x pgd b | -0.000 (-0.000..-0.000) | +0.208 (+0.208..+0.208) | yes |"
+        "| IMA setting | PGD-AT frontier at its clean Dice | clean, paired | eps 1, paired | dominates? "
+        "| clean, case mean, paired | eps 1, case mean, paired |"
+    ) in lines
+    assert lines[-1] == (
+        "| ima x | 0.50 x pgd a + 0.50 x pgd b | -0.000 (-0.000..-0.000) | +0.208 (+0.208..+0.208) | yes "
+        "| -0.000 (-0.000..-0.000) | +0.208 (+0.208..+0.208) |"
     )
     plain = markdown(pooled(RECORDS, PATIENTS, ReportSettings()), ReportSettings())
     assert "paired" not in plain and len(plain.splitlines()) == 5
