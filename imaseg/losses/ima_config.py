@@ -38,7 +38,7 @@ class IMAConfig:
         0.0,
         "smallest margin (L2); 0 is the published rule. A floor at PGD-AT's eps keeps margins near it: in the ACDC"
         " study that setting did as well as margins pinned at the floor, i.e. it is PGD-AT with voxel mode's loss"
-        " (+0.022..+0.024 global Dice at eps 1 over PGD-AT's front at matched clean Dice, +0.010 per case; "
+        " (+0.022..+0.024 global Dice at eps 1 over PGD-AT's front at matched clean Dice, +0.012 in mean per-case Dice; "
         "benchmarks/README.md)",
     )
     beta: float = setting(0.5, "weight of the adversarial term")
