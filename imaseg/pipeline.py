@@ -217,6 +217,12 @@ class StageRunner:
             raise ValueError(f"{self.path}: not valid JSON ({error}); delete it to run every stage again") from None
         if not isinstance(state, dict):
             raise ValueError(f"{self.path}: not a stage record (a JSON object); delete it to run every stage again")
+        broken = [name for name, entry in state.items() if not isinstance(entry, dict)]
+        if broken:
+            raise ValueError(
+                f"{self.path}: the entry of stage {broken[0]!r} is not a JSON object; delete that entry (the stage "
+                "runs again) or the file (every stage runs again)"
+            )
         return state
 
     def run(self, name: str, settings: Any, action: Callable[[bool], Any], *, after: Sequence[str] = ()) -> Any:

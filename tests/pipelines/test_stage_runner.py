@@ -112,3 +112,9 @@ def test_a_broken_stage_record_is_named_with_the_fix(tmp_path, content, match):
     (tmp_path / "stages.json").write_text(content)
     with pytest.raises(ValueError, match=f"stages.json: {match}.*delete it to run every stage again"):
         StageRunner(tmp_path)
+
+
+def test_a_stage_entry_that_is_not_an_object_is_named_with_the_fix(tmp_path):
+    (tmp_path / "stages.json").write_text('{"data": {"done": true}, "train": "done"}')
+    with pytest.raises(ValueError, match="entry of stage 'train' is not a JSON object; delete that entry"):
+        StageRunner(tmp_path)
