@@ -22,6 +22,20 @@ from imaseg.pipeline import StageRunner, load_pipeline_config, pipeline_argument
 from imaseg.utils.logs import setup_logging  # noqa: E402
 
 
+def _demo_data_settings(data: dict, path: str) -> tuple[int, tuple[int, ...], int]:
+    """The config's ``data`` section: patients, volume shape and seed, or an error naming the key and the file."""
+    try:
+        patients, seed = int(data.get("patients", 10)), int(data.get("seed", 0))
+        shape = tuple(int(n) for n in data.get("shape", (96, 96, 8)))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{path}: `data` must hold integers, e.g. patients: 10, shape: [96, 96, 8], seed: 0; got {data}"
+        ) from None
+    if patients < 1 or len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"{path}: `data` needs patients >= 1 and a shape of 3 positive sizes, got {data}")
+    return patients, shape, seed
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     pipeline_arguments(parser, default_config=str(HERE / "configs" / "demo.yaml"), default_out="demo", data=False)
@@ -31,13 +45,12 @@ def main(argv=None) -> int:
     config = load_pipeline_config(args)
     out = Path(args.out)
     runner = StageRunner(out, force=args.force)
-    demo = config.data
-    patients = args.patients or int(demo.get("patients", 10))
-    shape = tuple(demo.get("shape", (96, 96, 8)))
+    patients, shape, seed = _demo_data_settings(config.data, args.config)
+    patients = args.patients or patients
     runner.run(
         "demo-data",
-        {"patients": patients, "shape": shape, "seed": int(demo.get("seed", 0))},
-        lambda _r: str(write_demo_data(out / "data", patients=patients, shape=shape, seed=int(demo.get("seed", 0)))),
+        {"patients": patients, "shape": shape, "seed": seed},
+        lambda _r: str(write_demo_data(out / "data", patients=patients, shape=shape, seed=seed)),
     )
     result = run_chain(
         out / "data", out, config, runner, title="imaseg demo: synthetic heart MRI, STD vs robust training"

@@ -200,3 +200,20 @@ def test_an_empty_section_in_quick_changes_nothing(tmp_path):
     config = load_pipeline_config(args)
     assert config.evaluate.eps == (0.0, 0.5) or list(config.evaluate.eps) == [0.0, 0.5]
     assert config.methods[0].train.epochs == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("{patients: ten}", r"`data` must hold integers, e.g. patients: 10"),
+        ("{shape: [96, 96]}", r"`data` needs patients >= 1 and a shape of 3 positive sizes"),
+        ("{patients: 0}", r"`data` needs patients >= 1"),
+    ],
+)
+def test_demo_data_settings_are_checked_before_any_work(data, message, tmp_path):
+    config = tmp_path / "demo.yaml"
+    config.write_text(f"data: {data}\n")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=f"{config}: {message}"):
+        load_pipeline("demo").main(["--config", str(config), "--out", str(out)])
+    assert not (out / "stages.json").exists()
