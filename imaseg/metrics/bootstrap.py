@@ -3,8 +3,8 @@
 Cases of one patient (two cardiac phases, slices of one volume) are not independent, so patients are the
 resampling unit: each replicate draws patients with replacement, sums the tp / fp / fn of their cases, and
 recomputes the global Dice (mean over classes). A paired interval draws the same patients for both models,
-so what the patients share cancels out of the difference; :func:`paired_bootstrap_case_difference` does the
-same for the mean per-case Dice (:func:`imaseg.metrics.worst.case_class_dice`).
+so what the patients share cancels out of the difference; :func:`paired_bootstrap_difference` does the
+same for the mean per-case Dice with ``aggregation="case"`` (:func:`imaseg.metrics.worst.case_class_dice`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from imaseg.metrics.worst import case_class_dice, mean_case_dice, mean_global_dice
+from imaseg.metrics.worst import AGGREGATIONS, case_class_dice, mean_case_dice, mean_global_dice
 
-__all__ = ["bootstrap_auc", "bootstrap_dice", "paired_bootstrap_case_difference", "paired_bootstrap_difference"]
+__all__ = ["bootstrap_auc", "bootstrap_dice", "paired_bootstrap_difference"]
 
 
 def _patient_totals(counts: Mapping[str, np.ndarray], patients: Mapping[str, str]) -> tuple[list[str], np.ndarray]:
@@ -54,57 +54,49 @@ def bootstrap_dice(
     return _interval(mean_global_dice(totals[draws].sum(1)), level)
 
 
+def _per_patient(counts: Mapping[str, np.ndarray], patients: Mapping[str, str], aggregation: str) -> np.ndarray:
+    """Per patient, what the ``aggregation``'s Dice sums over: ``(P, C, 3)`` counts (global) or ``(P, C, 2)``
+    summed case Dice and cases defining each class (case)."""
+    if aggregation == "case":
+        counts = {c: np.stack(case_class_dice(np.asarray(v)), -1) for c, v in counts.items()}
+    return _patient_totals(counts, patients)[1]
+
+
+def _score(totals: np.ndarray, aggregation: str) -> np.ndarray:
+    return mean_case_dice(totals[..., 0], totals[..., 1]) if aggregation == "case" else mean_global_dice(totals)
+
+
 def paired_bootstrap_difference(
     first: Mapping[str, np.ndarray],
     second: Mapping[str, np.ndarray],
     patients: Mapping[str, str],
     *,
+    aggregation: str = "global",
     replicates: int = 2000,
     level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Global Dice of ``first`` minus ``second`` on the same cases: the difference and its paired interval."""
-    shared: Sequence[str] = sorted(set(first) & set(second))
-    if not shared:
-        raise ValueError("the two evaluations share no case; a paired interval needs the same cases")
-    _, a = _patient_totals({c: first[c] for c in shared}, patients)
-    _, b = _patient_totals({c: second[c] for c in shared}, patients)
-    draws = np.random.default_rng(seed).integers(0, len(a), size=(replicates, len(a)))
-    low, high = _interval(mean_global_dice(a[draws].sum(1)) - mean_global_dice(b[draws].sum(1)), level)
-    return {"difference": float(mean_global_dice(a.sum(0)) - mean_global_dice(b.sum(0))), "low": low, "high": high}
-
-
-def paired_bootstrap_case_difference(
-    first: Mapping[str, np.ndarray],
-    second: Mapping[str, np.ndarray],
-    patients: Mapping[str, str],
-    *,
-    replicates: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Mean per-case Dice of ``first`` minus ``second`` on the same cases (per class the mean over the cases whose
-    label has it, then the mean over classes): the difference and its paired interval, a patient's cases drawn
-    together, on the draws of :func:`paired_bootstrap_difference` with the same ``seed``.
+    """Dice of ``first`` minus ``second`` on the same cases: the difference and its paired interval, the same
+    patients drawn for both. ``aggregation``: ``global`` (pooled counts) or ``case`` (mean per-case Dice: per
+    class the mean over the cases whose label has it, then the mean over classes), on the same draws.
 
     >>> first = {"p1a": [[8, 1, 1]], "p1b": [[2, 0, 2]], "p2a": [[5, 0, 0]]}
     >>> second = {"p1a": [[8, 1, 1]], "p1b": [[2, 2, 0]], "p2a": [[4, 1, 1]]}
-    >>> pair = paired_bootstrap_case_difference(first, second, {"p1a": "p1", "p1b": "p1", "p2a": "p2"})
+    >>> patients = {"p1a": "p1", "p1b": "p1", "p2a": "p2"}
+    >>> pair = paired_bootstrap_difference(first, second, patients, aggregation="case")
     >>> round(pair["difference"], 4), round(pair["low"], 4), round(pair["high"], 4)  # p1 0, p2 1 - 0.8
     (0.0667, 0.0, 0.2)
     """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
     shared: Sequence[str] = sorted(set(first) & set(second))
     if not shared:
         raise ValueError("the two evaluations share no case; a paired interval needs the same cases")
-    a, b = (
-        _patient_totals({c: np.stack(case_class_dice(np.asarray(x[c])), -1) for c in shared}, patients)[1]
-        for x in (first, second)
-    )  # (P, C, 2): per patient and class, the summed case Dice and the number of cases defining it
+    a, b = (_per_patient({c: x[c] for c in shared}, patients, aggregation) for x in (first, second))
     draws = np.random.default_rng(seed).integers(0, len(a), size=(replicates, len(a)))
-    replicated = [mean_case_dice(t[..., 0], t[..., 1]) for t in (a[draws].sum(1), b[draws].sum(1))]
-    low, high = _interval(replicated[0] - replicated[1], level)
-    point = [float(mean_case_dice(t[..., 0], t[..., 1])) for t in (a.sum(0), b.sum(0))]
-    return {"difference": point[0] - point[1], "low": low, "high": high}
+    low, high = _interval(_score(a[draws].sum(1), aggregation) - _score(b[draws].sum(1), aggregation), level)
+    difference = float(_score(a.sum(0), aggregation) - _score(b.sum(0), aggregation))
+    return {"difference": difference, "low": low, "high": high}
 
 
 def bootstrap_auc(

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["case_class_dice", "choose_worst", "mean_case_dice", "mean_global_dice"]
+__all__ = ["AGGREGATIONS", "case_class_dice", "choose_worst", "mean_case_dice", "mean_global_dice"]
+
+AGGREGATIONS = ("global", "case")  # Dice of pooled counts; mean per-case Dice
 
 
 def mean_global_dice(totals: np.ndarray) -> np.ndarray:

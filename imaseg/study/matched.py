@@ -7,7 +7,7 @@ a model that uses ``a`` with probability ``w``. Comparing with the nearest point
 candidate wherever the front is steep. Outside the front's range the reference is its nearer end, and the
 clean Dice gap says whether the two are matched at all. The weight matches global (pooled) clean Dice, and the
 verdict reads global Dice; the same reference counts also give the differences in mean per-case Dice
-(:func:`imaseg.metrics.bootstrap.paired_bootstrap_case_difference`), beside them. No torch here.
+(:func:`imaseg.metrics.bootstrap.paired_bootstrap_difference` with ``aggregation="case"``), beside them. No torch here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from imaseg.metrics.bootstrap import paired_bootstrap_case_difference, paired_bootstrap_difference
+from imaseg.metrics.bootstrap import paired_bootstrap_difference
 from imaseg.metrics.worst import mean_global_dice
 from imaseg.study.report_config import Comparison
 
@@ -92,7 +92,8 @@ def matched(
         gap, gain = (paired_bootstrap_difference(mine[k], reference[k], patients) for k in ("clean", budget))
         verdict = _verdict(gap, gain, compare, budget)
         per_case = {
-            f"{k}_case": paired_bootstrap_case_difference(mine[k], reference[k], patients) for k in ("clean", budget)
+            f"{k}_case": paired_bootstrap_difference(mine[k], reference[k], patients, aggregation="case")
+            for k in ("clean", budget)
         }
         row = {"setting": setting, "reference": name, "clean": gap, budget: gain, "dominates": verdict}
         rows.append({**row, **per_case})

@@ -24,11 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from imaseg.metrics.worst import case_class_dice, mean_case_dice, mean_global_dice
+from imaseg.metrics.worst import AGGREGATIONS, case_class_dice, mean_case_dice, mean_global_dice
 
 __all__ = ["AGGREGATIONS", "UnitCounts", "crossed_draws", "unit_counts"]
-
-AGGREGATIONS = ("global", "case")
 
 
 @dataclass(frozen=True)
