@@ -29,11 +29,12 @@ def write_report(
     ``split`` names the cases the cells were scored on (the study's ``evaluate.split``) in the plot's title.
 
     Raises:
-        FileExistsError: ``PREFIX.json`` exists and is not a study report (another tool's results): it is kept.
+        FileExistsError: ``PREFIX.json`` exists and is not a study report (another tool's results), or is absent
+            beside a ``PREFIX.md`` or ``PREFIX.png`` (a report writes its JSON first): they are kept.
     """
     prefix = Path(prefix)
     target = prefix.with_name(prefix.name + ".json")
-    _refuse_foreign(target)
+    _refuse_foreign(target, [prefix.with_name(prefix.name + suffix) for suffix in (".md", ".png")])
     cells = records.records()
     summary = pooled(cells, records.patients, settings)
     if not summary["methods"]:
@@ -46,9 +47,16 @@ def write_report(
     return tables
 
 
-def _refuse_foreign(path: Path) -> None:
-    """Refuse to replace a JSON file that no study report wrote (its top level has no ``records`` list)."""
+def _refuse_foreign(path: Path, companions: list[Path]) -> None:
+    """Refuse to replace a JSON file that no study report wrote (its top level has no ``records`` list), or
+    ``companions`` (the Markdown and the plot) without their report's JSON beside them."""
     if not path.is_file():
+        others = [p for p in companions if p.exists()]
+        if others:
+            raise FileExistsError(
+                f"{others[0]} exists without {path.name} beside it, so no study report wrote it; it is kept: write "
+                "this report elsewhere (imaseg study report STUDY.yaml --out PREFIX) or delete it"
+            )
         return
     try:
         value = json.loads(path.read_text(encoding="utf-8"))

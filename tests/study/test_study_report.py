@@ -173,6 +173,18 @@ def test_write_report_keeps_a_json_file_another_tool_wrote(tmp_path):
     assert other.read_text() == '{"cells": 10}' and not (tmp_path / "attack_strength.md").exists()
 
 
+@pytest.mark.parametrize("suffix", [".md", ".png"])
+def test_write_report_keeps_a_table_or_plot_without_its_report_json(tmp_path, suffix):
+    records = StudyRecords(patients=dict(PATIENTS))
+    for index, record in enumerate(RECORDS):
+        records.add(f"{record['setting']} fold0 seed0", record, f"f{index}", {})
+    other = tmp_path / f"threat_transfer{suffix}"
+    other.write_text("another tool's")
+    with pytest.raises(FileExistsError, match=rf"threat_transfer\{suffix} exists without threat_transfer.json"):
+        write_report(records, SETTINGS, tmp_path / "threat_transfer")
+    assert other.read_text() == "another tool's" and not (tmp_path / "threat_transfer.json").exists()
+
+
 def test_point_colours_shade_a_methods_loose_configurations_and_keep_curves_and_declared_ones():
     methods = {name: {"method": method} for name, method in [
         ("pgd a", "pgd-at"), ("pgd b", "pgd-at"), ("pgd c", "pgd-at"), ("pgd d", "pgd-at"), ("pgd e", "pgd-at"),
