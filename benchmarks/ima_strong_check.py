@@ -5,10 +5,9 @@ ranking of the confirmation's models?
     python benchmarks/ima_strong_check.py benchmarks/studies/ima_confirm_acdc.yaml --table   # no torch
 
 Models: every configuration of the declaration, its folds, training seed 0 (``--seeds``), each cell already
-finished by ``imaseg study run`` (cells not in the records file are skipped and listed; models missing from the
-work folder, as on a fresh checkout, are first trained again by ``imaseg study run --rebuild-missing``, their records
-kept). Samples: each fold's test
-samples (at most ``--max-samples``, evenly spaced). Budgets: :data:`BUDGETS` per study. Attacks: the default
+finished by ``imaseg study run`` (cells not in the records file are skipped and listed; a model missing from
+the work folder, as on a fresh checkout, is trained again just before it is attacked, its record kept). Samples:
+each fold's test samples (at most ``--max-samples``, evenly spaced). Budgets: :data:`BUDGETS` per study. Attacks: the default
 ensemble's members at 20 steps as the evaluation runs them (seed = batch start) and the stronger attack, APGD on
 soft Dice with 100 steps and 3 restarts. The per-sample ``[tp, fp, fn]`` of every attack go to
 ``results/NAME_strong_check.json`` (resumable: each finished model and budget is written at once), and
@@ -35,8 +34,8 @@ from imaseg.attacks.registry import ENSEMBLE_MEMBERS
 from imaseg.metrics.worst import choose_worst, mean_global_dice
 from imaseg.run import RunDir
 from imaseg.run_model import load_run_model
-from imaseg.study.cells import expand_cells
-from imaseg.study.declaration import load_study
+from imaseg.study.cells import StudyCell, expand_cells
+from imaseg.study.declaration import Study, load_study
 from imaseg.study.runner import run_study
 from imaseg.utils.atomic import atomic_write_json, atomic_write_text
 from imaseg.utils.logs import setup_logging
@@ -94,6 +93,20 @@ def attack_model(model, x: torch.Tensor, y: torch.Tensor, eps: float, classes: i
     return attacks
 
 
+def _model_ready(study: Study, cell: StudyCell, minutes_left: float) -> bool:
+    """Train the cell's model again if its run folder is gone (a fresh checkout keeps only the records): one
+    model at a time, just before it is attacked, so that each chunk's results are kept in the results file
+    even when the session ends (``imaseg study run --rebuild-missing``; the record is kept, and the rebuilt
+    model's clean predictions are checked against it). False when no time is left for it."""
+    if RunDir(cell.folder(study.work)).last_checkpoint.is_file():
+        return True
+    if minutes_left <= 0:
+        return False
+    logging.warning("%s: model missing from %s; training it again (its record kept)", cell.key, study.work)
+    run_study(study, only=[cell.name], folds=[cell.fold], seeds=[cell.seed], rebuild_missing=True)
+    return True
+
+
 def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> Path:
     study = load_study(study_path)
     out = RESULTS / f"{study.name}_strong_check.json"
@@ -103,11 +116,6 @@ def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> P
     results = data.setdefault("cells", {})
     cells = expand_cells(study, seeds=seeds)
     started, samples = time.monotonic(), {}
-    if any(not RunDir(c.folder(study.work)).last_checkpoint.is_file() for c in cells if c.key in cells_done):
-        logging.warning("models missing from %s: training them again (records kept)", study.work)
-        if run_study(study, seeds=seeds, max_minutes=max_minutes, rebuild_missing=True).stopped_before:
-            logging.warning("time is up while training the missing models; rerun to continue")
-            return out
     for cell in cells:
         if cell.key not in cells_done:
             logging.warning("%s: not finished by `imaseg study run`; skipped", cell.key)
@@ -115,6 +123,9 @@ def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> P
         todo = [eps for eps in BUDGETS[study.name] if f"{cell.key} l2 {eps:g}" not in results]
         if not todo:
             continue
+        if not _model_ready(study, cell, max_minutes - (time.monotonic() - started) / 60):
+            logging.warning("time is up; rerun to continue")
+            return out
         if cell.fold not in samples:  # read once per fold, not once per model
             samples[cell.fold] = split_slices(study, "test", limit, cell.fold)[:2]
         x, y = samples[cell.fold]
