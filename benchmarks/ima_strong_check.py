@@ -32,11 +32,10 @@ from threat_transfer import split_slices
 from imaseg.attacks import APGD, AttackSettings, create_attack
 from imaseg.attacks.registry import ENSEMBLE_MEMBERS
 from imaseg.metrics.worst import choose_worst, mean_global_dice
-from imaseg.run import RunDir
 from imaseg.run_model import load_run_model
 from imaseg.study.cells import StudyCell, expand_cells
 from imaseg.study.declaration import Study, load_study
-from imaseg.study.runner import run_study
+from imaseg.study.runner import has_trained_model, run_study
 from imaseg.utils.atomic import atomic_write_json, atomic_write_text
 from imaseg.utils.logs import setup_logging
 
@@ -94,17 +93,21 @@ def attack_model(model, x: torch.Tensor, y: torch.Tensor, eps: float, classes: i
 
 
 def _model_ready(study: Study, cell: StudyCell, minutes_left: float) -> bool:
-    """Train the cell's model again if its run folder is gone (a fresh checkout keeps only the records): one
-    model at a time, just before it is attacked, so that each chunk's results are kept in the results file
-    even when the session ends (``imaseg study run --rebuild-missing``; the record is kept, and the rebuilt
-    model's clean predictions are checked against it). False when no time is left for it."""
-    if RunDir(cell.folder(study.work)).last_checkpoint.is_file():
+    """Train the cell's model again if this work folder has no finished one (a fresh checkout keeps only the
+    records): one model at a time, just before it is attacked, so that each chunk's results are kept in the
+    results file even when the session ends (``imaseg study run --rebuild-missing``: the record is kept, and the
+    rebuilt model's clean predictions are checked against it). False when no time is left for it."""
+    if has_trained_model(study.work, cell):
         return True
     if minutes_left <= 0:
         return False
-    logging.warning("%s: model missing from %s; training it again (its record kept)", cell.key, study.work)
-    run_study(study, only=[cell.name], folds=[cell.fold], seeds=[cell.seed], rebuild_missing=True)
-    return True
+    logging.warning("%s: no finished model in %s; training it again (its record kept)", cell.key, study.work)
+    outcome = run_study(
+        study, only=[cell.name], folds=[cell.fold], seeds=[cell.seed], max_minutes=minutes_left, rebuild_missing=True
+    )
+    if outcome.ran:
+        logging.warning("%s: stale in the records (settings changed), so run and recorded again", outcome.ran)
+    return has_trained_model(study.work, cell)
 
 
 def run(study_path: Path, seeds: list[int], limit: int, max_minutes: float) -> Path:

@@ -22,18 +22,20 @@ from imaseg.pipeline import StageRunner, load_pipeline_config, pipeline_argument
 from imaseg.utils.logs import setup_logging  # noqa: E402
 
 
-def _demo_data_settings(data: dict, path: str) -> tuple[int, tuple[int, ...], int]:
-    """The config's ``data`` section: patients, volume shape and seed, or an error naming the key and the file."""
-    try:
-        patients, seed = int(data.get("patients", 10)), int(data.get("seed", 0))
-        shape = tuple(int(n) for n in data.get("shape", (96, 96, 8)))
-    except (TypeError, ValueError):
+def _demo_data_settings(data: dict, path: str, patients: int | None) -> tuple[int, tuple[int, ...], int]:
+    """The config's ``data`` section (``patients`` from ``--patients`` where given): patients, volume shape and
+    seed, or an error naming the key and where it was set."""
+    data = {"patients": 10, "shape": [96, 96, 8], "seed": 0, **data}
+    if patients is not None:
+        data["patients"], path = patients, f"{path} + --patients"
+    values = [data["patients"], data["seed"], *(data["shape"] if isinstance(data["shape"], list) else [None])]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise ValueError(
             f"{path}: `data` must hold integers, e.g. patients: 10, shape: [96, 96, 8], seed: 0; got {data}"
-        ) from None
-    if patients < 1 or len(shape) != 3 or min(shape) < 1:
+        )
+    if data["patients"] < 1 or len(data["shape"]) != 3 or min(data["shape"]) < 1:
         raise ValueError(f"{path}: `data` needs patients >= 1 and a shape of 3 positive sizes, got {data}")
-    return patients, shape, seed
+    return data["patients"], tuple(data["shape"]), data["seed"]
 
 
 def main(argv=None) -> int:
@@ -45,8 +47,7 @@ def main(argv=None) -> int:
     config = load_pipeline_config(args)
     out = Path(args.out)
     runner = StageRunner(out, force=args.force)
-    patients, shape, seed = _demo_data_settings(config.data, args.config)
-    patients = args.patients or patients
+    patients, shape, seed = _demo_data_settings(config.data, args.config, args.patients)
     runner.run(
         "demo-data",
         {"patients": patients, "shape": shape, "seed": seed},

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from imaseg.metrics.worst import AGGREGATIONS, case_class_dice, mean_case_dice, mean_global_dice
+from imaseg.metrics.worst import COUNT_AGGREGATIONS, case_class_dice, mean_case_dice, mean_global_dice
 
 __all__ = ["bootstrap_auc", "bootstrap_dice", "paired_bootstrap_difference"]
 
@@ -87,8 +87,8 @@ def paired_bootstrap_difference(
     >>> round(pair["difference"], 4), round(pair["low"], 4), round(pair["high"], 4)  # p1 0, p2 1 - 0.8
     (0.0667, 0.0, 0.2)
     """
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"`aggregation` must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if aggregation not in COUNT_AGGREGATIONS:
+        raise ValueError(f"`aggregation` must be one of {COUNT_AGGREGATIONS}, got {aggregation!r}")
     shared: Sequence[str] = sorted(set(first) & set(second))
     if not shared:
         raise ValueError("the two evaluations share no case; a paired interval needs the same cases")

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["AGGREGATIONS", "case_class_dice", "choose_worst", "mean_case_dice", "mean_global_dice"]
+__all__ = ["COUNT_AGGREGATIONS", "case_class_dice", "choose_worst", "mean_case_dice", "mean_global_dice"]
 
-AGGREGATIONS = ("global", "case")  # Dice of pooled counts; mean per-case Dice
+# what per-case [tp, fp, fn] counts give: Dice of the pooled counts, mean per-case Dice
+# (imaseg.evaluation.AGGREGATIONS adds the per-slice mean, which needs per-slice counts)
+COUNT_AGGREGATIONS = ("global", "case")
 
 
 def mean_global_dice(totals: np.ndarray) -> np.ndarray:

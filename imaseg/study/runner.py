@@ -43,7 +43,7 @@ from imaseg.training.trainer import train
 from imaseg.transforms.chain import PreprocessConfig
 from imaseg.utils.atomic import atomic_write_json
 
-__all__ = ["CellPlan", "StudyOutcome", "plan_cells", "rebuild_cell", "run_study"]
+__all__ = ["CellPlan", "StudyOutcome", "has_trained_model", "plan_cells", "rebuild_cell", "run_study"]
 
 logger = logging.getLogger("imaseg.study")
 
@@ -180,9 +180,17 @@ def rebuild_cell(plan: CellPlan, record: dict[str, Any], cache: Path, stages: St
     """
     _train_cell(plan, cache, stages)
     check = replace(
-        plan.evaluate, eps=[0.0], tag="rebuild-check", hd95=False, overlays=0,
-        steps_check=False, gradient_free_check=False, transfer_check=False,
-    )  # fmt: skip
+        plan.evaluate,
+        attacks=[],
+        eps=[0.0],
+        eps_linf=[0.0],
+        tag="rebuild-check",
+        hd95=False,
+        overlays=0,
+        steps_check=False,
+        gradient_free_check=False,
+        transfer_check=False,
+    )  # fmt: skip: the clean predictions only
     evaluate(plan.run, check, progress=False)
     clean = RunDir(plan.run).evaluation(check.tag).read_cell(cell_key(None))
     counts = {c: v.tolist() for c, v in case_counts(clean).items()}
@@ -193,19 +201,29 @@ def rebuild_cell(plan: CellPlan, record: dict[str, Any], cache: Path, stages: St
         differ = sum(counts.get(c) != v for c, v in record["counts"]["clean"].items())
         logger.warning(
             "%s: model trained again, but its clean counts differ from the record's on %d of %d cases "
-            "(training is not bitwise reproducible here); the record is kept",
+            "(training not bitwise reproducible here, or changed data, code or library versions); the record is kept",
             plan.cell.key, differ, len(record["counts"]["clean"]),
         )  # fmt: skip
     return same
 
 
-def _to_rebuild(plans: Sequence[CellPlan], todo: Sequence[CellPlan], rebuild_missing: bool) -> list[CellPlan]:
-    """Done cells without a checkpoint here that a cell to run starts from (or all of them, ``rebuild_missing``)."""
+def has_trained_model(work: Path, cell: StudyCell) -> bool:
+    """Whether ``work`` holds the cell's finished model: its checkpoint, and its training stage recorded as done
+    (a training cut off mid-way leaves the ``last.pt`` of an earlier epoch: not a finished model)."""
+    if not RunDir(cell.folder(work)).last_checkpoint.is_file():
+        return False
+    return bool(StageRunner(work).state.get(f"train {cell.key}", {}).get("done"))
+
+
+def _to_rebuild(
+    plans: Sequence[CellPlan], todo: Sequence[CellPlan], rebuild_missing: bool, work: Path
+) -> list[CellPlan]:
+    """Done cells without a finished model here that a cell to run starts from (or all, ``rebuild_missing``)."""
     keys = {p.cell.key for p in todo}
     needed = {p.cell.init_key for p in todo if p.cell.init_key}
     chosen: list[CellPlan] = []
     for plan in reversed(plans):  # every cell comes after the one it starts from: walk back up the chains
-        missing = not RunDir(plan.run).last_checkpoint.is_file()
+        missing = not has_trained_model(work, plan.cell)
         if plan.cell.key not in keys and missing and (rebuild_missing or plan.cell.key in needed):
             chosen.insert(0, plan)
             needed.add(plan.cell.init_key or "")
@@ -248,7 +266,7 @@ def run_study(
         max_minutes: stop before starting a cell once this many wall minutes have passed (default: the
             study's ``max_minutes``; none: no limit). Rerun to continue.
         work: the folder of the run folders and the cache (default: the study's ``work``).
-        rerun_missing: also rerun cells the records hold whose run folder has no checkpoint here (for code
+        rerun_missing: also rerun cells the records hold that have no finished model here (for code
             that needs the models themselves, not only the committed records), replacing their records.
         rebuild_missing: train such cells' models again without touching their records
             (:func:`rebuild_cell`). Done cells that a cell to run starts from are always rebuilt where their
@@ -266,10 +284,9 @@ def run_study(
     todo = [
         p
         for p in plans
-        if not records.is_done(p.cell.key, p.fingerprint)
-        or (rerun_missing and not RunDir(p.run).last_checkpoint.is_file())
+        if not records.is_done(p.cell.key, p.fingerprint) or (rerun_missing and not has_trained_model(work, p.cell))
     ]
-    rebuild = _to_rebuild(plans, todo, rebuild_missing)
+    rebuild = _to_rebuild(plans, todo, rebuild_missing, work)
     outcome.skipped = [p.cell.key for p in plans if p not in todo and p not in rebuild]
     if not todo and not rebuild:
         return outcome

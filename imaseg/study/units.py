@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from imaseg.metrics.worst import AGGREGATIONS, case_class_dice, mean_case_dice, mean_global_dice
+from imaseg.metrics.worst import COUNT_AGGREGATIONS as AGGREGATIONS  # this module's name, kept for its callers
+from imaseg.metrics.worst import case_class_dice, mean_case_dice, mean_global_dice
 
 __all__ = ["AGGREGATIONS", "UnitCounts", "crossed_draws", "unit_counts"]
 

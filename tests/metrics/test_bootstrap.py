@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from imaseg.metrics.bootstrap import bootstrap_auc, bootstrap_dice
+from imaseg.metrics.bootstrap import bootstrap_auc, bootstrap_dice, paired_bootstrap_difference
 from imaseg.metrics.worst import mean_global_dice
 
 PATIENTS = {f"p{i}{phase}": f"p{i}" for i in range(6) for phase in "ab"}
@@ -42,3 +42,15 @@ def test_auc_interval_matches_the_single_budget_interval_when_the_curve_is_flat(
 def test_auc_refuses_what_it_cannot_integrate(counts, match):
     with pytest.raises(ValueError, match=match):
         bootstrap_auc(counts, PATIENTS)
+
+
+def test_paired_difference_per_case_differs_from_global_and_refuses_other_aggregations():
+    first = {"a": [[9, 0, 1]], "b": [[1, 0, 1]]}  # a large structure found, a small one half found
+    second = {"a": [[5, 0, 5]], "b": [[2, 0, 0]]}
+    patients = {"a": "p1", "b": "p2"}
+    pooled = paired_bootstrap_difference(first, second, patients)["difference"]
+    per_case = paired_bootstrap_difference(first, second, patients, aggregation="case")["difference"]
+    assert pooled == pytest.approx(20 / 22 - 14 / 19)  # global Dice: pooled tp, fp, fn
+    assert per_case == pytest.approx((18 / 19 + 2 / 3) / 2 - (10 / 15 + 1) / 2)  # mean of the cases' Dice
+    with pytest.raises(ValueError, match=r"`aggregation` must be one of \('global', 'case'\), got 'slice'"):
+        paired_bootstrap_difference(first, second, patients, aggregation="slice")

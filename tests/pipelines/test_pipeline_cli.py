@@ -208,12 +208,17 @@ def test_an_empty_section_in_quick_changes_nothing(tmp_path):
         ("{patients: ten}", r"`data` must hold integers, e.g. patients: 10"),
         ("{shape: [96, 96]}", r"`data` needs patients >= 1 and a shape of 3 positive sizes"),
         ("{patients: 0}", r"`data` needs patients >= 1"),
+        ("{patients: 2.7}", r"`data` must hold integers"),
+        ("{seed: true}", r"`data` must hold integers"),
+        ("{patients: 4} --patients -1", r" \+ --patients: `data` needs patients >= 1"),
     ],
 )
 def test_demo_data_settings_are_checked_before_any_work(data, message, tmp_path):
     config = tmp_path / "demo.yaml"
+    data, _, flag = data.partition(" --patients ")
     config.write_text(f"data: {data}\n")
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match=f"{config}: {message}"):
-        load_pipeline("demo").main(["--config", str(config), "--out", str(out)])
+    with pytest.raises(ValueError, match=f"{config}{message}" if flag else f"{config}: {message}"):
+        argv = ["--config", str(config), "--out", str(out), *(["--patients", flag] if flag else [])]
+        load_pipeline("demo").main(argv)
     assert not (out / "stages.json").exists()

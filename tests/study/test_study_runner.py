@@ -120,6 +120,12 @@ def test_models_of_done_cells_are_trained_again_where_missing_and_records_kept(t
     assert json.loads(study.records_path.read_text()) == tampered  # records kept as they were
     assert run_study(study, work=tmp_path / "other", rebuild_missing=True).rebuilt == []  # the models are there
 
+    stages = tmp_path / "other" / "stages.json"  # std's training cut off mid-way: a last.pt, but not finished
+    state = json.loads(stages.read_text())
+    state["train std fold0 seed0"]["done"] = False
+    stages.write_text(json.dumps(state))
+    assert run_study(study, work=tmp_path / "other", rebuild_missing=True).rebuilt == ["std fold0 seed0"]
+
 
 def test_run_refuses_bad_settings_before_any_work(tmp_path, tiny_data):
     study = load_study(_declaration(tmp_path, tiny_data, train={"epochz": 1}))
