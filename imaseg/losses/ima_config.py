@@ -36,10 +36,10 @@ class IMAConfig:
     eps_max: float = setting(1.0, "largest margin (L2)")
     eps_min: float = setting(
         0.0,
-        "smallest margin (L2); 0 is the published rule. A floor at PGD-AT's eps keeps margins near it: in the ACDC"
-        " study that setting did as well as margins pinned at the floor, i.e. it is PGD-AT with voxel mode's loss"
-        " (+0.022..+0.024 global Dice at eps 1 over PGD-AT's front at matched clean Dice, +0.012 in mean per-case Dice; "
-        "benchmarks/README.md)",
+        "smallest margin (L2); 0 is the published rule. A floor at PGD-AT's eps keeps margins near it, which makes"
+        " IMA PGD-AT with voxel mode's loss: in the unconfirmed ACDC frontier study as good as margins pinned at the"
+        " floor, +0.024 global Dice at eps 1 over PGD-AT's front at matched clean Dice (+0.012 per case); issue"
+        " 23's confirmation found no IMA setting above PGD-AT on ACDC (benchmarks/README.md)",
     )
     beta: float = setting(0.5, "weight of the adversarial term")
     tau: float = setting(0.6, "Dice threshold of the 'still correct' predicate (with relative_tau: a fraction)")
