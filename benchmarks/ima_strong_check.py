@@ -253,6 +253,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging(1)
     logging.getLogger("imaseg").setLevel(logging.WARNING)
+    logging.getLogger("imaseg.study").setLevel(logging.INFO)  # rebuilt models: whether they match their records
     if load_study(args.study).name not in BUDGETS:
         parser.error(f"{args.study}: no budgets fixed for this study; expected one of {sorted(BUDGETS)}")
     if not args.table:
