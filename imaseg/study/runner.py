@@ -190,7 +190,7 @@ def rebuild_cell(plan: CellPlan, record: dict[str, Any], cache: Path, stages: St
         steps_check=False,
         gradient_free_check=False,
         transfer_check=False,
-    )  # fmt: skip: the clean predictions only
+    )  # the clean predictions only
     evaluate(plan.run, check, progress=False)
     clean = RunDir(plan.run).evaluation(check.tag).read_cell(cell_key(None))
     counts = {c: v.tolist() for c, v in case_counts(clean).items()}
@@ -207,12 +207,14 @@ def rebuild_cell(plan: CellPlan, record: dict[str, Any], cache: Path, stages: St
     return same
 
 
-def has_trained_model(work: Path, cell: StudyCell) -> bool:
+def has_trained_model(work: Path, cell: StudyCell, stages: dict | None = None) -> bool:
     """Whether ``work`` holds the cell's finished model: its checkpoint, and its training stage recorded as done
-    (a training cut off mid-way leaves the ``last.pt`` of an earlier epoch: not a finished model)."""
+    (a training cut off mid-way leaves the ``last.pt`` of an earlier epoch: not a finished model). ``stages``:
+    the work folder's stage record, when the caller has read it already."""
     if not RunDir(cell.folder(work)).last_checkpoint.is_file():
         return False
-    return bool(StageRunner(work).state.get(f"train {cell.key}", {}).get("done"))
+    state = stages if stages is not None else StageRunner(work).state
+    return bool(state.get(f"train {cell.key}", {}).get("done"))
 
 
 def _to_rebuild(
@@ -221,9 +223,10 @@ def _to_rebuild(
     """Done cells without a finished model here that a cell to run starts from (or all, ``rebuild_missing``)."""
     keys = {p.cell.key for p in todo}
     needed = {p.cell.init_key for p in todo if p.cell.init_key}
+    state = StageRunner(work).state if work.is_dir() else {}  # read once, not once per cell
     chosen: list[CellPlan] = []
     for plan in reversed(plans):  # every cell comes after the one it starts from: walk back up the chains
-        missing = not has_trained_model(work, plan.cell)
+        missing = not has_trained_model(work, plan.cell, state)
         if plan.cell.key not in keys and missing and (rebuild_missing or plan.cell.key in needed):
             chosen.insert(0, plan)
             needed.add(plan.cell.init_key or "")
