@@ -218,12 +218,12 @@ def has_trained_model(work: Path, cell: StudyCell, stages: dict | None = None) -
 
 
 def _to_rebuild(
-    plans: Sequence[CellPlan], todo: Sequence[CellPlan], rebuild_missing: bool, work: Path
+    plans: Sequence[CellPlan], todo: Sequence[CellPlan], rebuild_missing: bool, work: Path, state: dict
 ) -> list[CellPlan]:
-    """Done cells without a finished model here that a cell to run starts from (or all, ``rebuild_missing``)."""
+    """Done cells without a finished model here that a cell to run starts from (or all, ``rebuild_missing``).
+    ``state``: the work folder's stage record."""
     keys = {p.cell.key for p in todo}
     needed = {p.cell.init_key for p in todo if p.cell.init_key}
-    state = StageRunner(work).state if work.is_dir() else {}  # read once, not once per cell
     chosen: list[CellPlan] = []
     for plan in reversed(plans):  # every cell comes after the one it starts from: walk back up the chains
         missing = not has_trained_model(work, plan.cell, state)
@@ -284,12 +284,14 @@ def run_study(
     plans = plan_cells(study, expand_cells(study, only=only, folds=folds, seeds=seeds), work)
     records = StudyRecords.load(study.records_path)
     outcome = StudyOutcome()
+    state = StageRunner(work).state if work.is_dir() else {}  # the stage record, read once for every cell
     todo = [
         p
         for p in plans
-        if not records.is_done(p.cell.key, p.fingerprint) or (rerun_missing and not has_trained_model(work, p.cell))
+        if not records.is_done(p.cell.key, p.fingerprint)
+        or (rerun_missing and not has_trained_model(work, p.cell, state))
     ]
-    rebuild = _to_rebuild(plans, todo, rebuild_missing, work)
+    rebuild = _to_rebuild(plans, todo, rebuild_missing, work, state)
     outcome.skipped = [p.cell.key for p in plans if p not in todo and p not in rebuild]
     if not todo and not rebuild:
         return outcome
